@@ -1,0 +1,77 @@
+"""The FLOP meter: fvcore forward counts per (family, size, input shape), counted once and cached.
+
+Convention, printed in every report:
+- fvcore counts one fused multiply-add as one flop (it reports MACs); we report FLOPs = 2 x MACs.
+- fvcore counts scaled_dot_product_attention as zero, so counting uses a copy of the model built
+  with eager (math) attention, whatever kernel training uses.
+- A training step costs 3 x its forward (backward = 2 x forward). tests/test_flops.py checks this
+  against torch.utils.flop_counter.FlopCounterMode forward + backward for every family.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from suite.families import FAMILIES, Family, Inputs, logits
+
+CONVENTION = ("FLOPs = 2 x fvcore MACs (one multiply-add = 2 FLOPs), attention counted on the "
+              "eager path, one training step = 3 x forward; evaluation not counted")
+TRAIN_FACTOR = 3
+
+
+class _Logits(nn.Module):
+    def __init__(self, family: Family, model: nn.Module) -> None:
+        super().__init__()
+        self.family, self.model = family, model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits(self.family, self.model, x)
+
+
+def example_input(family: Family, inputs: Inputs, batch: int) -> torch.Tensor:
+    if family.data_kind == "images":
+        return torch.zeros(batch, inputs.channels, inputs.image_size, inputs.image_size)
+    return torch.zeros(batch, inputs.seq_len, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=256)
+def _count(family_name: str, size: tuple[tuple[str, int], ...], inputs: Inputs,
+           batch: int) -> tuple[int, int]:
+    family = FAMILIES[family_name]
+    with torch.device("cpu"):
+        model = family.build(dict(size), inputs, eager_attention=True).eval()
+    x = example_input(family, inputs, batch)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    fa = FlopCountAnalysis(_Logits(family, model), (x,))
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    by_module = fa.by_module()
+    blocks = by_module.get(f"model.{family.layout.blocks}", 0)
+    return 2 * int(fa.total()), 2 * int(blocks)
+
+
+def forward_flops(family: Family, size: dict[str, int], inputs: Inputs, batch: int,
+                  blocks_only: bool = False) -> int:
+    """FLOPs of one forward pass on `batch` examples; `blocks_only` excludes embeddings and head."""
+    total, blocks = _count(family.name, tuple(sorted(size.items())), inputs, batch)
+    return blocks if blocks_only else total
+
+
+def train_step_flops(family: Family, size: dict[str, int], inputs: Inputs, batch: int,
+                     blocks_only: bool = False) -> int:
+    return TRAIN_FACTOR * forward_flops(family, size, inputs, batch, blocks_only)
+
+
+def measured_train_flops(family: Family, model: nn.Module, x: torch.Tensor) -> int:
+    """Forward + backward FLOPs of one step as torch's FlopCounterMode counts them (cross-check)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        logits(family, model, x).float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())

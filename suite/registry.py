@@ -1,0 +1,93 @@
+"""The registry: definition files -> validated Benchmarks, checked against families and methods.
+
+spec.py checks what a definition says; this module checks that it can run: the family exists and
+can build every scale's size, the data suits the family, and every arm plans at every scale. All of
+it happens before anything trains, and every error names the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from suite import data as D
+from suite.families import FAMILIES, Family, Inputs
+from suite.methods import MethodError, plan
+from suite.spec import Benchmark, Scale, SpecError, load
+
+BUILTIN = Path(__file__).resolve().parent / "benchmarks"
+USER_SOURCE = "user"  # a scale whose data the user must bring with --data PATH
+
+
+def inputs_for(family: Family, scale: Scale, data: D.TextData | D.ImageData | None) -> Inputs:
+    """The input description a family sizes itself from; `data=None` uses what the built-in
+    sources are known to hold (for validation before loading anything)."""
+    if family.data_kind == "images":
+        if data is None:
+            return Inputs(image_size=28, channels=1, num_classes=10)  # both built-in sources
+        return Inputs(image_size=data.image_size, channels=data.channels,
+                      num_classes=data.num_classes)
+    vocab = D.BYTE_VOCAB if data is None else data.vocab_size
+    if family.task == "masked-lm":
+        vocab += 1  # [MASK]
+    return Inputs(seq_len=scale.seq_len, vocab_size=vocab)
+
+
+def validate(b: Benchmark) -> Benchmark:
+    if b.family not in FAMILIES:
+        raise SpecError(b.path, "family", f"unknown family {b.family!r}", ", ".join(FAMILIES))
+    fam = FAMILIES[b.family]
+    builtin = D.BUILTIN_TEXT if fam.data_kind == "text" else D.BUILTIN_IMAGES
+    other = D.BUILTIN_IMAGES if fam.data_kind == "text" else D.BUILTIN_TEXT
+    for name, s in b.scales.items():
+        where = f"scales.{name}"
+        if s.data.source in other:
+            raise SpecError(b.path, "data.source", f"{s.data.source!r} is not {fam.data_kind} data "
+                            f"(family {fam.name})", f"{', '.join(builtin)}, a path, or 'user'")
+        if fam.data_kind == "text" and not s.seq_len:
+            raise SpecError(b.path, f"{where}.seq_len", f"missing; family {fam.name} reads text")
+        if fam.data_kind == "images" and s.seq_len:
+            raise SpecError(b.path, f"{where}.seq_len", f"family {fam.name} reads images; "
+                            "remove seq_len (the image size comes from the data)")
+        inputs = inputs_for(fam, s, None)
+        for key, msg in fam.check(s.model, inputs if s.data.source in builtin else Inputs()):
+            raise SpecError(b.path, f"{where}.model.{key}", msg)
+        if s.eval.every > s.steps:
+            raise SpecError(b.path, "eval.every", f"{s.eval.every} is more than the {s.steps} "
+                            f"steps of scale {name}",
+                            f"1..{s.steps}")
+        if "top1" in s.eval.metrics and fam.task != "classify":
+            raise SpecError(b.path, "eval.metrics", f"top1 needs a classifier, {fam.name} is "
+                            f"{fam.task}", "loss")
+        for arm in b.arms.values():
+            try:
+                plan(arm, s)
+            except MethodError as e:
+                raise SpecError(b.path, str(e).split(":")[0], str(e).split(": ", 1)[1]) from None
+    return b
+
+
+def definition_files(paths: list[str | Path] | None = None) -> list[Path]:
+    files: list[Path] = []
+    for p in [Path(x) for x in (paths or [BUILTIN])]:
+        if p.is_dir():
+            found = sorted(p.glob("*.toml"))
+            if not found:
+                raise SpecError(p, "(folder)", "holds no *.toml definition")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise SpecError(p, "(file)", "no such file or folder")
+    return files
+
+
+def load_benchmarks(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:
+    """All definitions under `paths` (files or folders; default: the built-in registry)."""
+    out: dict[str, Benchmark] = {}
+    for f in definition_files(paths):
+        b = validate(load(f))
+        if b.name in out:
+            raise SpecError(f, "name", f"benchmark {b.name!r} is already defined in "
+                            f"{out[b.name].path}")
+        out[b.name] = b
+    return out

@@ -1,0 +1,166 @@
+"""Run folders: manifest.json, curve.jsonl, summary.json. Imports nothing of ours.
+
+    results/<scale>/<benchmark>/<arm>/seed-<n>/
+        manifest.json   written first (status "running"): resolved definition, seed, provenance
+        curve.jsonl     one line per evaluation, appended and flushed as the run goes
+        summary.json    written last and atomically; only status "completed" counts as a result
+
+A run killed half way therefore has a manifest that says "running" and no summary, and a run that
+diverged or was interrupted has a summary whose status says so: readers skip both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+COMPLETED = "completed"
+STATUSES = ("running", COMPLETED, "diverged", "interrupted", "failed")
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_dir(root: Path, scale: str, benchmark: str, arm: str, seed: int) -> Path:
+    return Path(root) / scale / benchmark / arm / f"seed-{seed}"
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the code that ran (None outside a git checkout)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True, timeout=10).stdout
+        return {"commit": commit, "dirty": bool(dirty.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment(device: str, threads: int) -> dict[str, Any]:
+    import torch
+
+    name = platform.processor() or platform.machine()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    return {
+        "git": git_state(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {p: _version(p) for p in ("torch", "transformers", "timm", "fvcore", "numpy")},
+        "device": device,
+        "device_name": name,
+        "threads": threads,
+    }
+
+
+class RunWriter:
+    """Writes one run folder. Use `finish` exactly once; until then the run is not a result."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        for stale in ("summary.json", "curve.jsonl"):  # a rerun must not inherit a verdict
+            (self.path / stale).unlink(missing_ok=True)
+        self.manifest = {**manifest, "status": "running"}
+        atomic_write_json(self.path / "manifest.json", self.manifest)
+        self._curve = open(self.path / "curve.jsonl", "a")
+
+    def log(self, row: dict[str, Any]) -> None:
+        self._curve.write(json.dumps(row, sort_keys=True) + "\n")
+        self._curve.flush()
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        if status not in STATUSES[1:]:
+            raise ValueError(f"finish status {status!r}; allowed: {', '.join(STATUSES[1:])}")
+        self._curve.close()
+        atomic_write_json(self.path / "summary.json", {**summary, "status": status})
+        self.manifest["status"] = status
+        atomic_write_json(self.path / "manifest.json", self.manifest)
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any] | None
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return (self.summary or {}).get("status", self.manifest.get("status", "running"))
+
+    @property
+    def complete(self) -> bool:
+        return self.summary is not None and self.summary.get("status") == COMPLETED
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.manifest["scale_name"], self.manifest["benchmark"], self.manifest["arm_name"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.manifest["seed"])
+
+
+class ResultsError(ValueError):
+    """A results folder that cannot be read; the message names the file."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultsError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_run(path: Path) -> Run:
+    path = Path(path)
+    manifest = _read_json(path / "manifest.json")
+    summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else None
+    curve = []
+    cfile = path / "curve.jsonl"
+    if cfile.exists():
+        for i, line in enumerate(cfile.read_text().splitlines()):
+            if line.strip():
+                try:
+                    curve.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise ResultsError(f"{cfile}:{i + 1}: not valid JSON") from None
+    return Run(path, manifest, summary, curve)
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run folder (one with a manifest.json) under `root`, complete or not."""
+    root = Path(root)
+    if not root.exists():
+        raise ResultsError(f"{root}: no such results folder")
+    return [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))]

@@ -1,0 +1,164 @@
+"""Executes a Plan: builds the models, trains them with the one loop, meters FLOPs and wall time,
+and writes the run folder. Every method runs through `run_one`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from suite import data as D
+from suite import flops, methods
+from suite.families import FAMILIES, Family, logits
+from suite.registry import USER_SOURCE, inputs_for
+from suite.results import COMPLETED, RunWriter, environment, run_dir
+from suite.spec import Benchmark, Scale, SpecError
+from suite.train import Clock, Diverged, evaluate, train
+
+_DATA_CACHE: dict[tuple[str, str, int], D.TextData | D.ImageData] = {}
+
+
+def load_data(family: Family, scale: Scale) -> D.TextData | D.ImageData:
+    key = (family.data_kind, scale.data.source, scale.data.vocab_size)
+    if key not in _DATA_CACHE:
+        if scale.data.source == USER_SOURCE:
+            raise SpecError("(command line)", f"scales.{scale.name}.data.source",
+                            "this scale reads data you bring: pass --data PATH",
+                            "a text file or folder, a .npy of token ids, or an image folder")
+        if family.data_kind == "text":
+            _DATA_CACHE[key] = D.load_text(scale.data.source, scale.data.vocab_size or None)
+        else:
+            _DATA_CACHE[key] = D.load_images(scale.data.source)
+    return _DATA_CACHE[key]
+
+
+def pick_precision(device: torch.device, precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
+            device: str = "cpu", threads: int | None = None, precision: str = "auto",
+            progress: bool = True) -> Path:
+    """Train one arm of one benchmark at one scale with one seed; returns the run folder.
+
+    The folder is a result only if its summary says "completed"; divergence and interruption
+    are written down as such (and an interruption is re-raised after the write)."""
+    scale = bench.scale(scale_name)
+    arm = bench.arms[arm_name]
+    family = FAMILIES[bench.family]
+    dev = torch.device(device)
+    threads = threads or int(os.environ.get("SUITE_THREADS", 0)) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)  # pinned so that CPU runs are bit-reproducible
+    prec = pick_precision(dev, precision)
+
+    data = load_data(family, scale)
+    inputs = inputs_for(family, scale, data)
+    for key, msg in family.check(scale.model, inputs):
+        raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
+    plan = methods.plan(arm, scale)
+    heldout = D.heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
+                                scale.eval.batches)
+    batches = D.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
+    top1 = "top1" in scale.eval.metrics
+    units = scale.batch_size * (scale.seq_len or 1)  # tokens (or images) per step
+
+    manifest: dict[str, Any] = {
+        "benchmark": bench.name, "scale_name": scale_name, "arm_name": arm_name, "seed": seed,
+        "definition": bench.resolved(scale_name, arm_name),
+        "method": {"name": plan.method, "options": plan.options},
+        "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in plan.steps],
+        "data": {"source": data.source, "heldout": list(getattr(data, "heldout_names", ())),
+                 "inputs": dataclasses.asdict(inputs)},
+        "precision": prec, "flop_convention": flops.CONVENTION,
+        "environment": environment(device, threads),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    writer = RunWriter(run_dir(out, scale_name, bench.name, arm_name, seed), manifest)
+    clock = Clock()
+    levels: dict[int, dict[str, float]] = {}
+    curve: list[dict[str, Any]] = []
+    model = None
+    bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
+               disable=not progress, mininterval=1.0, file=sys.stderr)
+
+    def log_eval(level: int, last_train: float) -> None:
+        ev = evaluate(model, heldout, out_fn, dev, prec, top1)
+        row = {"step": clock.step, "flops": clock.flops, "wall_s": round(clock.wall_s, 4),
+               "level": level, "train_loss": last_train, "heldout_loss": ev["loss"]}
+        if data_bpb := getattr(data, "bytes_per_token", None):
+            row["heldout_bpb"] = ev["loss"] / math.log(2) / data_bpb
+        if top1:
+            row["heldout_top1"] = ev["top1"]
+        curve.append(row)
+        writer.log(row)
+        bar.set_postfix(loss=f"{last_train:.3f}", heldout=f"{ev['loss']:.3f}",
+                        tok_s=f"{clock.step * units / max(clock.wall_s, 1e-9):.0f}")
+
+    def out_fn(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return logits(family, m, x)
+
+    status, error, crash = COMPLETED, None, None
+    t_start = time.perf_counter()
+    try:
+        torch.manual_seed(seed)
+        for step in plan.steps:
+            if isinstance(step, methods.Transfer):
+                raise NotImplementedError(f"operator {step.operator} arrives with its method")
+            model = family.build(step.model, inputs).to(dev)
+            per_step = flops.train_step_flops(family, step.model, inputs, scale.batch_size)
+            lv = levels.setdefault(step.level, {"steps": 0, "flops": 0, "wall_s": 0.0})
+            before = dataclasses.replace(clock)
+            if clock.step == 0:
+                log_eval(step.level, float("nan"))  # the starting point of the curve
+
+            def on_step(c: Clock, last: float, level: int = step.level) -> None:
+                if c.step % scale.eval.every == 0 or c.step == plan.train_steps:
+                    log_eval(level, last)
+
+            train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step, dev,
+                  prec, check_every=math.gcd(scale.eval.every, 10),
+                  progress=lambda n, _loss: bar.update(n))
+            lv["steps"] += clock.step - before.step
+            lv["flops"] += clock.flops - before.flops
+            lv["wall_s"] += clock.wall_s - before.wall_s
+    except Diverged as e:
+        status, error = "diverged", str(e)
+    except KeyboardInterrupt:
+        status, error = "interrupted", "KeyboardInterrupt"
+    except Exception as e:  # recorded, then re-raised: a crash is never a result
+        status, error, crash = "failed", f"{type(e).__name__}: {e}", e
+    finally:
+        bar.close()
+    final = curve[-1] if curve else {}
+    summary = {
+        "steps": clock.step, "planned_steps": plan.train_steps, "flops": clock.flops,
+        "wall_s": clock.wall_s, "eval_wall_s": clock.eval_wall_s,
+        "total_wall_s": time.perf_counter() - t_start,
+        "final_heldout_loss": final.get("heldout_loss"), "final_train_loss": final.get("train_loss"),
+        "final_heldout_top1": final.get("heldout_top1"), "final_heldout_bpb": final.get("heldout_bpb"),
+        "start_heldout_loss": curve[0]["heldout_loss"] if curve else None,
+        "levels": {str(k): v for k, v in levels.items()},
+        "throughput_per_s": clock.step * units / clock.wall_s if clock.wall_s else None,
+        "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
+        "error": error,
+    }
+    if status == COMPLETED and clock.step != plan.train_steps:
+        status, summary["error"] = "failed", f"ran {clock.step} of {plan.train_steps} steps"
+    writer.finish(status, summary)
+    if status == "interrupted":
+        raise KeyboardInterrupt
+    if crash is not None:
+        raise crash
+    if status == "failed":
+        raise RuntimeError(f"{writer.path}: run failed: {summary['error']}")
+    return writer.path

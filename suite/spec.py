@@ -1,0 +1,268 @@
+"""Benchmark definitions: TOML -> typed, validated objects. Imports nothing of ours.
+
+A definition declares a workload (family, data, optimiser, evaluation), one table per scale
+(model size, steps, batch) and its arms. Top-level [data], [train] and [eval] are defaults that a
+scale may override key by key (`[scales.tiny.train] lr = ...`). Every problem is reported as
+`<file>: <key>: <what is wrong>; allowed: <what is>` before anything trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+SCALES = ("smoke", "tiny", "small", "paper")
+
+
+class SpecError(ValueError):
+    """A definition that cannot run. The message names the file, the key and what is allowed."""
+
+    def __init__(self, file: str | Path, key: str, problem: str, allowed: str = "") -> None:
+        self.file, self.key, self.problem, self.allowed = str(file), key, problem, allowed
+        msg = f"{file}: {key}: {problem}"
+        super().__init__(msg + (f"; allowed: {allowed}" if allowed else ""))
+
+
+def _opt(default: Any, doc: str, *, choices: tuple = (), low: float | None = None,
+         high: float | None = None, low_open: bool = False) -> Any:
+    meta = {"doc": doc, "choices": choices, "low": low, "high": high, "low_open": low_open}
+    if isinstance(default, (list, dict, tuple)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+REQUIRED = dataclasses.MISSING
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str = _opt(REQUIRED, "shakespeare, fashion-mnist, mnist-5k, a path, or 'user'")
+    tokenizer: str = _opt("bytes", "how text becomes ids", choices=("bytes",))
+    vocab_size: int = _opt(0, "vocabulary of a pre-tokenised .npy (0: max id + 1)", low=0)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    lr: float = _opt(REQUIRED, "peak learning rate", low=0.0, low_open=True)
+    optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "sgd"))
+    weight_decay: float = _opt(0.0, "decoupled weight decay (AdamW) or L2 (SGD)", low=0.0)
+    betas: tuple = _opt((0.9, 0.999), "AdamW betas, two numbers in [0, 1)")
+    momentum: float = _opt(0.0, "SGD momentum", low=0.0, high=1.0)
+    warmup: float = _opt(0.0, "fraction of steps spent in linear warm-up", low=0.0, high=0.5)
+    decay: str = _opt("cosine", "shape after warm-up", choices=("cosine", "linear", "constant"))
+    min_lr_ratio: float = _opt(0.0, "final lr as a fraction of the peak", low=0.0, high=1.0)
+    grad_clip: float = _opt(0.0, "global gradient-norm clip (0: off)", low=0.0)
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    every: int = _opt(50, "held-out evaluation every N steps", low=1)
+    batches: int = _opt(4, "held-out batches per evaluation", low=1)
+    metrics: tuple = _opt(("loss",), "what each evaluation reports")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Everything one run of one arm needs, with the benchmark's defaults already applied."""
+
+    name: str
+    model: dict[str, int]
+    steps: int
+    batch_size: int
+    seq_len: int  # text only; 0 for images
+    data: DataSpec
+    train: TrainSpec
+    eval: EvalSpec
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    method: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    path: str
+    description: str
+    family: str
+    scales: dict[str, Scale]
+    arms: dict[str, Arm]
+
+    def scale(self, name: str) -> Scale:
+        if name not in self.scales:
+            raise SpecError(self.path, f"scales.{name}", "this benchmark does not declare it",
+                            ", ".join(self.scales))
+        return self.scales[name]
+
+    def resolved(self, scale: str, arm: str) -> dict[str, Any]:
+        """The resolved definition of one run, for its manifest."""
+        return {"benchmark": self.name, "file": self.path, "family": self.family,
+                "scale": dataclasses.asdict(self.scale(scale)),
+                "arm": dataclasses.asdict(self.arms[arm])}
+
+
+METRICS = ("loss", "top1")
+_TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms"}
+_SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "data", "train", "eval"}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is tuple:
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    return {float: "a number", int: "an integer", str: "a string", tuple: "a list"}.get(hint, "?")
+
+
+def _parse(cls: type, table: dict, file: str, where: dict[str, str]) -> Any:
+    """Build dataclass `cls` from a TOML table, checking keys, types, choices and ranges.
+    `where` maps each key to the table it came from ("" for a key that is missing)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+
+    def at(k: str) -> str:
+        return f"{where.get(k, where[''])}.{k}"
+
+    for key in table:
+        if key not in fields:
+            raise SpecError(file, at(key), "unknown key", ", ".join(fields))
+    out = {}
+    for name, f in fields.items():
+        key, meta = at(name), f.metadata
+        if name not in table:
+            if f.default is REQUIRED and f.default_factory is REQUIRED:  # type: ignore[misc]
+                raise SpecError(file, key, f"missing ({meta['doc']})")
+            continue
+        v = table[name]
+        if not _type_ok(v, hints[name]):
+            raise SpecError(file, key, f"must be {_type_name(hints[name])}, got {v!r}",
+                            meta["doc"])
+        if meta["choices"] and v not in meta["choices"]:
+            raise SpecError(file, key, f"unknown value {v!r}", ", ".join(meta["choices"]))
+        lo, hi = meta["low"], meta["high"]
+        if lo is not None and (v < lo or (meta["low_open"] and v == lo)):
+            op = ">" if meta["low_open"] else ">="
+            raise SpecError(file, key, f"must be {op} {lo}, got {v!r}", meta["doc"])
+        if hi is not None and v > hi:
+            raise SpecError(file, key, f"must be <= {hi}, got {v!r}", meta["doc"])
+        out[name] = tuple(v) if hints[name] is tuple else v
+    obj = cls(**out)
+    if isinstance(obj, TrainSpec):
+        b = obj.betas
+        if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
+            raise SpecError(file, at("betas"), f"must be two numbers in [0, 1), got {list(b)}")
+    if isinstance(obj, EvalSpec):
+        bad = [m for m in obj.metrics if m not in METRICS]
+        if bad or not obj.metrics:
+            raise SpecError(file, at("metrics"), f"unknown metric(s) {bad}", ", ".join(METRICS))
+    return obj
+
+
+def _positive_int(v: Any, file: str, key: str, what: str) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise SpecError(file, key, f"must be a positive integer, got {v!r}", what)
+    return v
+
+
+def _section(cls: type, doc: dict, st: dict, section: str, file: str, where: str) -> Any:
+    """Top-level [section] overridden key by key by [scales.X.section]; errors name the origin."""
+    base, over = doc.get(section, {}), st.get(section, {})
+    if not isinstance(over, dict):
+        raise SpecError(file, f"{where}.{section}", f"must be a table, got {type(over).__name__}")
+    origin = {"": section} | {k: section for k in base} | {k: f"{where}.{section}" for k in over}
+    return _parse(cls, {**base, **over}, file, origin)
+
+
+def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
+    """A definition from an already-read TOML document (tests use this directly)."""
+    file = str(file)
+    for key in doc:
+        if key not in _TOP:
+            raise SpecError(file, key, "unknown top-level key", ", ".join(sorted(_TOP)))
+    name = doc.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        raise SpecError(file, "name", f"must be a non-empty string, got {name!r}")
+    family = doc.get("family")
+    if not isinstance(family, str):
+        raise SpecError(file, "family", f"missing or not a string: {family!r}",
+                        "bert, gpt2, vit, decoder")
+    for section in ("data", "train", "eval"):
+        if section in doc and not isinstance(doc[section], dict):
+            raise SpecError(file, section, "must be a table")
+    scales_doc = doc.get("scales")
+    if not isinstance(scales_doc, dict) or not scales_doc:
+        raise SpecError(file, "scales", "missing; declare at least one scale", ", ".join(SCALES))
+    scales = {}
+    for sname, st in scales_doc.items():
+        where = f"scales.{sname}"
+        if sname not in SCALES:
+            raise SpecError(file, where, "unknown scale", ", ".join(SCALES))
+        if not isinstance(st, dict):
+            raise SpecError(file, where, "must be a table")
+        for key in st:
+            if key not in _SCALE_KEYS:
+                raise SpecError(file, f"{where}.{key}", "unknown key",
+                                ", ".join(sorted(_SCALE_KEYS)))
+        for key in ("model", "steps", "batch_size"):
+            if key not in st:
+                raise SpecError(file, f"{where}.{key}", "missing")
+        if not isinstance(st["model"], dict):
+            raise SpecError(file, f"{where}.model", "must be a table of sizes, e.g. "
+                            "{ hidden = 128, layers = 4, heads = 4 }")
+        scales[sname] = Scale(
+            name=sname,
+            model=dict(st["model"]),
+            steps=_positive_int(st["steps"], file, f"{where}.steps", "training steps"),
+            batch_size=_positive_int(st["batch_size"], file, f"{where}.batch_size", "batch size"),
+            seq_len=(_positive_int(st["seq_len"], file, f"{where}.seq_len", "tokens per sequence")
+                     if "seq_len" in st else 0),
+            data=_section(DataSpec, doc, st, "data", file, where),
+            train=_section(TrainSpec, doc, st, "train", file, where),
+            eval=_section(EvalSpec, doc, st, "eval", file, where),
+        )
+    arms_doc = doc.get("arms")
+    if not isinstance(arms_doc, dict) or not arms_doc:
+        raise SpecError(file, "arms", "missing; declare at least [arms.baseline]")
+    arms = {}
+    for aname, at in arms_doc.items():
+        if not isinstance(at, dict) or not isinstance(at.get("method"), str):
+            raise SpecError(file, f"arms.{aname}.method", "missing or not a string")
+        opts = {k: v for k, v in at.items() if k != "method"}
+        arms[aname] = Arm(aname, at["method"], opts)
+    return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms)
+
+
+def load(path: str | Path) -> Benchmark:
+    """One definition file."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(path, "(file)", "no such file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(path, "(syntax)", f"not valid TOML: {e}") from None
+    return parse(doc, path, default_name=path.stem)
+
+
+def with_data_source(bench: Benchmark, scale: str, source: str) -> Benchmark:
+    """The same definition with one scale's data source replaced (`--data PATH`)."""
+    s = bench.scale(scale)
+    new = dataclasses.replace(s, data=dataclasses.replace(s.data, source=source))
+    return dataclasses.replace(bench, scales={**bench.scales, scale: new})
+

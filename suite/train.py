@@ -1,0 +1,168 @@
+"""The one training loop, for every family and every method. Reads top to bottom.
+
+A method's plan calls `train` once per Train step; the `Clock` carries the run's cumulative steps,
+FLOPs and wall time across those calls, so a curve is one line however many levels it visits.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.data import Batch
+
+
+@dataclass(frozen=True)
+class Optim:
+    """What the loop needs of a definition's [train] table."""
+
+    optimizer: str  # adamw | sgd
+    lr: float
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.0
+    warmup: float = 0.0  # fraction of this stage's steps
+    decay: str = "cosine"  # cosine | linear | constant
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+
+
+@dataclass
+class Clock:
+    """Cumulative progress of a run; wall time excludes evaluation."""
+
+    step: int = 0
+    flops: int = 0
+    wall_s: float = 0.0
+    eval_wall_s: float = 0.0
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def make_optimizer(model: nn.Module, o: Optim) -> torch.optim.Optimizer:
+    # no weight decay on biases, norms and other 1-D parameters (nanoGPT, BERT practice)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    rest = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": o.weight_decay},
+              {"params": rest, "weight_decay": 0.0}]
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum)
+    raise ValueError(f"optimizer {o.optimizer!r}; allowed: adamw, sgd")
+
+
+def lr_factor(step: int, total: int, o: Optim) -> float:
+    """Multiplier of the peak lr at `step` (0-based) of a stage of `total` steps."""
+    warm = int(round(o.warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    if o.decay == "constant" or total <= warm:
+        return 1.0
+    frac = (step - warm) / max(1, total - warm)
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if o.decay == "cosine" else 1 - frac
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
+
+
+def loss_of(model: nn.Module, batch: Batch, out: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy over labelled positions (-100 is ignored) and the logits. One loss for
+    causal LM, masked LM and classification: the data module shapes the labels."""
+    x, y = batch
+    z = out(model, x)
+    return F.cross_entropy(z.reshape(-1, z.size(-1)).float(), y.reshape(-1), ignore_index=-100), z
+
+
+def autocast(device: torch.device, precision: str):  # noqa: ANN201
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: list[Batch], out: Callable, device: torch.device,
+             precision: str, top1: bool) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    total, count, correct = 0.0, 0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        with autocast(device, precision):
+            loss, z = loss_of(model, (x, y), out)
+        n = int((y != -100).sum())
+        total, count = total + float(loss) * n, count + n
+        if top1:
+            correct += int((z.argmax(-1) == y).sum())
+    model.train(was_training)
+    res = {"loss": total / count}
+    if top1:
+        res["top1"] = correct / count
+    return res
+
+
+def train(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    steps: int,
+    optim: Optim,
+    step_flops: int,
+    clock: Clock,
+    out: Callable,
+    on_step: Callable[[Clock, float], None] | None = None,
+    device: torch.device = torch.device("cpu"),
+    precision: str = "fp32",
+    check_every: int = 10,
+    progress: Callable[[int, float], None] | None = None,
+) -> float:
+    """Train `model` for `steps` steps with a fresh optimiser and schedule; returns the last loss.
+
+    `on_step(clock, loss)` runs after every step (the runner evaluates and logs there); it is
+    excluded from wall time. Losses are read back from the device only every `check_every` steps
+    (the only host synchronisation), where a NaN or infinite loss raises `Diverged`; the loss
+    passed on is the mean over that window.
+    """
+    opt = make_optimizer(model, optim)
+    model.train()
+    last = float("nan")
+    pending: list[torch.Tensor] = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        for g in opt.param_groups:
+            g["lr"] = optim.lr * lr_factor(i, steps, optim)
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, precision):
+            loss, _ = loss_of(model, (x, y), out)
+        loss.backward()
+        if optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        pending.append(loss.detach())
+        if len(pending) >= check_every or i == steps - 1:
+            values = torch.stack(pending).float().cpu()
+            pending.clear()
+            last = float(values.mean())  # mean over the window: a steadier training loss
+            if not torch.isfinite(values).all():
+                raise Diverged(f"training loss {last} at step {clock.step + 1}")
+        if device.type == "cuda" and i == steps - 1:
+            torch.cuda.synchronize(device)
+        clock.step += 1
+        clock.flops += step_flops
+        clock.wall_s += time.perf_counter() - t0
+        if progress is not None:
+            progress(1, last)
+        if on_step is not None:
+            t1 = time.perf_counter()
+            on_step(clock, last)
+            clock.eval_wall_s += time.perf_counter() - t1
+    return last
