@@ -86,43 +86,77 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def comparison_rows(root: Path) -> list[list[str]]:
-    runs = find_runs(root)
+RUN_HEADERS = ["scale", "benchmark", "arm", "seeds", "completed", "held-out loss start",
+               "held-out loss end", "top1 end", "FLOPs", "train s / seed", "device"]
+SAVING_HEADERS = ["scale", "benchmark", "arm", "target loss", "FLOPs saved to target",
+                  "wall time saved to target", "loss at equal FLOPs (arm - baseline)", "notes"]
+
+
+def comparison_tables(root: Path) -> tuple[list[list], list[list]]:
+    """Per arm: what ran and where it ended; per non-baseline arm: savings against the baseline.
+    Only completed runs count; the others are listed as such."""
     groups: dict[tuple[str, str], dict[str, list]] = {}
-    for r in runs:
+    for r in find_runs(root):
         scale, bench, arm = r.key
         groups.setdefault((scale, bench), {}).setdefault(arm, []).append(r)
-    rows = []
+    runs_rows, saving_rows = [], []
     for (scale, bench), arms in sorted(groups.items()):
         done = {a: [r for r in rs if r.complete] for a, rs in arms.items()}
-        skipped = {a: len(rs) - len(done[a]) for a, rs in arms.items()}
+        for arm, rs in sorted(arms.items()):
+            ok = done[arm]
+            start = analysis.mean_ci([r.curve[0]["heldout_loss"] for r in ok])
+            end = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
+            top1 = [r.curve[-1]["heldout_top1"] for r in ok if "heldout_top1" in r.curve[-1]]
+            runs_rows.append([
+                scale, bench, arm, ",".join(str(r.seed) for r in sorted(rs, key=lambda r: r.seed)),
+                f"{len(ok)}/{len(rs)}", f"{start.mean:.4f}" if ok else "-", end.fmt(digits=4),
+                analysis.mean_ci(top1).fmt(digits=3) if top1 else "-",
+                f"{ok[0].summary['flops']:.3g}" if ok else "-",
+                f"{sum(r.summary['wall_s'] for r in ok) / len(ok):.1f}" if ok else "-",
+                ", ".join(sorted({r.manifest['environment']['device_name'] for r in rs})),
+            ])
         base = done.get("baseline", [])
         for arm, rs in sorted(done.items()):
-            note = f"{skipped[arm]} incomplete run(s) skipped" if skipped[arm] else ""
-            if arm == "baseline" or not base or not rs:
-                final = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in rs])
-                rows.append([scale, bench, arm, final.fmt(digits=4), "-", "-", "-", "-",
-                             note or ("no completed baseline" if not base else "")])
+            if arm == "baseline":
+                continue
+            if not base or not rs:
+                saving_rows.append([scale, bench, arm, "-", "-", "-", "-",
+                                    "no completed baseline" if not base else "no completed run"])
                 continue
             c = analysis.compare(rs, base)
-            if c.extrapolated:
-                note = (note + "; " if note else "") + f"{c.extrapolated} cost(s) extrapolated"
-            rows.append([scale, bench, arm, c.arm_final.fmt(digits=4), f"{c.target:.4f}",
-                         c.flops_saving.fmt(pct=True), c.wall_saving.fmt(pct=True),
-                         c.loss_at_equal_flops.fmt(digits=4), note])
-    return rows
+            note = f"{c.extrapolated} cost(s) extrapolated" if c.extrapolated else ""
+            saving_rows.append([scale, bench, arm, f"{c.target:.4f}", c.flops_saving.fmt(pct=True),
+                                c.wall_saving.fmt(pct=True), c.loss_at_equal_flops.fmt(digits=4),
+                                note])
+    return runs_rows, saving_rows
+
+
+def render_comparison(root: Path) -> str:
+    runs_rows, saving_rows = comparison_tables(root)
+    if not runs_rows:
+        raise ResultsError(f"{root}: no runs found")
+    out = [tabulate(runs_rows, RUN_HEADERS, tablefmt="github")]
+    if saving_rows:
+        out += ["", "Savings against the baseline (mean [95% interval] over seeds):", "",
+                tabulate(saving_rows, SAVING_HEADERS, tablefmt="github")]
+    out += ["", f"FLOP convention: {flops.CONVENTION}.",
+            "Intervals: 95% Student t over seeds (savings: delta method, Welch df)."]
+    return "\n".join(out)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    rows = comparison_rows(Path(args.results))
-    if not rows:
-        print(f"{args.results}: no runs found", file=sys.stderr)
-        return 2
-    print(tabulate(rows, ["scale", "benchmark", "arm", "final held-out loss (mean [95% CI])",
-                          "target", "FLOPs saved to target", "wall time saved to target",
-                          "held-out loss at equal FLOPs (arm - baseline)", "notes"],
-                   tablefmt="github"))
-    print(f"\nFLOP convention: {flops.CONVENTION}")
+    text = render_comparison(Path(args.results))
+    if args.update:
+        path = Path(args.update)
+        begin, end = f"<!-- compare {args.results} -->", f"<!-- end compare {args.results} -->"
+        doc = path.read_text()
+        if begin not in doc or end not in doc:
+            raise ResultsError(f"{path}: markers {begin} ... {end} not found")
+        head, rest = doc.split(begin, 1)
+        path.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+        print(f"updated {path}")
+    else:
+        print(text)
     return 0
 
 
@@ -150,7 +184,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compare", help="savings table of a results folder")
-    c.add_argument("results", nargs="?", default="results")
+    c.add_argument("results", nargs="?", default="runs")
+    c.add_argument("--update", metavar="FILE", help="write the tables between the markers "
+                   "<!-- compare RESULTS --> and <!-- end compare RESULTS --> of FILE")
     c.set_defaults(fn=cmd_compare)
     return p
 

@@ -15,8 +15,11 @@ import logging
 import warnings
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
+
+with warnings.catch_warnings():  # fvcore's import scripts a function; torch warns jit is deprecated
+    warnings.simplefilter("ignore", FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
 
 from suite.families import FAMILIES, Family, Inputs, logits
 

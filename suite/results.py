@@ -65,10 +65,20 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     import torch
 
-    name = platform.processor() or platform.machine()
+    name = _cpu_name()
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
     return {
