@@ -63,9 +63,11 @@ def _count(family_name: str, size: tuple[tuple[str, int], ...], inputs: Inputs,
 
 def forward_flops(family: Family, size: dict[str, int], inputs: Inputs, batch: int,
                   blocks_only: bool = False) -> int:
-    """FLOPs of one forward pass on `batch` examples; `blocks_only` excludes embeddings and head."""
-    total, blocks = _count(family.name, tuple(sorted(size.items())), inputs, batch)
-    return blocks if blocks_only else total
+    """FLOPs of one forward pass on `batch` examples; `blocks_only` excludes embeddings and head.
+    Counted on one example and multiplied: every op is linear in the batch (a test checks it),
+    and tracing a paper-size model at its full batch would cost minutes of CPU."""
+    total, blocks = _count(family.name, tuple(sorted(size.items())), inputs, 1)
+    return batch * (blocks if blocks_only else total)
 
 
 def train_step_flops(family: Family, size: dict[str, int], inputs: Inputs, batch: int,

@@ -1,0 +1,91 @@
+"""The one training loop: schedules, optimiser groups, the bf16 path, divergence."""
+
+import math
+
+import pytest
+import torch
+
+from suite import data as D
+from suite.families import FAMILIES, Inputs, logits
+from suite.train import Clock, Diverged, Optim, evaluate, lr_factor, make_optimizer, train
+
+FAM = FAMILIES["decoder"]
+SIZE = {"hidden": 32, "layers": 2, "heads": 2}
+INPUTS = Inputs(seq_len=16, vocab_size=256)
+
+
+def out(m, x):
+    return logits(FAM, m, x)
+
+
+def _batches(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        w = torch.randint(0, 256, (4, 17), generator=g)
+        yield w[:, :-1], w[:, 1:]
+
+
+@pytest.mark.parametrize("decay", ["cosine", "linear"])
+def test_warmup_then_decay_endpoints(decay):
+    o = Optim("adamw", 1.0, warmup=0.1, decay=decay, min_lr_ratio=0.1)
+    total = 100
+    assert lr_factor(0, total, o) == pytest.approx(0.1)  # (step + 1) / warm-up steps
+    assert lr_factor(9, total, o) == pytest.approx(1.0)
+    assert lr_factor(10, total, o) == pytest.approx(1.0)
+    assert lr_factor(55, total, o) == pytest.approx(0.55)  # halfway: both shapes give 0.5
+    assert lr_factor(100, total, o) == pytest.approx(0.1)  # the floor
+    values = [lr_factor(i, total, o) for i in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_constant_schedule_and_no_warmup():
+    o = Optim("sgd", 0.5, decay="constant")
+    assert {lr_factor(i, 50, o) for i in range(50)} == {1.0}
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    opt = make_optimizer(model, Optim("adamw", 1e-3, weight_decay=0.1))
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"])
+    assert all(p.dim() < 2 for p in plain["params"])
+    n = sum(1 for p in model.parameters())
+    assert len(decayed["params"]) + len(plain["params"]) == n
+    with pytest.raises(ValueError, match="allowed: adamw, sgd"):
+        make_optimizer(model, Optim("lamb", 1e-3))
+
+
+def test_clock_counts_steps_flops_and_last_loss_is_finite():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    clock = Clock()
+    seen = []
+    last = train(model, _batches(), 12, Optim("adamw", 1e-3), 1000, clock, out,
+                 on_step=lambda c, loss: seen.append(c.step), check_every=4)
+    assert clock.step == 12 and clock.flops == 12_000 and seen == list(range(1, 13))
+    assert math.isfinite(last) and clock.wall_s > 0
+
+
+def test_bf16_autocast_path_runs_on_cpu_and_differs_from_fp32():
+    held = D.heldout_batches(D.TextData(torch.zeros(10), torch.randint(0, 256, (400,)), 256, 1.0,
+                                        "random", ()), "causal-lm", 4, 16, 2)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = FAM.build(SIZE, INPUTS)
+        train(model, _batches(), 5, Optim("adamw", 1e-3), 1, Clock(), out, precision=precision)
+        losses[precision] = evaluate(model, held, out, torch.device("cpu"), precision, False)["loss"]
+    assert all(math.isfinite(v) for v in losses.values())
+    assert losses["fp32"] != losses["bf16"]
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+
+
+def test_nan_loss_raises_diverged():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))  # tied: poisons the embedding and the logits
+    with pytest.raises(Diverged, match="training loss nan at step"):
+        train(model, _batches(), 8, Optim("sgd", 0.1), 1, Clock(), out, check_every=4)
