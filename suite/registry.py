@@ -26,7 +26,7 @@ def inputs_for(family: Family, scale: Scale, data: D.TextData | D.ImageData | No
             return Inputs(image_size=28, channels=1, num_classes=10)  # both built-in sources
         return Inputs(image_size=data.image_size, channels=data.channels,
                       num_classes=data.num_classes)
-    vocab = D.BYTE_VOCAB if data is None else data.vocab_size
+    vocab = data.vocab_size if data is not None else (scale.data.vocab_size or D.BYTE_VOCAB)
     if family.task == "masked-lm":
         vocab += 1  # [MASK]
     return Inputs(seq_len=scale.seq_len, vocab_size=vocab)

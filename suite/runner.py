@@ -89,7 +89,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     curve: list[dict[str, Any]] = []
     model = None
     bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
-               disable=not progress, mininterval=1.0, file=sys.stderr)
+               disable=not progress, file=sys.stderr,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
 
     def log_eval(level: int, last_train: float) -> None:
         ev = evaluate(model, heldout, out_fn, dev, prec, top1)
