@@ -79,8 +79,10 @@ def cost_to_reach(curve: list[dict], target: float, x: str = "flops",
     if len(tail) < 2:
         return Cost(math.inf, False)
     xs, ys = np.array([p[0] for p in tail]), np.array([p[1] for p in tail])
-    slope = float(np.polyfit(xs, ys, 1)[0]) if np.ptp(xs) > 0 else 0.0
-    if slope >= 0:
+    span = float(np.ptp(xs))
+    slope = float(np.polyfit(xs - xs[0], ys, 1)[0]) if span > 0 else 0.0
+    # a fall over the whole tail below float noise is no fall: FLOP axes reach 1e15 and more
+    if slope * span >= -1e-9 * max(1.0, float(np.abs(ys).max())):
         return Cost(math.inf, True)
     return Cost(pts[-1][0] + (target - pts[-1][1]) / slope, True)
 
@@ -103,6 +105,8 @@ def ratio_saving(arm: list[float], base: list[float], confidence: float = CONFID
     if len(a) == 0 or len(b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return Interval(math.nan, math.nan, math.nan, min(len(a), len(b)))
     ma, mb = float(a.mean()), float(b.mean())
+    if mb == 0:  # the target was met before training: no saving is defined
+        return Interval(math.nan, math.nan, math.nan, min(len(a), len(b)))
     r = ma / mb
     if len(a) < 2 or len(b) < 2:
         return Interval(1 - r, -math.inf, math.inf, min(len(a), len(b)))

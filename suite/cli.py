@@ -79,11 +79,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             s = r.summary
             rows.append([a, seed, r.status, f"{s['start_heldout_loss']:.4f}",
                          f"{s['final_heldout_loss']:.4f}",
-                         f"{s['final_heldout_top1']:.3f}" if s.get("final_heldout_top1") else "-",
+                         f"{s['final_heldout_top1']:.3f}"
+                         if s.get("final_heldout_top1") is not None else "-",
                          _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
     print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
                           "FLOPs", "train s", "folder"], tablefmt="github"))
-    return 0
+    return 0 if all(r[2] == "completed" for r in rows) else 1
 
 
 RUN_HEADERS = ["scale", "benchmark", "arm", "seeds", "completed", "held-out loss start",

@@ -99,7 +99,7 @@ def load_text(source: str, vocab_size: int | None = None) -> TextData:
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"{path}: expected a 1-D array of integer token ids, "
                             f"got shape {arr.shape} dtype {arr.dtype}")
-        tokens = torch.from_numpy(np.asarray(arr, dtype=np.int64))
+        tokens = torch.from_numpy(np.array(arr, dtype=np.int64))
         vocab = vocab_size or int(tokens.max()) + 1
         if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
             raise DataError(f"{path}: token ids must lie in [0, vocab_size={vocab}); "

@@ -41,8 +41,9 @@ def validate(b: Benchmark) -> Benchmark:
     for name, s in b.scales.items():
         where = f"scales.{name}"
         if s.data.source in other:
-            raise SpecError(b.path, "data.source", f"{s.data.source!r} is not {fam.data_kind} data "
-                            f"(family {fam.name})", f"{', '.join(builtin)}, a path, or 'user'")
+            raise SpecError(b.path, s.where("data.source"),
+                            f"{s.data.source!r} is not {fam.data_kind} data (family {fam.name})",
+                            f"{', '.join(builtin)}, a path, or 'user'")
         if fam.data_kind == "text" and not s.seq_len:
             raise SpecError(b.path, f"{where}.seq_len", f"missing; family {fam.name} reads text")
         if fam.data_kind == "images" and s.seq_len:
@@ -52,12 +53,12 @@ def validate(b: Benchmark) -> Benchmark:
         for key, msg in fam.check(s.model, inputs if s.data.source in builtin else Inputs()):
             raise SpecError(b.path, f"{where}.model.{key}", msg)
         if s.eval.every > s.steps:
-            raise SpecError(b.path, "eval.every", f"{s.eval.every} is more than the {s.steps} "
-                            f"steps of scale {name}",
+            raise SpecError(b.path, s.where("eval.every"),
+                            f"{s.eval.every} is more than the {s.steps} steps of scale {name}",
                             f"1..{s.steps}")
         if "top1" in s.eval.metrics and fam.task != "classify":
-            raise SpecError(b.path, "eval.metrics", f"top1 needs a classifier, {fam.name} is "
-                            f"{fam.task}", "loss")
+            raise SpecError(b.path, s.where("eval.metrics"),
+                            f"top1 needs a classifier, {fam.name} is {fam.task}", "loss")
         for arm in b.arms.values():
             try:
                 plan(arm, s)

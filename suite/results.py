@@ -12,6 +12,7 @@ diverged or was interrupted has a summary whose status says so: readers skip bot
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -25,13 +26,24 @@ COMPLETED = "completed"
 STATUSES = ("running", COMPLETED, "diverged", "interrupted", "failed")
 
 
+def finite(obj: Any) -> Any:
+    """NaN and infinities as null, so that the files are strict JSON (jq, browsers)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=str)
+            json.dump(finite(obj), f, indent=2, sort_keys=True, default=str, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -105,7 +117,7 @@ class RunWriter:
         self._curve = open(self.path / "curve.jsonl", "a")
 
     def log(self, row: dict[str, Any]) -> None:
-        self._curve.write(json.dumps(row, sort_keys=True) + "\n")
+        self._curve.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
         self._curve.flush()
 
     def finish(self, status: str, summary: dict[str, Any]) -> None:

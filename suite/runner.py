@@ -126,12 +126,14 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                 if c.step % scale.eval.every == 0 or c.step == plan.train_steps:
                     log_eval(level, last)
 
-            train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step, dev,
-                  prec, check_every=math.gcd(scale.eval.every, 10),
-                  progress=lambda n, _loss: bar.update(n))
-            lv["steps"] += clock.step - before.step
-            lv["flops"] += clock.flops - before.flops
-            lv["wall_s"] += clock.wall_s - before.wall_s
+            try:
+                train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step,
+                      dev, prec, check_every=math.gcd(scale.eval.every, 10),
+                      progress=lambda n, _loss: bar.update(n))
+            finally:  # a level that diverged or was interrupted still counts what it ran
+                lv["steps"] += clock.step - before.step
+                lv["flops"] += clock.flops - before.flops
+                lv["wall_s"] += clock.wall_s - before.wall_s
     except Diverged as e:
         status, error = "diverged", str(e)
     except KeyboardInterrupt:

@@ -77,6 +77,11 @@ class Scale:
     data: DataSpec
     train: TrainSpec
     eval: EvalSpec
+    # "eval.every" -> "scales.tiny.eval.every" where the scale overrides it, for error messages
+    origin: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, key: str) -> str:
+        return self.origin.get(key, key)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,8 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
             data=_section(DataSpec, doc, st, "data", file, where),
             train=_section(TrainSpec, doc, st, "train", file, where),
             eval=_section(EvalSpec, doc, st, "eval", file, where),
+            origin={f"{sec}.{k}": f"{where}.{sec}.{k}" for sec in ("data", "train", "eval")
+                    for k in (st.get(sec) or {})},
         )
     arms_doc = doc.get("arms")
     if not isinstance(arms_doc, dict) or not arms_doc:
@@ -256,6 +263,8 @@ def load(path: str | Path) -> Benchmark:
         raise SpecError(path, "(file)", "no such file") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError(path, "(syntax)", f"not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(path, "(file)", f"cannot read: {e}") from None
     return parse(doc, path, default_name=path.stem)
 
 

@@ -76,7 +76,8 @@ def test_bf16_autocast_path_runs_on_cpu_and_differs_from_fp32():
         torch.manual_seed(0)
         model = FAM.build(SIZE, INPUTS)
         train(model, _batches(), 5, Optim("adamw", 1e-3), 1, Clock(), out, precision=precision)
-        losses[precision] = evaluate(model, held, out, torch.device("cpu"), precision, False)["loss"]
+        ev = evaluate(model, held, out, torch.device("cpu"), precision, False)
+        losses[precision] = ev["loss"]
     assert all(math.isfinite(v) for v in losses.values())
     assert losses["fp32"] != losses["bf16"]
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)

@@ -1,0 +1,167 @@
+"""`python -m suite list | run | compare`: output, exit codes and error messages."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from suite import flops
+from suite.cli import main
+from suite.families import FAMILIES
+from suite.registry import inputs_for
+from suite.results import RunWriter, find_runs, run_dir
+
+NAMES = ("bert", "bert-large", "deit", "gpt", "ode")
+
+
+def table_rows(out):
+    """The data rows of a github table as lists of stripped cells."""
+    return [[c.strip() for c in line.strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("|") and not line.startswith("|--")]
+
+
+def by_column(rows, key):
+    """Rows of a table (header first) as dicts keyed by the header, indexed by column `key`."""
+    header, *body = rows
+    return {r[header.index(key)]: dict(zip(header, r, strict=True)) for r in body}
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    assert rows[0][:3] == ["benchmark", "family", "scale"]
+    assert {r[0] for r in rows[1:]} == set(NAMES)
+    assert len(rows) == 1 + 5 * 4  # five benchmarks, four scales each
+    gpt_smoke = next(r for r in rows if r[0] == "gpt" and r[2] == "smoke")
+    assert gpt_smoke[1] == "gpt2" and gpt_smoke[3] == "2-32-2" and gpt_smoke[7] == "shakespeare"
+    deit_smoke = next(r for r in rows if r[0] == "deit" and r[2] == "smoke")
+    assert deit_smoke[3] == "2-32-2/p7" and deit_smoke[4] == "-"
+
+
+def test_list_with_a_user_definition(tmp_path, capsys, mini_toml):
+    path = tmp_path / "mine.toml"
+    path.write_text(mini_toml("mine"))
+    assert main(["--benchmarks", str(path), "list"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert [r[0] for r in rows[1:]] == ["mine"]
+
+
+def test_run_unknown_benchmark(capsys):
+    assert main(["run", "nope", "--scale", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nope'" in err
+    allowed = re.search(r"allowed: (.*)$", err.strip()).group(1).split(", ")
+    assert sorted(allowed) == sorted(NAMES)
+
+
+def test_run_unknown_arm(capsys, tmp_path):
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", "turbo", "--out",
+                 str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "arms.turbo: no such arm; allowed: baseline" in err and "gpt.toml" in err
+
+
+def test_run_unknown_scale_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "gpt", "--scale", "huge"])
+    assert e.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_paper_scale_without_data(capsys, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "gpt", "--scale", "paper", "--threads", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "scales.paper.data.source" in err and "--data" in err
+    assert not out.exists()  # refused before any run folder was written
+
+
+def test_dry_run_prints_flops(capsys, builtin_benchmarks, gpt_smoke_runs):
+    assert main(["run", "gpt", "--scale", "smoke", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    assert rows[0] == ["arm", "method", "train steps", "FLOPs (projected)"]
+    scale = builtin_benchmarks["gpt"].scale("smoke")
+    fam = FAMILIES["gpt2"]
+    per_step = flops.train_step_flops(fam, scale.model, inputs_for(fam, scale, None), 8)
+    assert rows[1] == ["baseline", "baseline", "20", f"{per_step * 20:.3g}"]
+    assert "FLOP convention: FLOPs = 2 x fvcore MACs" in out
+    # the projection is what a real run meters
+    assert gpt_smoke_runs(0).summary["flops"] == per_step * 20
+
+
+def test_run_and_compare(capsys, tmp_path):
+    out = tmp_path / "runs"
+    assert main(["run", "gpt", "--scale", "smoke", "--seeds", "2", "--first-seed", "5",
+                 "--threads", "1", "--no-progress", "--out", str(out)]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert [(r[0], r[1], r[2]) for r in rows[1:]] == [("baseline", "5", "completed"),
+                                                      ("baseline", "6", "completed")]
+    runs = find_runs(out)
+    assert [r.seed for r in runs] == [5, 6] and all(r.complete for r in runs)
+    assert runs[0].path == run_dir(out, "smoke", "gpt", "baseline", 5)
+    assert rows[1][4] == f"{runs[0].summary['final_heldout_loss']:.4f}"
+
+    # a second arm (a copy of the baseline) and a run that was killed half way
+    for r in runs:
+        dst = run_dir(out, "smoke", "gpt", "copy", r.seed)
+        shutil.copytree(r.path, dst)
+        manifest = json.loads((dst / "manifest.json").read_text())
+        (dst / "manifest.json").write_text(json.dumps({**manifest, "arm_name": "copy"}))
+    RunWriter(run_dir(out, "smoke", "gpt", "baseline", 7), {**runs[0].manifest, "seed": 7})
+
+    assert main(["compare", str(out)]) == 0
+    text = capsys.readouterr().out
+    runs_part, marker, savings_part = text.partition("Savings against the baseline")
+    assert marker, text
+    done = by_column(table_rows(runs_part), "arm")
+    assert set(done) == {"baseline", "copy"}
+    assert (done["baseline"]["scale"], done["baseline"]["benchmark"]) == ("smoke", "gpt")
+    assert done["baseline"]["completed"] == "2/3"  # the killed run is listed, not counted
+    assert done["baseline"]["seeds"] == "5,6,7" and done["copy"]["completed"] == "2/2"
+    ends = [r.summary["final_heldout_loss"] for r in runs]
+    assert done["baseline"]["held-out loss end"].startswith(f"{sum(ends) / 2:.4f} [")
+    assert done["copy"]["held-out loss end"] == done["baseline"]["held-out loss end"]
+    saved = by_column(table_rows(savings_part), "arm")
+    assert list(saved) == ["copy"]
+    assert saved["copy"]["target loss"] == f"{sum(ends) / 2:.4f}"
+    assert saved["copy"]["FLOPs saved to target"].startswith("0.0% [")  # same curves: no saving
+
+
+def test_run_with_user_data(capsys, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(bytes(range(32, 127)) * 60)
+    out = tmp_path / "runs"
+    assert main(["run", "gpt", "--scale", "smoke", "--data", str(corpus), "--threads", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    (run,) = find_runs(out)
+    assert run.complete and run.manifest["data"]["source"] == str(corpus)
+    assert run.manifest["definition"]["scale"]["data"]["source"] == str(corpus)
+
+
+def test_run_with_missing_user_data(capsys, tmp_path):
+    missing = tmp_path / "missing.txt"
+    assert main(["run", "gpt", "--scale", "smoke", "--data", str(missing), "--threads", "1",
+                 "--out", str(tmp_path / "runs")]) == 2
+    assert f"data source '{missing}': no such file or folder" in capsys.readouterr().err
+
+
+def test_compare_on_an_empty_folder(capsys, tmp_path):
+    assert main(["compare", str(tmp_path)]) == 2
+    assert f"{tmp_path}: no runs found" in capsys.readouterr().err
+
+
+def test_compare_on_a_missing_folder(capsys, tmp_path):
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+
+
+def test_broken_user_definition(capsys, tmp_path, mini_toml):
+    path = tmp_path / "broken.toml"
+    path.write_text(mini_toml("broken").replace("steps = 4", "steps = -5"))
+    for command in (["list"], ["run", "broken", "--scale", "smoke", "--dry-run"]):
+        assert main(["--benchmarks", str(path), *command]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: scales.smoke.steps: must be a positive integer")

@@ -1,0 +1,281 @@
+"""Run folders: atomic writes, statuses, killed runs, and the runner's reproducible output."""
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from suite import registry, spec
+from suite.data import load_text
+from suite.results import (
+    ResultsError,
+    RunWriter,
+    atomic_write_json,
+    find_runs,
+    read_run,
+    run_dir,
+)
+from suite.runner import run_one
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = {"benchmark": "b", "scale_name": "smoke", "arm_name": "baseline", "seed": 3}
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "sub" / "x.json"
+    atomic_write_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1}
+    atomic_write_json(target, {"b": [1, 2]})
+    assert json.loads(target.read_text()) == {"b": [1, 2]}
+    assert files_in(target.parent) == ["x.json"]
+
+
+def test_atomic_write_json_failure_keeps_the_old_file(tmp_path):
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {("tuple", "key"): 1})  # json cannot write this key
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert files_in(tmp_path) == ["x.json"]
+
+
+# ---------------------------------------------------------------- RunWriter and statuses
+
+
+def test_started_run_is_running_and_not_complete(tmp_results):
+    path = run_dir(tmp_results, "smoke", "b", "baseline", 3)
+    assert path == tmp_results / "smoke" / "b" / "baseline" / "seed-3"
+    w = RunWriter(path, MANIFEST)
+    w.log({"step": 0, "heldout_loss": 5.0})
+    assert json.loads((path / "manifest.json").read_text())["status"] == "running"
+    assert not (path / "summary.json").exists()
+    r = read_run(path)
+    assert r.status == "running" and not r.complete and r.summary is None
+    assert r.curve == [{"step": 0, "heldout_loss": 5.0}]
+    assert r.key == ("smoke", "b", "baseline") and r.seed == 3
+    found = find_runs(tmp_results)
+    assert [x.path for x in found] == [path]
+    assert found[0].complete is False
+
+
+def test_finish_completed_makes_a_result(tmp_results):
+    path = run_dir(tmp_results, "smoke", "b", "baseline", 3)
+    w = RunWriter(path, MANIFEST)
+    w.log({"step": 10, "heldout_loss": 4.0})
+    w.finish("completed", {"steps": 10})
+    r = read_run(path)
+    assert r.complete and r.status == "completed"
+    assert r.summary == {"steps": 10, "status": "completed"}
+    assert r.manifest["status"] == "completed" and r.manifest["seed"] == 3
+    assert files_in(path) == ["curve.jsonl", "manifest.json", "summary.json"]
+
+
+@pytest.mark.parametrize("status", ["diverged", "interrupted", "failed"])
+def test_other_final_statuses_are_not_results(tmp_results, status):
+    path = run_dir(tmp_results, "smoke", "b", "baseline", 0)
+    RunWriter(path, MANIFEST).finish(status, {"error": "x"})
+    r = read_run(path)
+    assert r.status == status and r.complete is False
+
+
+@pytest.mark.parametrize("status", ["bogus", "running", "COMPLETED"])
+def test_finish_with_a_bad_status(tmp_results, status):
+    path = tmp_results / "run"
+    w = RunWriter(path, MANIFEST)
+    with pytest.raises(ValueError, match=re.escape(f"finish status {status!r}; allowed: "
+                                                   "completed, diverged, interrupted, failed")):
+        w.finish(status, {})
+    assert not (path / "summary.json").exists()
+
+
+def test_rerun_deletes_the_stale_summary_and_curve(tmp_results):
+    path = tmp_results / "run"
+    w = RunWriter(path, MANIFEST)
+    w.log({"step": 1})
+    w.finish("completed", {})
+    assert read_run(path).complete
+    w2 = RunWriter(path, {**MANIFEST, "seed": 4})
+    assert not (path / "summary.json").exists()
+    r = read_run(path)
+    assert not r.complete and r.status == "running" and r.curve == [] and r.seed == 4
+    w2.log({"step": 2})
+    assert read_run(path).curve == [{"step": 2}]
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_run_killed_half_way(tmp_results, how):
+    path = tmp_results / "smoke" / "b" / "baseline" / "seed-3"
+    end = "os._exit(1)" if how == "exit" else "os.kill(os.getpid(), signal.SIGKILL)"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from suite.results import RunWriter
+        w = RunWriter({str(path)!r}, {MANIFEST!r})
+        for step in range(3):
+            w.log({{"step": step, "heldout_loss": 5.0 - step}})
+        {end}
+        w.finish("completed", {{}})
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == (1 if how == "exit" else -signal.SIGKILL), proc.stderr
+    assert files_in(path) == ["curve.jsonl", "manifest.json"]
+    r = read_run(path)
+    assert r.manifest["status"] == "running" and r.summary is None
+    assert r.status == "running" and r.complete is False
+    assert [row["step"] for row in r.curve] == [0, 1, 2]
+    assert [x.complete for x in find_runs(tmp_results)] == [False]
+
+
+def test_read_run_on_corrupt_json(tmp_results):
+    path = tmp_results / "run"
+    RunWriter(path, MANIFEST).finish("completed", {})
+    (path / "summary.json").write_text('{"status": "compl')
+    with pytest.raises(ResultsError, match=re.escape(f"{path / 'summary.json'}: not valid JSON")):
+        read_run(path)
+    (path / "manifest.json").write_text("not json")
+    with pytest.raises(ResultsError, match=re.escape(f"{path / 'manifest.json'}: not valid")):
+        find_runs(tmp_results)
+
+
+def test_read_run_on_a_corrupt_curve_line(tmp_results):
+    path = tmp_results / "run"
+    w = RunWriter(path, MANIFEST)
+    w.log({"step": 0})
+    w._curve.write('{"step": 1, "heldout_lo\n')  # a line cut short by a crash
+    w._curve.flush()
+    with pytest.raises(ResultsError, match=re.escape(f"{path / 'curve.jsonl'}:2: not valid JSON")):
+        read_run(path)
+
+
+def test_find_runs_on_a_missing_folder(tmp_path):
+    with pytest.raises(ResultsError, match=re.escape(f"{tmp_path / 'nope'}: no such results")):
+        find_runs(tmp_path / "nope")
+
+
+# ---------------------------------------------------------------- the runner
+
+
+def curve_values(run, key):
+    return [row[key] for row in run.curve]
+
+
+def test_runner_is_reproducible(gpt_smoke_runs, builtin_benchmarks, tmp_path):
+    a = gpt_smoke_runs(0)
+    b = read_run(run_one(builtin_benchmarks["gpt"], "smoke", "baseline", 0, tmp_path,
+                         threads=1, progress=False))
+    assert a.path != b.path and a.complete and b.complete
+    assert curve_values(a, "step") == [0, 10, 20]
+    assert curve_values(a, "heldout_loss") == curve_values(b, "heldout_loss")
+    assert curve_values(a, "flops") == curve_values(b, "flops")
+    # the first point is before any training step: no training loss yet (null: strict JSON)
+    assert a.curve[0]["train_loss"] is None and b.curve[0]["train_loss"] is None
+    assert "NaN" not in (a.path / "curve.jsonl").read_text()
+    assert curve_values(a, "train_loss")[1:] == curve_values(b, "train_loss")[1:]
+    assert all(math.isfinite(v) for v in curve_values(a, "train_loss")[1:])
+    # a smoke run learns something: held-out loss falls from about ln(256)
+    start, *_, end = curve_values(a, "heldout_loss")
+    assert start == pytest.approx(math.log(256), abs=0.1) and end < start - 0.2
+
+
+def test_a_different_seed_gives_different_curves(gpt_smoke_runs):
+    a, c = gpt_smoke_runs(0), gpt_smoke_runs(1)
+    assert curve_values(a, "heldout_loss")[1:] != curve_values(c, "heldout_loss")[1:]
+    assert curve_values(a, "train_loss")[1:] != curve_values(c, "train_loss")[1:]
+    assert curve_values(a, "heldout_loss")[0] != curve_values(c, "heldout_loss")[0]  # init
+
+
+def test_summary_agrees_with_the_curve(gpt_smoke_runs):
+    r = gpt_smoke_runs(0)
+    s = r.summary
+    assert s["status"] == "completed" and s["steps"] == s["planned_steps"] == 20
+    assert s["final_heldout_loss"] == r.curve[-1]["heldout_loss"]
+    assert s["start_heldout_loss"] == r.curve[0]["heldout_loss"]
+    assert s["flops"] == r.curve[-1]["flops"] == 2 * r.curve[1]["flops"] > 0
+    assert s["levels"]["1"]["steps"] == 20 and s["levels"]["1"]["flops"] == s["flops"]
+    assert s["final_heldout_bpb"] == pytest.approx(s["final_heldout_loss"] / math.log(2))
+    assert s["error"] is None
+
+
+def test_manifest_records_provenance(gpt_smoke_runs):
+    r = gpt_smoke_runs(0)
+    m = r.manifest
+    assert m["status"] == "completed" and m["seed"] == 0
+    assert (m["benchmark"], m["scale_name"], m["arm_name"]) == ("gpt", "smoke", "baseline")
+    d = m["definition"]
+    assert d["benchmark"] == "gpt" and d["family"] == "gpt2"
+    assert d["scale"]["steps"] == 20 and d["scale"]["model"] == {"hidden": 32, "layers": 2,
+                                                                  "heads": 2}
+    assert d["arm"]["method"] == "baseline"
+    env = m["environment"]
+    git = env["git"]
+    assert set(git) == {"commit", "dirty"}
+    if (REPO / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}", git["commit"]) and isinstance(git["dirty"], bool)
+    for pkg in ("torch", "transformers", "timm", "fvcore"):
+        assert env["versions"][pkg] == metadata.version(pkg), pkg
+    assert isinstance(env["device_name"], str) and env["device_name"]
+    assert env["threads"] == 1 and env["device"] == "cpu"
+    assert m["data"]["heldout"] == list(load_text("shakespeare").heldout_names)
+    assert m["data"]["inputs"]["vocab_size"] == 256 and m["data"]["inputs"]["seq_len"] == 32
+    assert m["precision"] == "fp32"
+    assert [s["kind"] for s in m["plan"]] == ["Train"]
+
+
+def test_a_diverging_run_is_recorded_as_such(make_definition, tmp_path):
+    doc = make_definition()
+    doc["train"].update(lr=1e30, grad_clip=0.0)
+    doc["scales"]["smoke"]["steps"] = 6
+    bench = registry.validate(spec.parse(doc, "huge-lr.toml"))
+    path = run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False)
+    r = read_run(path)
+    assert r.status == "diverged" and r.complete is False
+    assert r.manifest["status"] == "diverged"
+    assert re.match(r"training loss (nan|inf|-inf) at step \d", r.summary["error"])
+    assert r.summary["steps"] < 6
+    assert [x.status for x in find_runs(tmp_path)] == ["diverged"]
+
+
+def test_levels_of_a_diverged_run_add_up(make_definition, tmp_path):
+    doc = make_definition()
+    doc["train"].update(lr=1e30, grad_clip=0.0)
+    doc["scales"]["smoke"]["steps"] = 6
+    bench = registry.validate(spec.parse(doc, "huge-lr.toml"))
+    s = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1,
+                         progress=False)).summary
+    assert s["status"] == "diverged" and s["steps"] > 0
+    assert sum(v["steps"] for v in s["levels"].values()) == s["steps"]
+    assert sum(v["flops"] for v in s["levels"].values()) == s["flops"]
+
+
+def test_a_nan_loss_diverges_even_with_a_sane_lr(make_definition, tmp_path, monkeypatch):
+    import torch
+
+    from suite import train
+
+    real = train.loss_of
+
+    def nan_loss(model, batch, out):
+        loss, z = real(model, batch, out)
+        return loss * torch.tensor(float("nan")) if model.training else loss, z
+
+    monkeypatch.setattr(train, "loss_of", nan_loss)
+    bench = registry.validate(spec.parse(make_definition(), "nan.toml"))
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    assert r.status == "diverged" and not r.complete
+    assert r.summary["error"].startswith("training loss nan")
+    assert len(r.curve) == 1 and math.isfinite(r.curve[0]["heldout_loss"])  # only the start
