@@ -102,7 +102,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
             row["heldout_top1"] = ev["top1"]
         curve.append(row)
         writer.log(row)
-        bar.set_postfix(loss=f"{last_train:.3f}", heldout=f"{ev['loss']:.3f}",
+        bar.set_postfix(loss="-" if math.isnan(last_train) else f"{last_train:.3f}",
+                        heldout=f"{ev['loss']:.3f}",
                         tok_s=f"{clock.step * units / max(clock.wall_s, 1e-9):.0f}")
 
     def out_fn(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
