@@ -7,6 +7,7 @@ can be written once against the layout instead of once per family. Imports nothi
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Callable
@@ -21,15 +22,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub call hangs for a minute of
 TASKS = ("causal-lm", "masked-lm", "classify")
 
 
+# Axis roles of a parameter tensor, one per dimension, for the width operators:
+#   "d"   a hidden (residual-width) axis that is an output: coalescing averages pairs
+#   "d_in" a hidden axis that is an input: coalescing sums pairs
+#   "f", "f_in"  the same for the FFN's intermediate width
+#   "3d"  fused q, k, v outputs: three hidden-sized groups, each paired like "d"
+#   "e"   an embedding output axis: like "d", or like "d_in" under the reference x2 scaling
+#   None  not resized (vocabulary, positions, classes, pixels)
+Axes = tuple[str | None, ...]
+
+
 @dataclass(frozen=True)
 class Layout:
-    """Where a family keeps its parts, as attribute paths from the model root."""
+    """Where a family keeps its parts, and what every parameter's axes mean."""
 
-    blocks: str  # nn.ModuleList of residual blocks, in order
-    embeddings: tuple[str, ...]  # modules/parameters that map inputs to the residual stream
-    final_norm: str | None
-    head: str  # module producing logits
-    tied_head: bool  # output projection shares the word-embedding matrix
+    blocks: str  # attribute path of the nn.ModuleList of residual blocks, in order
+    block_axes: tuple[tuple[str, Axes], ...]  # regex on the name inside a block -> axes
+    outer_axes: tuple[tuple[str, Axes], ...]  # regex on the full name of the rest -> axes
+    tied_head: bool  # the output projection is the word-embedding matrix
+    head_norm: str | None  # the norm right before a tied head (the "preserving" scaling point)
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,11 @@ class Family:
     optional: dict[str, int] = field(default_factory=dict)
     layout: Layout | None = None
     builder: Callable[[dict[str, int], Inputs, bool], nn.Module] | None = None
+    # model -> (size table, inputs, eager attention?): reads any instance, not only ours
+    describe: Callable[[nn.Module], tuple[dict[str, int], Inputs, bool]] | None = None
+    # model, size -> a random-initialised model of that size, every other setting kept
+    resize: Callable[[nn.Module, dict[str, int]], nn.Module] | None = None
+    model_class: Callable[[], type] | None = None  # imported lazily
 
     def check(self, size: dict, inputs: Inputs) -> list[tuple[str, str]]:
         """Problems with `size` as (key, message) pairs; empty when the family can build it."""
@@ -191,24 +207,174 @@ def _build_decoder(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
                         size["heads"], _ffn(size), eager)
 
 
+def _describe_bert(m: nn.Module) -> tuple[dict[str, int], Inputs, bool]:
+    c = m.config
+    size = {"hidden": c.hidden_size, "layers": c.num_hidden_layers,
+            "heads": c.num_attention_heads, "ffn": c.intermediate_size}
+    return size, Inputs(seq_len=c.max_position_embeddings, vocab_size=c.vocab_size), \
+        c._attn_implementation == "eager"
+
+
+def _describe_gpt2(m: nn.Module) -> tuple[dict[str, int], Inputs, bool]:
+    c = m.config
+    size = {"hidden": c.n_embd, "layers": c.n_layer, "heads": c.n_head,
+            "ffn": c.n_inner or 4 * c.n_embd}
+    return size, Inputs(seq_len=c.n_positions, vocab_size=c.vocab_size), \
+        c._attn_implementation == "eager"
+
+
+def _resize_hf(keys: dict[str, str]) -> Callable[[nn.Module, dict[str, int]], nn.Module]:
+    def resize(m: nn.Module, size: dict[str, int]) -> nn.Module:
+        cfg = copy.deepcopy(m.config)
+        for ours, theirs in keys.items():
+            setattr(cfg, theirs, size[ours])
+        return type(m)(cfg)
+
+    return resize
+
+
+def _describe_vit(m: nn.Module) -> tuple[dict[str, int], Inputs, bool]:
+    pe = m.patch_embed
+    size = {"hidden": m.embed_dim, "layers": len(m.blocks), "heads": m.blocks[0].attn.num_heads,
+            "patch": pe.patch_size[0], "ffn": m.blocks[0].mlp.fc1.out_features}
+    inputs = Inputs(image_size=pe.img_size[0], channels=pe.proj.in_channels,
+                    num_classes=m.num_classes)
+    return size, inputs, not m.blocks[0].attn.fused_attn
+
+
+def _resize_vit(m: nn.Module, size: dict[str, int]) -> nn.Module:
+    from timm.models.vision_transformer import VisionTransformer
+
+    _, inputs, eager = _describe_vit(m)
+    new = VisionTransformer(
+        img_size=inputs.image_size, patch_size=size["patch"], in_chans=inputs.channels,
+        num_classes=inputs.num_classes, embed_dim=size["hidden"], depth=size["layers"],
+        num_heads=size["heads"], mlp_ratio=size["ffn"] / size["hidden"],
+        qkv_bias=m.blocks[0].attn.qkv.bias is not None, class_token=m.cls_token is not None,
+        global_pool=m.global_pool, no_embed_class=m.no_embed_class,
+    )
+    for blk in new.blocks:
+        blk.attn.fused_attn = not eager
+    return new
+
+
+def _describe_decoder(m: nn.Module) -> tuple[dict[str, int], Inputs, bool]:
+    b = m.blocks[0]
+    size = {"hidden": m.wte.embedding_dim, "layers": len(m.blocks), "heads": b.heads,
+            "ffn": b.fc.out_features}
+    return size, Inputs(seq_len=m.wpe.num_embeddings, vocab_size=m.wte.num_embeddings), b.eager
+
+
+def _resize_decoder(m: nn.Module, size: dict[str, int]) -> nn.Module:
+    _, inputs, eager = _describe_decoder(m)
+    return _build_decoder(size, inputs, eager)
+
+
+def _hf(name: str) -> Callable[[], type]:
+    def cls() -> type:
+        import transformers
+
+        return getattr(transformers, name)
+
+    return cls
+
+
+def _timm_vit() -> type:
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer
+
+
 _TRANSFORMER = {"hidden": "residual width", "layers": "blocks", "heads": "attention heads"}
+_LN = (r".*(LayerNorm|ln_\w+|norm\w*)\.(weight|bias)", ("d",))  # every norm inside a block
+# torch Linear stores (out, in); HF GPT-2's Conv1D stores (in, out)
+_BERT_BLOCK = (
+    (r"attention\.self\.(query|key|value)\.weight", ("d", "d_in")),
+    (r"attention\.self\.(query|key|value)\.bias", ("d",)),
+    (r"(attention\.output|output)\.dense\.bias", ("d",)),
+    (r"attention\.output\.dense\.weight", ("d", "d_in")),
+    (r"intermediate\.dense\.weight", ("f", "d_in")),
+    (r"intermediate\.dense\.bias", ("f",)),
+    (r"output\.dense\.weight", ("d", "f_in")),
+    _LN,
+)
+_BERT_OUTER = (
+    (r"bert\.embeddings\.(word|position|token_type)_embeddings\.weight", (None, "e")),
+    (r"bert\.embeddings\.LayerNorm\.(weight|bias)", ("d",)),
+    (r"cls\.predictions\.transform\.dense\.weight", ("d", "d_in")),
+    (r"cls\.predictions\.transform\.(dense\.bias|LayerNorm\.weight|LayerNorm\.bias)", ("d",)),
+    (r"cls\.predictions\.(decoder\.)?bias", (None,)),
+)
+_GPT2_BLOCK = (
+    (r"attn\.c_attn\.weight", ("d_in", "3d")),
+    (r"attn\.c_attn\.bias", ("3d",)),
+    (r"attn\.c_proj\.weight", ("d_in", "d")),
+    (r"(attn|mlp)\.c_proj\.bias", ("d",)),
+    (r"mlp\.c_fc\.weight", ("d_in", "f")),
+    (r"mlp\.c_fc\.bias", ("f",)),
+    (r"mlp\.c_proj\.weight", ("f_in", "d")),
+    _LN,
+)
+_GPT2_OUTER = (
+    (r"transformer\.(wte|wpe)\.weight", (None, "e")),
+    (r"transformer\.ln_f\.(weight|bias)", ("d",)),
+)
+_TORCH_BLOCK = (  # timm ViT and the plain decoder: fused qkv, torch Linear layout
+    (r"(attn\.)?qkv\.weight", ("3d", "d_in")),
+    (r"(attn\.)?qkv\.bias", ("3d",)),
+    (r"(attn\.)?proj\.weight", ("d", "d_in")),
+    (r"(attn\.)?proj\.bias|mlp\.fc2\.bias|fc_out\.bias", ("d",)),
+    (r"mlp\.fc1\.weight|fc\.weight", ("f", "d_in")),
+    (r"mlp\.fc1\.bias|fc\.bias", ("f",)),
+    (r"mlp\.fc2\.weight|fc_out\.weight", ("d", "f_in")),
+    _LN,
+)
+_VIT_OUTER = (
+    (r"cls_token|pos_embed", (None, None, "d")),
+    (r"patch_embed\.proj\.weight", ("d", None, None, None)),
+    (r"patch_embed\.proj\.bias|norm\.weight|norm\.bias", ("d",)),
+    (r"head\.weight", (None, "d_in")),  # an untied head sums its inputs directly
+    (r"head\.bias", (None,)),
+)
+_DECODER_OUTER = (
+    (r"(wte|wpe)\.weight", (None, "e")),
+    (r"ln_f\.(weight|bias)", ("d",)),
+)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
         Family("bert", "masked-lm", "text", _TRANSFORMER, {"ffn": 0},
-               Layout("bert.encoder.layer", ("bert.embeddings",), None, "cls", True), _build_bert),
+               Layout("bert.encoder.layer", _BERT_BLOCK, _BERT_OUTER, True,
+                      "cls.predictions.transform.LayerNorm"),
+               _build_bert, _describe_bert,
+               _resize_hf({"hidden": "hidden_size", "layers": "num_hidden_layers",
+                           "heads": "num_attention_heads", "ffn": "intermediate_size"}),
+               _hf("BertForMaskedLM")),
         Family("gpt2", "causal-lm", "text", _TRANSFORMER, {"ffn": 0},
-               Layout("transformer.h", ("transformer.wte", "transformer.wpe"), "transformer.ln_f",
-                      "lm_head", True), _build_gpt2),
+               Layout("transformer.h", _GPT2_BLOCK, _GPT2_OUTER, True, "transformer.ln_f"),
+               _build_gpt2, _describe_gpt2,
+               _resize_hf({"hidden": "n_embd", "layers": "n_layer", "heads": "n_head",
+                           "ffn": "n_inner"}),
+               _hf("GPT2LMHeadModel")),
         Family("vit", "classify", "images", {**_TRANSFORMER, "patch": "patch side in pixels"},
-               {"ffn": 0},
-               Layout("blocks", ("patch_embed", "cls_token", "pos_embed"), "norm", "head", False),
-               _build_vit),
+               {"ffn": 0}, Layout("blocks", _TORCH_BLOCK, _VIT_OUTER, False, None),
+               _build_vit, _describe_vit, _resize_vit, _timm_vit),
         Family("decoder", "causal-lm", "text", _TRANSFORMER, {"ffn": 0},
-               Layout("blocks", ("wte", "wpe"), "ln_f", "head", True), _build_decoder),
+               Layout("blocks", _TORCH_BLOCK, _DECODER_OUTER, True, "ln_f"),
+               _build_decoder, _describe_decoder, _resize_decoder, lambda: PlainDecoder),
     ]
 }
+
+
+def family_of(model: nn.Module) -> Family:
+    """The family of a model instance; a clear error for anything else."""
+    for fam in FAMILIES.values():
+        if isinstance(model, fam.model_class()):
+            return fam
+    raise TypeError(f"{type(model).__name__} is not a supported family; supported: "
+                    "transformers BertForMaskedLM, GPT2LMHeadModel, timm VisionTransformer, "
+                    "suite.families.PlainDecoder")
 
 
 def logits(family: Family, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

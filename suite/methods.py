@@ -6,6 +6,8 @@ pricing a Plan without training (`--dry-run`) and the per-level cost breakdown b
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +46,13 @@ class Plan:
 class MethodError(ValueError):
     """An arm whose options its method cannot use; names the key and what is allowed."""
 
+    def __init__(self, key: str, problem: str) -> None:
+        self.key, self.problem = key, problem
+        super().__init__(f"{key}: {problem}")
+
+
+StepCost = Callable[[dict[str, int]], int]  # size table -> FLOPs of one training step
+
 
 def optim_of(scale: Scale) -> Optim:
     t = scale.train
@@ -51,18 +60,132 @@ def optim_of(scale: Scale) -> Optim:
                  t.min_lr_ratio, t.grad_clip)
 
 
-def baseline(arm: Arm, scale: Scale) -> Plan:
-    if arm.options:
-        raise MethodError(f"arms.{arm.name}: the baseline takes no options, got "
-                          f"{', '.join(arm.options)}")
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    doc: str
+    check: Callable[[Any], bool]
+    allowed: str
+
+
+def _options(arm: Arm, schema: dict[str, Option], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The arm's options over the method's defaults, each checked; errors name the key."""
+    for key in arm.options:
+        if key not in schema:
+            raise MethodError(f"arms.{arm.name}.{key}", f"unknown option of method "
+                              f"{arm.method!r}; allowed: {', '.join(schema) or 'none'}")
+    out = {k: o.default for k, o in schema.items()} | defaults
+    for key, value in arm.options.items():
+        if not schema[key].check(value):
+            raise MethodError(f"arms.{arm.name}.{key}", f"{value!r} is not allowed; allowed: "
+                              f"{schema[key].allowed} ({schema[key].doc})")
+        out[key] = value
+    return out
+
+
+def _frac(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def baseline(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:
+    _options(arm, {}, {})
     return Plan("baseline", {}, (Train(1, dict(scale.model), scale.steps, optim_of(scale)),))
 
 
-METHODS = {"baseline": baseline}
+# Paper 1's V-cycle. Defaults from METHODS.md; alpha's default depends on the family (0.5 for
+# BERT, 0.25 for GPT and DeiT) and is set per benchmark in its definition.
+VCYCLE = {
+    "levels": Option(2, "number of levels K (the target model is level 1)",
+                     lambda v: isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 4,
+                     "2, 3 or 4"),
+    "alpha": Option(0.25, "interpolation weight of the de-coalesced model",
+                    lambda v: _num(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    "e_a": Option(0.05, "steps each level trains before it is coalesced, as a fraction of "
+                  "the baseline's steps", _frac, "a fraction in (0, 1)"),
+    "e_small": Option(0.5, "steps of the smallest level, as a fraction of the baseline's steps",
+                      _frac, "a fraction in (0, 1)"),
+    "e_up": Option(None, "steps of each intermediate level on the way back up (3+ levels), as "
+                   "a fraction of the baseline's steps; default: e_a", _frac,
+                   "a fraction in (0, 1)"),
+    "coarse_lr_scale": Option(4.0, "peak lr of a level = this x the peak lr of the level above "
+                              "(the public GPT-2 example: 4e-4 for the small model, 1e-4 for "
+                              "the big one)", lambda v: _num(v) and v > 0, "a positive number"),
+    "first_stage": Option("warmup", "schedule of the E_a stages: the whole stage is a linear "
+                          "warm-up (public code) or the definition's schedule",
+                          lambda v: v in ("warmup", "schedule"), "warmup, schedule"),
+    "depth_pairing": Option("adjacent", "which fine blocks merge into a coarse one",
+                            lambda v: v in ("adjacent", "stacked"), "adjacent, stacked"),
+    "embedding_scaling": Option("reference", "x2 on tied embeddings (public code) or on the "
+                                "norm before the tied head (function-preserving)",
+                                lambda v: v in ("reference", "preserving"),
+                                "reference, preserving"),
+    "optimizer_policy": Option("fresh", "optimiser state at each transfer: a fresh optimiser "
+                               "and schedule per stage, as the public code does",
+                               lambda v: v == "fresh", "fresh"),
+    "budget": Option("flops", "the last level-1 stage runs until the arm has spent the "
+                     "baseline's FLOPs", lambda v: v == "flops", "flops"),
+}
 
 
-def plan(arm: Arm, scale: Scale) -> Plan:
+def coarser(size: dict[str, int], levels_down: int = 1, key: str = "levels") -> dict[str, int]:
+    """The size table `levels_down` coalescings below `size`: half width, heads, FFN and depth.
+    Raises MethodError (under `key`) naming the dimension that does not halve evenly."""
+    out = {**size, "ffn": size.get("ffn") or 4 * size["hidden"]}
+    for _ in range(levels_down):
+        for dim in ("hidden", "heads", "ffn", "layers"):
+            if out[dim] % 2:
+                raise MethodError(key, f"model {dim}={out[dim]} does not halve evenly (halving "
+                                  f"{size} {levels_down} times)")
+            out[dim] //= 2
+    return out
+
+
+def vcycle(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:
+    o = _options(arm, VCYCLE, {})
+    o["e_up"] = o["e_up"] or o["e_a"]
+    K, base = o["levels"], optim_of(scale)
+    sizes = {k: coarser(scale.model, k - 1, f"arms.{arm.name}.levels") for k in range(1, K + 1)}
+    n = scale.steps
+
+    def stage(k: int, steps: int, warmup_only: bool = False) -> Train:
+        opt = dataclasses.replace(base, lr=base.lr * o["coarse_lr_scale"] ** (k - 1))
+        if warmup_only:
+            opt = dataclasses.replace(opt, warmup=1.0, decay="constant")
+        return Train(k, sizes[k], max(1, steps), opt)
+
+    warm = o["first_stage"] == "warmup"
+    ops = {"depth_pairing": o["depth_pairing"], "embedding_scaling": o["embedding_scaling"]}
+    steps: list[Step] = []
+    for k in range(1, K):
+        steps += [stage(k, round(o["e_a"] * n), warm), Transfer("coalesce", {"from": k, **ops})]
+    steps.append(stage(K, round(o["e_small"] * n)))
+    for k in range(K - 1, 0, -1):
+        steps.append(Transfer("decoalesce+interpolate", {"to": k, "alpha": o["alpha"], **ops}))
+        if k > 1:
+            steps.append(stage(k, round(o["e_up"] * n)))
+    if cost is not None:  # level 1 gets what is left of the baseline's FLOPs
+        spent = sum(cost(s.model) * s.steps for s in steps if isinstance(s, Train))
+        left = (cost(sizes[1]) * n - spent) // cost(sizes[1])
+        if left < 1:
+            raise MethodError(f"arms.{arm.name}", "the coarse stages already spend the "
+                              "baseline's FLOP budget; lower e_a, e_small or e_up")
+        steps.append(stage(1, int(left)))
+    else:  # validation without a meter: the shape of the plan, not its length
+        steps.append(stage(1, 1))
+    return Plan("vcycle", o, tuple(steps))
+
+
+METHODS = {"baseline": baseline, "vcycle": vcycle}
+
+
+def plan(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:
+    """The arm's Plan at this scale; `cost` (FLOPs of one step of a size) lets a method fit its
+    stages to a FLOP budget. Raises MethodError naming the arm's key."""
     if arm.method not in METHODS:
-        raise MethodError(f"arms.{arm.name}.method: unknown method {arm.method!r}; allowed: "
-                          f"{', '.join(METHODS)}")
-    return METHODS[arm.method](arm, scale)
+        raise MethodError(f"arms.{arm.name}.method", f"unknown method {arm.method!r}; "
+                          f"allowed: {', '.join(METHODS)}")
+    return METHODS[arm.method](arm, scale, cost)

@@ -63,7 +63,7 @@ def validate(b: Benchmark) -> Benchmark:
             try:
                 plan(arm, s)
             except MethodError as e:
-                raise SpecError(b.path, str(e).split(":")[0], str(e).split(": ", 1)[1]) from None
+                raise SpecError(b.path, e.key, f"{e.problem} (scale {name})") from None
     return b
 
 

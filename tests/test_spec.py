@@ -189,7 +189,7 @@ def test_unknown_metric(definition):
 
 def test_unknown_arm_method(definition):
     definition["arms"]["fast"] = {"method": "magic"}
-    with raises("arms.fast.method", "unknown method 'magic'; allowed: baseline") as e:
+    with raises("arms.fast.method", "unknown method 'magic'; allowed: baseline, vcycle") as e:
         check(definition)
     assert e.value.key == "arms.fast.method"
 
@@ -202,7 +202,16 @@ def test_arm_without_method(definition):
 
 def test_baseline_takes_no_options(definition):
     definition["arms"]["baseline"]["levels"] = 2
-    with raises("arms.baseline", "the baseline takes no options, got levels"):
+    with raises("arms.baseline.levels", "unknown option of method 'baseline'; allowed: none"):
+        check(definition)
+
+
+def test_vcycle_options_are_checked(definition):
+    definition["arms"]["vc"] = {"method": "vcycle", "alpha": 1.5}
+    with raises("arms.vc.alpha", re.escape("1.5 is not allowed; allowed: a number in [0, 1]")):
+        check(definition)
+    definition["arms"]["vc"] = {"method": "vcycle", "levels": 2}  # the fixture has 1 layer
+    with raises("arms.vc.levels", "model layers=1 does not halve evenly"):
         check(definition)
 
 
