@@ -14,7 +14,7 @@ from tabulate import tabulate  # noqa: E402
 from suite import analysis, flops  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
-from suite.methods import MethodError, plan  # noqa: E402
+from suite.methods import MethodError, Train, plan  # noqa: E402
 from suite.registry import inputs_for, load_benchmarks  # noqa: E402
 from suite.results import ResultsError, find_runs, read_run  # noqa: E402
 from suite.spec import SCALES, SpecError, with_data_source  # noqa: E402
@@ -41,7 +41,7 @@ def _fmt_flops(x: float) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from suite.runner import run_one  # imports torch models; keep `list` fast
+    from suite.runner import run_one, step_cost  # imports torch models; keep `list` fast
 
     benches = load_benchmarks(args.benchmarks)
     if args.benchmark not in benches:
@@ -59,15 +59,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.dry_run:
         fam = FAMILIES[bench.family]
+        inputs = inputs_for(fam, scale, None)
+        cost = step_cost(fam, scale, inputs)
         rows = []
         for a in arms:
-            p = plan(bench.arms[a], scale)
-            inputs = inputs_for(fam, scale, None)
-            total = sum(flops.train_step_flops(fam, s.model, inputs, scale.batch_size) * s.steps
-                        for s in p.steps if hasattr(s, "steps"))
-            rows.append([a, p.method, p.train_steps, _fmt_flops(total)])
-        print(tabulate(rows, ["arm", "method", "train steps", "FLOPs (projected)"],
-                       tablefmt="github"))
+            p = plan(bench.arms[a], scale, cost)
+            per_level: dict[int, list[int]] = {}
+            for s in p.steps:
+                if isinstance(s, Train):
+                    acc = per_level.setdefault(s.level, [0, 0])
+                    acc[0] += s.steps
+                    acc[1] += cost(s.model) * s.steps
+            total = sum(f for _, f in per_level.values())
+            rows.append([a, p.method, p.train_steps, _fmt_flops(total),
+                         "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
+                                   for k, (n, f) in sorted(per_level.items()))])
+        print(tabulate(rows, ["arm", "method", "train steps", "FLOPs (projected)",
+                              "per level"], tablefmt="github"))
         print(f"\nFLOP convention: {flops.CONVENTION}")
         return 0
     rows = []

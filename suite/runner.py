@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from suite import data as D
 from suite import flops, methods
-from suite.families import FAMILIES, Family, logits
+from suite import multilevel as ML
+from suite.families import FAMILIES, Family, Inputs, logits
 from suite.registry import USER_SOURCE, inputs_for
 from suite.results import COMPLETED, RunWriter, environment, run_dir
 from suite.spec import Benchmark, Scale, SpecError
@@ -37,6 +39,29 @@ def load_data(family: Family, scale: Scale) -> D.TextData | D.ImageData:
         else:
             _DATA_CACHE[key] = D.load_images(scale.data.source)
     return _DATA_CACHE[key]
+
+
+def step_cost(family: Family, scale: Scale, inputs: Inputs) -> methods.StepCost:
+    """FLOPs of one training step of a model of a given size at this scale's batch."""
+    return lambda size: flops.train_step_flops(family, size, inputs, scale.batch_size)
+
+
+def apply_transfer(t: methods.Transfer, model: nn.Module,
+                   saved: dict[int, nn.Module]) -> tuple[nn.Module, int]:
+    """Run one Transfer step of a plan; returns the new model and the operator's FLOPs.
+    `saved` keeps each level's model as it was just before it was coalesced: interpolation is
+    always with that model, never with another run's result."""
+    o = t.options
+    ops = {k: o[k] for k in ("depth_pairing", "embedding_scaling")}
+    if t.operator == "coalesce":
+        saved[o["from"]] = model
+        return ML.coalesce(model, **ops), ML.operator_flops(model, "coalesce")
+    if t.operator == "decoalesce+interpolate":
+        big = saved.pop(o["to"])
+        grown = ML.decoalesce(model, like=big, **ops)
+        cost = ML.operator_flops(big, "decoalesce") + ML.operator_flops(big, "interpolate")
+        return ML.interpolate(big, grown, o["alpha"]), cost
+    raise ValueError(f"unknown transfer operator {t.operator!r}")
 
 
 def pick_precision(device: torch.device, precision: str) -> str:
@@ -64,7 +89,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     inputs = inputs_for(family, scale, data)
     for key, msg in family.check(scale.model, inputs):
         raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
-    plan = methods.plan(arm, scale)
+    plan = methods.plan(arm, scale, step_cost(family, scale, inputs))
     heldout = D.heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
                                 scale.eval.batches)
     batches = D.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
@@ -86,16 +111,22 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     writer = RunWriter(run_dir(out, scale_name, bench.name, arm_name, seed), manifest)
     clock = Clock()
     levels: dict[int, dict[str, float]] = {}
+    operators: dict[str, dict[str, float]] = {}
+    saved: dict[int, nn.Module] = {}
     curve: list[dict[str, Any]] = []
     model = None
     bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
                disable=not progress, file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
 
-    def log_eval(level: int, last_train: float) -> None:
+    def log_eval(level: int, last_train: float, event: str | None = None) -> None:
+        t0 = time.perf_counter()
         ev = evaluate(model, heldout, out_fn, dev, prec, top1)
+        clock.eval_wall_s += time.perf_counter() - t0 if event else 0.0
         row = {"step": clock.step, "flops": clock.flops, "wall_s": round(clock.wall_s, 4),
                "level": level, "train_loss": last_train, "heldout_loss": ev["loss"]}
+        if event:
+            row["event"] = event
         if data_bpb := getattr(data, "bytes_per_token", None):
             row["heldout_bpb"] = ev["loss"] / math.log(2) / data_bpb
         if top1:
@@ -115,8 +146,22 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         torch.manual_seed(seed)
         for step in plan.steps:
             if isinstance(step, methods.Transfer):
-                raise NotImplementedError(f"operator {step.operator} arrives with its method")
-            model = family.build(step.model, inputs).to(dev)
+                t0 = time.perf_counter()
+                model, op_flops = apply_transfer(step, model, saved)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                dt = time.perf_counter() - t0
+                clock.flops += op_flops
+                clock.wall_s += dt
+                op = operators.setdefault(step.operator, {"count": 0, "flops": 0, "wall_s": 0.0})
+                op["count"] += 1
+                op["flops"] += op_flops
+                op["wall_s"] += dt
+                level = step.options.get("to", step.options.get("from", 0) + 1)
+                log_eval(level, float("nan"), event=step.operator)
+                continue
+            if model is None:
+                model = family.build(step.model, inputs).to(dev)
             per_step = flops.train_step_flops(family, step.model, inputs, scale.batch_size)
             lv = levels.setdefault(step.level, {"steps": 0, "flops": 0, "wall_s": 0.0})
             before = dataclasses.replace(clock)
@@ -154,6 +199,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         "final_heldout_bpb": final.get("heldout_bpb"),
         "start_heldout_loss": curve[0]["heldout_loss"] if curve else None,
         "levels": {str(k): v for k, v in levels.items()},
+        "operators": operators,
         "throughput_per_s": clock.step * units / clock.wall_s if clock.wall_s else None,
         "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
         "error": error,
