@@ -82,11 +82,16 @@ def test_dry_run_prints_flops(capsys, builtin_benchmarks, gpt_smoke_runs):
     assert main(["run", "gpt", "--scale", "smoke", "--dry-run"]) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
-    assert rows[0] == ["arm", "method", "train steps", "FLOPs (projected)"]
+    assert rows[0] == ["arm", "method", "train steps", "FLOPs (projected)", "per level"]
     scale = builtin_benchmarks["gpt"].scale("smoke")
     fam = FAMILIES["gpt2"]
     per_step = flops.train_step_flops(fam, scale.model, inputs_for(fam, scale, None), 8)
-    assert rows[1] == ["baseline", "baseline", "20", f"{per_step * 20:.3g}"]
+    assert rows[1] == ["baseline", "baseline", "20", f"{per_step * 20:.3g}",
+                       "L1: 20 steps, 100.0%"]
+    # the V-cycle is fitted to the baseline's FLOPs: within one level-1 step below it
+    assert rows[2][:2] == ["vcycle", "vcycle"]
+    assert per_step * 19 <= float(rows[2][3]) <= per_step * 20
+    assert rows[2][4].startswith("L1: ") and "L2: 10 steps" in rows[2][4]
     assert "FLOP convention: FLOPs = 2 x fvcore MACs" in out
     # the projection is what a real run meters
     assert gpt_smoke_runs(0).summary["flops"] == per_step * 20
@@ -94,7 +99,8 @@ def test_dry_run_prints_flops(capsys, builtin_benchmarks, gpt_smoke_runs):
 
 def test_run_and_compare(capsys, tmp_path):
     out = tmp_path / "runs"
-    assert main(["run", "gpt", "--scale", "smoke", "--seeds", "2", "--first-seed", "5",
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "2",
+                 "--first-seed", "5",
                  "--threads", "1", "--no-progress", "--out", str(out)]) == 0
     rows = table_rows(capsys.readouterr().out)
     assert [(r[0], r[1], r[2]) for r in rows[1:]] == [("baseline", "5", "completed"),
@@ -134,7 +140,8 @@ def test_run_with_user_data(capsys, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(bytes(range(32, 127)) * 60)
     out = tmp_path / "runs"
-    assert main(["run", "gpt", "--scale", "smoke", "--data", str(corpus), "--threads", "1",
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--data", str(corpus),
+                 "--threads", "1",
                  "--no-progress", "--out", str(out)]) == 0
     (run,) = find_runs(out)
     assert run.complete and run.manifest["data"]["source"] == str(corpus)
