@@ -77,6 +77,14 @@ def bench_all(session: nox.Session) -> None:
                     env=ENV, external=True)
 
 
+@nox.session(name="bench-operators")
+def bench_operators(session: nox.Session) -> None:
+    """pytest-benchmark of coalesce / decoalesce / interpolate at the papers' sizes (CPU)."""
+    session.run(_python(session), "-m", "pytest", "benchmarks", "--benchmark-enable",
+                "--benchmark-columns=min,mean,max,rounds", *session.posargs, env=ENV,
+                external=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite (CPU)."""

@@ -172,3 +172,13 @@ def test_broken_user_definition(capsys, tmp_path, mini_toml):
         assert main(["--benchmarks", str(path), *command]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}: scales.smoke.steps: must be a positive integer")
+
+
+def test_check_operators_prints_exact_round_trips_and_the_reference_drift(capsys):
+    assert main(["check-operators"]) == 0
+    rows = {r[0]: r[1:] for r in table_rows(capsys.readouterr().out)[1:]}
+    assert set(rows) == {"bert", "gpt2", "vit", "decoder"}
+    for name, (rt_ref, rt_pres, drift_ref, drift_pres) in rows.items():
+        assert float(rt_ref) < 1e-6 and float(rt_pres) < 1e-6
+        assert float(drift_pres) < 1e-4
+        assert (float(drift_ref) > 1e-2) == (name in ("gpt2", "decoder"))  # pre-LN, tied
