@@ -67,6 +67,8 @@ class Cost:
 
 def cost_to_reach(curve: list[dict], target: float, x: str = "flops",
                   y: str = "heldout_loss") -> Cost:
+    if any(x not in r for r in curve):  # a run from before that axis was logged
+        return Cost(math.nan, False)
     pts = [(float(r[x]), float(r[y])) for r in curve if r.get(y) is not None]
     for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
         if y1 <= target:
@@ -103,6 +105,7 @@ def ratio_saving(arm: list[float], base: list[float], confidence: float = CONFID
     """1 - mean(arm)/mean(base) with a delta-method, Welch-df interval."""
     a, b = np.asarray(arm, float), np.asarray(base, float)
     if len(a) == 0 or len(b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
+        # a cost that is never reached (inf) or was not logged (nan): no saving can be stated
         return Interval(math.nan, math.nan, math.nan, min(len(a), len(b)))
     ma, mb = float(a.mean()), float(b.mean())
     if mb == 0:  # the target was met before training: no saving is defined
@@ -142,6 +145,7 @@ class Comparison:
     arm_seeds: list[int]
     base_seeds: list[int]
     flops_saving: Interval
+    flops_blocks_saving: Interval  # paper 2's convention: residual blocks only
     wall_saving: Interval
     loss_at_equal_flops: Interval  # arm minus baseline; negative is better
     arm_final: Interval
@@ -167,7 +171,7 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
     costs = {}
     for side, runs in (("arm", arm_runs), ("base", base_runs)):
         costs[side] = {x: [cost_to_reach(r.curve, target, x, y) for r in runs]
-                       for x in ("flops", "wall_s")}
+                       for x in ("flops", "flops_blocks", "wall_s")}
     budget = float(np.mean([r.curve[-1]["flops"] for r in base_runs]))
     return Comparison(
         arm=arm_runs[0].manifest["arm_name"],
@@ -176,6 +180,8 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
         base_seeds=[r.seed for r in base_runs],
         flops_saving=ratio_saving([c.value for c in costs["arm"]["flops"]],
                                   [c.value for c in costs["base"]["flops"]]),
+        flops_blocks_saving=ratio_saving([c.value for c in costs["arm"]["flops_blocks"]],
+                                         [c.value for c in costs["base"]["flops_blocks"]]),
         wall_saving=ratio_saving([c.value for c in costs["arm"]["wall_s"]],
                                  [c.value for c in costs["base"]["wall_s"]]),
         loss_at_equal_flops=welch_difference([value_at(r.curve, budget, "flops", y)

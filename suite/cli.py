@@ -97,8 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 RUN_HEADERS = ["scale", "benchmark", "arm", "seeds", "completed", "held-out loss start",
                "held-out loss end", "top1 end", "FLOPs", "train s / seed", "device"]
-SAVING_HEADERS = ["scale", "benchmark", "arm", "target loss", "FLOPs saved to target",
-                  "wall time saved to target", "loss at equal FLOPs (arm - baseline)", "notes"]
+SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target loss",
+                  "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
+                  "loss at equal FLOPs (arm - baseline)", "notes"]
+CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
 
 
 def comparison_tables(root: Path) -> tuple[list[list], list[list]]:
@@ -129,14 +131,17 @@ def comparison_tables(root: Path) -> tuple[list[list], list[list]]:
             if arm == "baseline":
                 continue
             if not base or not rs:
-                saving_rows.append([scale, bench, arm, "-", "-", "-", "-",
+                saving_rows.append([scale, bench, arm, "-", "-", "-", "-", "-", "-",
                                     "no completed baseline" if not base else "no completed run"])
                 continue
-            c = analysis.compare(rs, base)
-            note = f"{c.extrapolated} cost(s) extrapolated" if c.extrapolated else ""
-            saving_rows.append([scale, bench, arm, f"{c.target:.4f}", c.flops_saving.fmt(pct=True),
-                                c.wall_saving.fmt(pct=True), c.loss_at_equal_flops.fmt(digits=4),
-                                note])
+            for y, criterion in CRITERIA.items():
+                c = analysis.compare(rs, base, y=y)
+                note = f"{c.extrapolated} cost(s) extrapolated" if c.extrapolated else ""
+                saving_rows.append([scale, bench, arm, criterion, f"{c.target:.4f}",
+                                    c.flops_saving.fmt(pct=True),
+                                    c.flops_blocks_saving.fmt(pct=True),
+                                    c.wall_saving.fmt(pct=True),
+                                    c.loss_at_equal_flops.fmt(digits=4), note])
     return runs_rows, saving_rows
 
 

@@ -239,17 +239,23 @@ class TrainBatches:
 
 
 def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_len: int,
-                    n_batches: int) -> list[Batch]:
-    """A fixed held-out set, independent of the run's seed, so every arm and seed sees the same."""
+                    n_batches: int, split: str = "heldout") -> list[Batch]:
+    """A fixed evaluation set, independent of the run's seed, so every arm and seed sees the
+    same: from the held-out part, or (`split="train"`) from the training part, for methods
+    judged on training loss (paper 2)."""
     g = torch.Generator().manual_seed(0)
     n = batch_size * n_batches
     if isinstance(data, TextData):
-        span = len(data.heldout) - seq_len - 1
+        stream = data.heldout if split == "heldout" else data.train
+        span = len(stream) - seq_len - 1
         if span <= 0:
-            raise DataError(f"{data.source}: held-out part too short for seq_len={seq_len}")
-        starts = torch.linspace(0, span, n).long()  # evenly spread over the held-out works
-        x, y = _text_batch(task, data.heldout, starts, seq_len, data.vocab_size, g)
+            raise DataError(f"{data.source}: {'held-out' if split == 'heldout' else 'training'} "
+                            f"part too short for seq_len={seq_len}")
+        starts = torch.linspace(0, span, n).long()  # evenly spread over the works
+        x, y = _text_batch(task, stream, starts, seq_len, data.vocab_size, g)
     else:
-        idx = torch.linspace(0, len(data.heldout_y) - 1, min(n, len(data.heldout_y))).long()
-        x, y = _images(data.heldout_x[idx]), data.heldout_y[idx]
+        xs, ys = (data.heldout_x, data.heldout_y) if split == "heldout" else (data.train_x,
+                                                                              data.train_y)
+        idx = torch.linspace(0, len(ys) - 1, min(n, len(ys))).long()
+        x, y = _images(xs[idx]), ys[idx]
     return list(zip(x.split(batch_size), y.split(batch_size), strict=True))

@@ -41,6 +41,10 @@ class Layout:
     outer_axes: tuple[tuple[str, Axes], ...]  # regex on the full name of the rest -> axes
     tied_head: bool  # the output projection is the word-embedding matrix
     head_norm: str | None  # the norm right before a tied head (the "preserving" scaling point)
+    # paper 2: blocks are forward-Euler steps x + F(x) of a pre-LN decoder (restrict/prolongate)
+    euler_blocks: bool = False
+    # blocks have a `residual_scale` attribute: the ODE step a coarse level may double
+    residual_scale: bool = False
 
 
 @dataclass(frozen=True)
@@ -352,7 +356,8 @@ FAMILIES: dict[str, Family] = {
                            "heads": "num_attention_heads", "ffn": "intermediate_size"}),
                _hf("BertForMaskedLM")),
         Family("gpt2", "causal-lm", "text", _TRANSFORMER, {"ffn": 0},
-               Layout("transformer.h", _GPT2_BLOCK, _GPT2_OUTER, True, "transformer.ln_f"),
+               Layout("transformer.h", _GPT2_BLOCK, _GPT2_OUTER, True, "transformer.ln_f",
+                      euler_blocks=True),
                _build_gpt2, _describe_gpt2,
                _resize_hf({"hidden": "n_embd", "layers": "n_layer", "heads": "n_head",
                            "ffn": "n_inner"}),
@@ -361,7 +366,8 @@ FAMILIES: dict[str, Family] = {
                {"ffn": 0}, Layout("blocks", _TORCH_BLOCK, _VIT_OUTER, False, None),
                _build_vit, _describe_vit, _resize_vit, _timm_vit),
         Family("decoder", "causal-lm", "text", _TRANSFORMER, {"ffn": 0},
-               Layout("blocks", _TORCH_BLOCK, _DECODER_OUTER, True, "ln_f"),
+               Layout("blocks", _TORCH_BLOCK, _DECODER_OUTER, True, "ln_f", euler_blocks=True,
+                      residual_scale=True),
                _build_decoder, _describe_decoder, _resize_decoder, lambda: PlainDecoder),
     ]
 }
@@ -389,3 +395,8 @@ def get_path(model: nn.Module, path: str) -> nn.Module:
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def set_path(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(get_path(model, parent) if parent else model, name, module)

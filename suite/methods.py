@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from suite.spec import Arm, Scale
-from suite.train import Optim
+from suite.train import Optim, lr_factor
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Train:
     model: dict[str, int]  # the family's size table at this level
     steps: int
     optim: Optim
+    # (start, total): follow one long schedule instead of a fresh one for this stage
+    schedule: tuple[int, int] | None = None
+    auxiliary: bool = False  # a coarse model that is not the arm's model: no evaluation
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,11 @@ class Plan:
     @property
     def train_steps(self) -> int:
         return sum(s.steps for s in self.steps if isinstance(s, Train))
+
+    @property
+    def main_steps(self) -> int:
+        """Steps of the arm's own model (paper 2's coarse helpers excluded)."""
+        return sum(s.steps for s in self.steps if isinstance(s, Train) and not s.auxiliary)
 
 
 class MethodError(ValueError):
@@ -179,7 +187,68 @@ def vcycle(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:
     return Plan("vcycle", o, tuple(steps))
 
 
-METHODS = {"baseline": baseline, "vcycle": vcycle}
+# Paper 2's odd/even multilevel. Defaults from METHODS.md; at the paper's 16,000 fine steps the
+# schedule is exactly the paper's (35 corrections of 2 x 100 coarse SGD steps).
+ODE = {
+    "coarse_until": Option(35, "fine iterations t <= coarse_until are followed by coarse work",
+                           lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                           "an integer >= 0"),
+    "coarse_steps": Option(100, "coarse SGD steps per parity per correction, at the paper's "
+                           "16,000 fine steps", lambda v: isinstance(v, int) and v >= 1,
+                           "an integer >= 1"),
+    "coarse_scaling": Option("proportional", "how coarse_steps follows the budget: "
+                             "'proportional' = coarse_steps x (fine steps / 16,000), at least 1, "
+                             "so coarse work keeps the paper's share of the budget; 'absolute' = "
+                             "as given", lambda v: v in ("proportional", "absolute"),
+                             "proportional, absolute"),
+    "delta": Option(0.25, "prolongation weight (Eq. 4)", lambda v: _num(v) and 0 <= v <= 1,
+                    "a number in [0, 1]"),
+    "coarse_step": Option(1, "residual scale of coarse blocks (the ODE reading suggests 2)",
+                          lambda v: v in (1, 2) and not isinstance(v, bool), "1, 2"),
+    "shared": Option("averaged", "embedding, final norm and head: prolongated like blocks, or "
+                     "the very same tensors coarse training updates",
+                     lambda v: v in ("averaged", "tied"), "averaged, tied"),
+    "coarse_lr_scale": Option(1.0, "coarse lr = this x the fine lr at that iteration",
+                              lambda v: _num(v) and v > 0, "a positive number"),
+    "optimizer_policy": Option("fresh", "optimiser state across levels: none carried (SGD "
+                               "without momentum makes this exact)", lambda v: v == "fresh",
+                               "fresh"),
+}
+PAPER2_FINE_STEPS = 16_000
+
+
+def ode_multilevel(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:
+    o = _options(arm, ODE, {})
+    fine_size = {**scale.model, "ffn": scale.model.get("ffn") or 4 * scale.model["hidden"]}
+    if fine_size["layers"] % 2:
+        raise MethodError(f"arms.{arm.name}.method", f"model layers={fine_size['layers']} is "
+                          "odd; the odd/even coarse models need an even number of blocks")
+    coarse_size = {**fine_size, "layers": fine_size["layers"] // 2}
+    T, base = scale.steps, optim_of(scale)
+    k = o["coarse_steps"]
+    if o["coarse_scaling"] == "proportional":
+        k = max(1, round(k * T / PAPER2_FINE_STEPS))
+    o["coarse_steps_run"] = k
+    steps: list[Step] = []
+    until = min(o["coarse_until"], T)
+    for t in range(until):
+        steps.append(Train(1, fine_size, 1, base, schedule=(t, T)))
+        lr_t = base.lr * lr_factor(t, T, base) * o["coarse_lr_scale"]
+        coarse_optim = dataclasses.replace(base, lr=lr_t, warmup=0.0, decay="constant")
+        for parity in ("even", "odd"):
+            steps += [
+                Transfer("restrict", {"parity": parity, "shared": o["shared"],
+                                      "coarse_step": o["coarse_step"]}),
+                Train(2, coarse_size, k, coarse_optim, auxiliary=True),
+                Transfer("prolongate", {"parity": parity, "delta": o["delta"],
+                                        "shared": o["shared"]}),
+            ]
+    if T > until:
+        steps.append(Train(1, fine_size, T - until, base, schedule=(until, T)))
+    return Plan("ode-multilevel", o, tuple(steps))
+
+
+METHODS = {"baseline": baseline, "vcycle": vcycle, "ode-multilevel": ode_multilevel}
 
 
 def plan(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan:

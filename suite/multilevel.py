@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from suite.families import Axes, Family, family_of, get_path
+from suite.families import Axes, Family, family_of, get_path, set_path
 
 DEPTH_PAIRINGS = ("adjacent", "stacked")
 EMBEDDING_SCALINGS = ("reference", "preserving")
@@ -228,3 +228,103 @@ def operator_flops(model: nn.Module, operator: str) -> int:
     parameter, interpolate (lerp: sub, mul, add) 3. Negligible next to a training step."""
     n = sum(p.numel() for p in model.parameters())
     return {"coalesce": 2, "decoalesce": 2, "interpolate": 3}[operator] * n
+
+
+# ------------------------------------------------------------------ paper 2: odd / even levels
+
+PARITIES = ("even", "odd")
+SHARED = ("averaged", "tied")
+
+
+def owned_blocks(n_blocks: int, parity: str) -> list[int]:
+    """0-based fine blocks of a coarse model: "even" = blocks 2, 4, .., N and "odd" = blocks
+    1, 3, .., N-1 in the paper's 1-based numbering."""
+    if parity not in PARITIES:
+        raise OperatorError(f"parity={parity!r}; allowed: {', '.join(PARITIES)}")
+    return list(range(1 if parity == "even" else 0, n_blocks, 2))
+
+
+def _euler_family(model: nn.Module) -> Family:
+    fam = family_of(model)
+    if not fam.layout.euler_blocks:
+        raise OperatorError(f"{fam.name} is not a pre-LN residual decoder (x + F(x) blocks); "
+                            "restrict/prolongate apply to: gpt2, decoder")
+    return fam
+
+
+def _outer_params(model: nn.Module, blocks_path: str) -> list[tuple[nn.Module, str]]:
+    """(module, attribute) of every parameter outside the blocks, tied ones included."""
+    out = []
+    for mname, mod in model.named_modules():
+        if mname == blocks_path or mname.startswith(blocks_path + "."):
+            continue
+        out += [(mod, pname) for pname, p in mod._parameters.items() if p is not None]
+    return out
+
+
+def restrict(model: nn.Module, parity: str, *, shared: str = "averaged",
+             coarse_step: int = 1) -> nn.Module:
+    """A coarse model made of the fine model's even or odd blocks (copies) and its embedding,
+    final norm and head: copies under shared="averaged", the very same tensors under "tied".
+    `coarse_step` scales each coarse block's residual branch (the ODE step; 2 doubles it)."""
+    fam = _euler_family(model)
+    if shared not in SHARED:
+        raise OperatorError(f"shared={shared!r}; allowed: {', '.join(SHARED)}")
+    if coarse_step not in (1, 2) or isinstance(coarse_step, bool):
+        raise OperatorError(f"coarse_step={coarse_step!r}; allowed: 1, 2")
+    if coarse_step != 1 and not fam.layout.residual_scale:
+        raise OperatorError(f"coarse_step={coarse_step}: {fam.name} blocks cannot scale their "
+                            "residual branch; use the decoder family or coarse_step = 1")
+    blocks = get_path(model, fam.layout.blocks)
+    if len(blocks) % 2:
+        raise OperatorError(f"{fam.name}: layers={len(blocks)} is odd; the odd/even coarse "
+                            "models need an even number of blocks")
+    idx = owned_blocks(len(blocks), parity)
+    # copy only what the coarse model keeps: swap its blocks in for the duration of the copy
+    set_path(model, fam.layout.blocks, nn.ModuleList(blocks[i] for i in idx))
+    try:
+        coarse = copy.deepcopy(model)
+    finally:
+        set_path(model, fam.layout.blocks, blocks)
+    for blk in get_path(coarse, fam.layout.blocks):
+        if fam.layout.residual_scale:
+            blk.residual_scale = float(coarse_step)
+    if hasattr(coarse, "config") and hasattr(coarse.config, "n_layer"):
+        coarse.config.n_layer = len(idx)
+    if shared == "tied":
+        fine_params = {id(mod): mod for mod, _ in _outer_params(model, fam.layout.blocks)}
+        pairs = zip(_outer_params(coarse, fam.layout.blocks),
+                    _outer_params(model, fam.layout.blocks), strict=True)
+        for (cmod, name), (fmod, fname) in pairs:
+            assert name == fname and id(fmod) in fine_params
+            setattr(cmod, name, getattr(fmod, name))
+    return coarse
+
+
+def prolongate(fine: nn.Module, coarse: nn.Module, parity: str, delta: float = 0.25, *,
+               shared: str = "averaged") -> nn.Module:
+    """In place: theta_fine <- (1 - delta) theta_fine + delta theta_coarse for the blocks the
+    coarse model owns, and for the embedding, final norm and head under shared="averaged"
+    (under "tied" coarse training already updated them). Returns `fine`."""
+    fam = _euler_family(fine)
+    if not 0.0 <= delta <= 1.0:
+        raise OperatorError(f"prolongate: delta={delta}; allowed: 0 <= delta <= 1")
+    fblocks, cblocks = get_path(fine, fam.layout.blocks), get_path(coarse, fam.layout.blocks)
+    idx = owned_blocks(len(fblocks), parity)
+    if len(cblocks) != len(idx):
+        raise OperatorError(f"prolongate: the coarse model has {len(cblocks)} blocks, the "
+                            f"{parity} blocks of the fine model are {len(idx)}")
+    pairs = [(fblocks[i], cblocks[j]) for j, i in enumerate(idx)]
+    with torch.no_grad():
+        for fb, cb in pairs:
+            for (_, pf), (_, pc) in zip(fb.named_parameters(), cb.named_parameters(), strict=True):
+                pf.lerp_(pc, delta)
+        if shared == "averaged":
+            seen: set[int] = set()  # a tied embedding/head is one tensor: average it once
+            for (fm, name), (cm, _) in zip(_outer_params(fine, fam.layout.blocks),
+                                           _outer_params(coarse, fam.layout.blocks), strict=True):
+                pf, pc = getattr(fm, name), getattr(cm, name)
+                if pf is not pc and id(pf) not in seen:
+                    seen.add(id(pf))
+                    pf.lerp_(pc, delta)
+    return fine

@@ -52,7 +52,7 @@ def apply_transfer(t: methods.Transfer, model: nn.Module,
     `saved` keeps each level's model as it was just before it was coalesced: interpolation is
     always with that model, never with another run's result."""
     o = t.options
-    ops = {k: o[k] for k in ("depth_pairing", "embedding_scaling")}
+    ops = {k: o[k] for k in ("depth_pairing", "embedding_scaling") if k in o}
     if t.operator == "coalesce":
         saved[o["from"]] = model
         return ML.coalesce(model, **ops), ML.operator_flops(model, "coalesce")
@@ -61,7 +61,19 @@ def apply_transfer(t: methods.Transfer, model: nn.Module,
         grown = ML.decoalesce(model, like=big, **ops)
         cost = ML.operator_flops(big, "decoalesce") + ML.operator_flops(big, "interpolate")
         return ML.interpolate(big, grown, o["alpha"]), cost
+    if t.operator == "restrict":  # copies only: no arithmetic
+        saved[1] = model
+        return ML.restrict(model, o["parity"], shared=o["shared"],
+                           coarse_step=o["coarse_step"]), 0
+    if t.operator == "prolongate":
+        fine = saved.pop(1)
+        ML.prolongate(fine, model, o["parity"], o["delta"], shared=o["shared"])
+        return fine, ML.operator_flops(model, "interpolate")
     raise ValueError(f"unknown transfer operator {t.operator!r}")
+
+
+# transfers after which the arm's own model changed size: worth an evaluation point
+EVAL_AFTER = ("coalesce", "decoalesce+interpolate")
 
 
 def pick_precision(device: torch.device, precision: str) -> str:
@@ -114,6 +126,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     operators: dict[str, dict[str, float]] = {}
     saved: dict[int, nn.Module] = {}
     curve: list[dict[str, Any]] = []
+    main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
     model = None
     bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
                disable=not progress, file=sys.stderr,
@@ -123,8 +136,9 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         t0 = time.perf_counter()
         ev = evaluate(model, heldout, out_fn, dev, prec, top1)
         clock.eval_wall_s += time.perf_counter() - t0 if event else 0.0
-        row = {"step": clock.step, "flops": clock.flops, "wall_s": round(clock.wall_s, 4),
-               "level": level, "train_loss": last_train, "heldout_loss": ev["loss"]}
+        row = {"step": main_steps, "flops": clock.flops, "flops_blocks": clock.flops_blocks,
+               "wall_s": round(clock.wall_s, 4), "level": level, "train_loss": last_train,
+               "heldout_loss": ev["loss"]}
         if event:
             row["event"] = event
         if data_bpb := getattr(data, "bytes_per_token", None):
@@ -157,28 +171,38 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                 op["count"] += 1
                 op["flops"] += op_flops
                 op["wall_s"] += dt
-                level = step.options.get("to", step.options.get("from", 0) + 1)
-                log_eval(level, float("nan"), event=step.operator)
+                if step.operator in EVAL_AFTER:
+                    level = step.options.get("to", step.options.get("from", 0) + 1)
+                    log_eval(level, float("nan"), event=step.operator)
                 continue
             if model is None:
                 model = family.build(step.model, inputs).to(dev)
             per_step = flops.train_step_flops(family, step.model, inputs, scale.batch_size)
-            lv = levels.setdefault(step.level, {"steps": 0, "flops": 0, "wall_s": 0.0})
+            per_step_blocks = flops.train_step_flops(family, step.model, inputs,
+                                                     scale.batch_size, blocks_only=True)
+            lv = levels.setdefault(step.level, {"steps": 0, "flops": 0, "flops_blocks": 0,
+                                                "wall_s": 0.0})
             before = dataclasses.replace(clock)
             if clock.step == 0:
                 log_eval(step.level, float("nan"))  # the starting point of the curve
 
-            def on_step(c: Clock, last: float, level: int = step.level) -> None:
-                if c.step % scale.eval.every == 0 or c.step == plan.train_steps:
-                    log_eval(level, last)
+            def on_step(c: Clock, last: float, s: methods.Train = step) -> None:
+                nonlocal main_steps
+                if s.auxiliary:  # a coarse helper model: the arm's model is not this one
+                    return
+                main_steps += 1
+                if main_steps % scale.eval.every == 0 or main_steps == plan.main_steps:
+                    log_eval(s.level, last)
 
             try:
                 train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step,
                       dev, prec, check_every=math.gcd(scale.eval.every, 10),
-                      progress=lambda n, _loss: bar.update(n))
+                      progress=lambda n, _loss: bar.update(n),
+                      step_flops_blocks=per_step_blocks, schedule=step.schedule)
             finally:  # a level that diverged or was interrupted still counts what it ran
                 lv["steps"] += clock.step - before.step
                 lv["flops"] += clock.flops - before.flops
+                lv["flops_blocks"] += clock.flops_blocks - before.flops_blocks
                 lv["wall_s"] += clock.wall_s - before.wall_s
     except Diverged as e:
         status, error = "diverged", str(e)
@@ -191,6 +215,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     final = curve[-1] if curve else {}
     summary = {
         "steps": clock.step, "planned_steps": plan.train_steps, "flops": clock.flops,
+        "flops_blocks": clock.flops_blocks,
         "wall_s": clock.wall_s, "eval_wall_s": clock.eval_wall_s,
         "total_wall_s": time.perf_counter() - t_start,
         "final_heldout_loss": final.get("heldout_loss"),

@@ -40,6 +40,7 @@ class Clock:
 
     step: int = 0
     flops: int = 0
+    flops_blocks: int = 0  # the same, counting only the residual blocks (paper 2's convention)
     wall_s: float = 0.0
     eval_wall_s: float = 0.0
 
@@ -122,8 +123,14 @@ def train(
     precision: str = "fp32",
     check_every: int = 10,
     progress: Callable[[int, float], None] | None = None,
+    step_flops_blocks: int = 0,
+    schedule: tuple[int, int] | None = None,
 ) -> float:
-    """Train `model` for `steps` steps with a fresh optimiser and schedule; returns the last loss.
+    """Train `model` for `steps` steps with a fresh optimiser; returns the last loss.
+
+    The learning rate follows the schedule over this stage alone, or, with `schedule =
+    (start, total)`, over steps start .. start + steps - 1 of a schedule `total` steps long
+    (paper 2 trains its fine model one step at a time along one cosine).
 
     `on_step(clock, loss)` runs after every step (the runner evaluates and logs there); it is
     excluded from wall time. Losses are read back from the device only every `check_every` steps
@@ -131,6 +138,7 @@ def train(
     passed on is the mean over that window.
     """
     device = device or torch.device("cpu")
+    start, total = schedule or (0, steps)
     opt = make_optimizer(model, optim)
     model.train()
     last = float("nan")
@@ -138,7 +146,7 @@ def train(
     for i in range(steps):
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = optim.lr * lr_factor(i, steps, optim)
+            g["lr"] = optim.lr * lr_factor(start + i, total, optim)
         x, y = next(batches)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, precision):
@@ -159,6 +167,7 @@ def train(
             torch.cuda.synchronize(device)
         clock.step += 1
         clock.flops += step_flops
+        clock.flops_blocks += step_flops_blocks
         clock.wall_s += time.perf_counter() - t0
         if progress is not None:
             progress(1, last)
