@@ -24,6 +24,7 @@ class Train:
     # (start, total): follow one long schedule instead of a fresh one for this stage
     schedule: tuple[int, int] | None = None
     auxiliary: bool = False  # a coarse model that is not the arm's model: no evaluation
+    keep_optimizer: bool = False  # go on with the optimiser state of this level's last stage
 
 
 @dataclass(frozen=True)
@@ -210,9 +211,10 @@ ODE = {
                      lambda v: v in ("averaged", "tied"), "averaged, tied"),
     "coarse_lr_scale": Option(1.0, "coarse lr = this x the fine lr at that iteration",
                               lambda v: _num(v) and v > 0, "a positive number"),
-    "optimizer_policy": Option("fresh", "optimiser state across levels: none carried (SGD "
-                               "without momentum makes this exact)", lambda v: v == "fresh",
-                               "fresh"),
+    "optimizer_policy": Option("keep-fine", "the fine model keeps one optimiser (and its "
+                               "state) across all its steps; each coarse stage starts a fresh "
+                               "one. Exact for SGD without momentum (paper 2); needed for AdamW",
+                               lambda v: v == "keep-fine", "keep-fine"),
 }
 PAPER2_FINE_STEPS = 16_000
 
@@ -232,7 +234,7 @@ def ode_multilevel(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan
     steps: list[Step] = []
     until = min(o["coarse_until"], T)
     for t in range(until):
-        steps.append(Train(1, fine_size, 1, base, schedule=(t, T)))
+        steps.append(Train(1, fine_size, 1, base, schedule=(t, T), keep_optimizer=t > 0))
         lr_t = base.lr * lr_factor(t, T, base) * o["coarse_lr_scale"]
         coarse_optim = dataclasses.replace(base, lr=lr_t, warmup=0.0, decay="constant")
         for parity in ("even", "odd"):
@@ -244,7 +246,8 @@ def ode_multilevel(arm: Arm, scale: Scale, cost: StepCost | None = None) -> Plan
                                         "shared": o["shared"]}),
             ]
     if T > until:
-        steps.append(Train(1, fine_size, T - until, base, schedule=(until, T)))
+        steps.append(Train(1, fine_size, T - until, base, schedule=(until, T),
+                           keep_optimizer=until > 0))
     return Plan("ode-multilevel", o, tuple(steps))
 
 

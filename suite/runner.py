@@ -22,7 +22,7 @@ from suite.families import FAMILIES, Family, Inputs, logits
 from suite.registry import USER_SOURCE, inputs_for
 from suite.results import COMPLETED, RunWriter, environment, run_dir
 from suite.spec import Benchmark, Scale, SpecError
-from suite.train import Clock, Diverged, evaluate, train
+from suite.train import Clock, Diverged, evaluate, make_optimizer, train
 
 _DATA_CACHE: dict[tuple[str, str, int], D.TextData | D.ImageData] = {}
 
@@ -125,6 +125,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     levels: dict[int, dict[str, float]] = {}
     operators: dict[str, dict[str, float]] = {}
     saved: dict[int, nn.Module] = {}
+    optimizers: dict[int, torch.optim.Optimizer] = {}  # last optimiser of each level
     curve: list[dict[str, Any]] = []
     main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
     model = None
@@ -194,11 +195,14 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                 if main_steps % scale.eval.every == 0 or main_steps == plan.main_steps:
                     log_eval(s.level, last)
 
+            if not step.keep_optimizer:
+                optimizers[step.level] = make_optimizer(model, step.optim)
             try:
                 train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step,
                       dev, prec, check_every=math.gcd(scale.eval.every, 10),
                       progress=lambda n, _loss: bar.update(n),
-                      step_flops_blocks=per_step_blocks, schedule=step.schedule)
+                      step_flops_blocks=per_step_blocks, schedule=step.schedule,
+                      optimizer=optimizers[step.level])
             finally:  # a level that diverged or was interrupted still counts what it ran
                 lv["steps"] += clock.step - before.step
                 lv["flops"] += clock.flops - before.flops

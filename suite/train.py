@@ -125,8 +125,10 @@ def train(
     progress: Callable[[int, float], None] | None = None,
     step_flops_blocks: int = 0,
     schedule: tuple[int, int] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> float:
-    """Train `model` for `steps` steps with a fresh optimiser; returns the last loss.
+    """Train `model` for `steps` steps with `optimizer` (its state carried over from earlier
+    stages) or a fresh one; returns the last loss.
 
     The learning rate follows the schedule over this stage alone, or, with `schedule =
     (start, total)`, over steps start .. start + steps - 1 of a schedule `total` steps long
@@ -139,7 +141,7 @@ def train(
     """
     device = device or torch.device("cpu")
     start, total = schedule or (0, steps)
-    opt = make_optimizer(model, optim)
+    opt = optimizer or make_optimizer(model, optim)
     model.train()
     last = float("nan")
     pending: list[torch.Tensor] = []

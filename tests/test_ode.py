@@ -9,7 +9,7 @@ from suite.methods import MethodError, Train, Transfer, plan
 from suite.results import read_run
 from suite.runner import run_one
 from suite.spec import Arm
-from suite.train import Clock, Optim, lr_factor, train
+from suite.train import Clock, Optim, lr_factor, make_optimizer, train
 
 INPUTS = Inputs(seq_len=16, vocab_size=50)
 
@@ -206,3 +206,18 @@ def test_ode_run_counts_both_conventions_and_evaluates_the_fine_model(tmp_path,
     assert all(r["level"] == 1 for r in run.curve)
     assert s["flops_blocks"] < s["flops"]
     assert s["levels"]["2"]["flops_blocks"] == s["levels"]["1"]["flops_blocks"] * k  # half depth
+
+
+def test_the_fine_model_keeps_one_optimiser_across_its_one_step_stages(builtin_benchmarks):
+    p = plan(Arm("ml", "ode-multilevel", {}), builtin_benchmarks["ode"].scale("tiny"))
+    trains = [s for s in p.steps if isinstance(s, Train)]
+    assert [s.keep_optimizer for s in trains if not s.auxiliary][:3] == [False, True, True]
+    assert all(s.keep_optimizer for s in [t for t in trains if not t.auxiliary][1:])
+    assert not any(s.keep_optimizer for s in trains if s.auxiliary)  # coarse: fresh each time
+    # a kept optimiser carries its state: AdamW's step count goes on
+    f = fine()
+    o = Optim("adamw", 1e-3)
+    opt = make_optimizer(f, o)
+    for _ in range(3):
+        train(f, batches(), 1, o, 1, Clock(), out, optimizer=opt)
+    assert int(opt.state[f.wte.weight]["step"]) == 3
