@@ -128,6 +128,7 @@ def _build_gpt2(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
         vocab_size=inp.vocab_size, n_embd=size["hidden"], n_layer=size["layers"],
         n_head=size["heads"], n_inner=_ffn(size), n_positions=inp.seq_len, initializer_range=0.02,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
+        use_cache=False,  # training only: no KV cache
         attn_implementation="eager" if eager else "sdpa",
     )
     return GPT2LMHeadModel(cfg)

@@ -286,9 +286,12 @@ def restrict(model: nn.Module, parity: str, *, shared: str = "averaged",
         coarse = copy.deepcopy(model)
     finally:
         set_path(model, fam.layout.blocks, blocks)
-    for blk in get_path(coarse, fam.layout.blocks):
+    for j, blk in enumerate(get_path(coarse, fam.layout.blocks)):
         if fam.layout.residual_scale:
             blk.residual_scale = float(coarse_step)
+        for sub in blk.modules():  # HF attention indexes its KV cache by block position
+            if isinstance(getattr(sub, "layer_idx", None), int):
+                sub.layer_idx = j
     if hasattr(coarse, "config") and hasattr(coarse.config, "n_layer"):
         coarse.config.n_layer = len(idx)
     if shared == "tied":

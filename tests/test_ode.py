@@ -221,3 +221,17 @@ def test_the_fine_model_keeps_one_optimiser_across_its_one_step_stages(builtin_b
     for _ in range(3):
         train(f, batches(), 1, o, 1, Clock(), out, optimizer=opt)
     assert int(opt.state[f.wte.weight]["step"]) == 3
+
+
+def test_restricted_hf_gpt2_runs_with_its_kv_cache_on():
+    """A user's GPT-2 (cache on by default): coarse blocks are renumbered for the cache."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    m = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=4, n_head=2, vocab_size=50,
+                                   n_positions=16)).eval()
+    c = ML.restrict(m, "even")
+    assert [b.attn.layer_idx for b in c.transformer.h] == [0, 1]
+    with torch.no_grad():
+        out = c(torch.randint(0, 50, (2, 16)), use_cache=True)
+    assert out.logits.shape == (2, 16, 50)
