@@ -99,6 +99,20 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session
+def report(session: nox.Session) -> None:
+    """results/<scale>/REPORT.md with plots (default: tiny); `-- --scale small` for another."""
+    session.run(_python(session), "-m", "suite", "report", *session.posargs, env=ENV,
+                external=True)
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Exit 1 when fresh runs (runs/) regressed against committed ones (results/)."""
+    session.run(_python(session), "-m", "suite", "gate", *session.posargs, env=ENV,
+                external=True)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff."""
     if not isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):

@@ -9,8 +9,8 @@ Decision rules, written down before any run:
 - Saving = 1 - mean(arm cost) / mean(baseline cost), both costs to the same target. Its 95%
   interval: delta method on the ratio of means, Welch-Satterthwaite degrees of freedom, Student t.
   Unpaired, so valid whether or not the two arms share seeds.
-- Quality at equal cost: the arm's held-out loss interpolated at the baseline's mean total FLOPs,
-  minus the baseline's final loss (negative is better), with a Welch t interval.
+- Quality at equal cost: held-out loss of the arm minus the baseline's, both interpolated at the
+  baseline's mean total FLOPs (or where the shortest run ends, if earlier), Welch t interval.
 """
 
 from __future__ import annotations
@@ -172,7 +172,10 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
     for side, runs in (("arm", arm_runs), ("base", base_runs)):
         costs[side] = {x: [cost_to_reach(r.curve, target, x, y) for r in runs]
                        for x in ("flops", "flops_blocks", "wall_s")}
-    budget = float(np.mean([r.curve[-1]["flops"] for r in base_runs]))
+    # equal FLOPs: the baseline's budget, or where the shortest run ends if that is earlier (a
+    # plan fitted to the budget ends up to one step short of it)
+    budget = min(float(np.mean([r.curve[-1]["flops"] for r in base_runs])),
+                 *(float(r.curve[-1]["flops"]) for r in arm_runs + base_runs))
     return Comparison(
         arm=arm_runs[0].manifest["arm_name"],
         target=target,
@@ -184,10 +187,53 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
                                          [c.value for c in costs["base"]["flops_blocks"]]),
         wall_saving=ratio_saving([c.value for c in costs["arm"]["wall_s"]],
                                  [c.value for c in costs["base"]["wall_s"]]),
-        loss_at_equal_flops=welch_difference([value_at(r.curve, budget, "flops", y)
-                                              for r in arm_runs], base_final),
+        loss_at_equal_flops=welch_difference(
+            [value_at(r.curve, budget, "flops", y) for r in arm_runs],
+            [value_at(r.curve, budget, "flops", y) for r in base_runs]),
         arm_final=mean_ci([r.curve[-1][y] for r in arm_runs]),
         base_final=mean_ci(base_final),
         arm_cost_flops=costs["arm"]["flops"],
         arm_cost_wall=costs["arm"]["wall_s"],
     )
+
+
+# ------------------------------------------------------------------ verdicts and the gate
+
+VERDICTS = ("meets claim", "below claim", "no saving", "inconclusive")
+
+
+def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: int,
+            max_interval: float) -> str:
+    """The rule every benchmark declares in its [gate] table, applied to one saving:
+    inconclusive (too few seeds, no interval, or one wider than max_interval), no saving (the
+    whole interval below 0), meets claim (the interval reaches claim - tolerance), else below
+    claim. Without a claim, a saving whose interval lies above 0 "meets" the bar of 0."""
+    if (saving.n < min_seeds or not math.isfinite(saving.low) or not math.isfinite(saving.high)
+            or saving.high - saving.low > max_interval):
+        return "inconclusive"
+    if saving.high < 0:
+        return "no saving"
+    bar = (claim - tolerance) if claim is not None else 0.0
+    return "meets claim" if saving.high >= bar else "below claim"
+
+
+def _se(iv: Interval) -> float:
+    """Standard error behind a 95% t interval (approximate df = n - 1)."""
+    if iv.n < 2 or not math.isfinite(iv.high):
+        return math.inf
+    return (iv.high - iv.mean) / float(stats.t.ppf(0.5 + CONFIDENCE / 2, iv.n - 1))
+
+
+def fell_below(fresh: Interval, reference: Interval, tolerance: float,
+               higher_is_better: bool = True) -> bool:
+    """One-sided test at 5%: is the fresh estimate significantly worse than the reference by
+    more than `tolerance`? z = (fresh - (reference -/+ tol)) / sqrt(se_f^2 + se_r^2) against the
+    one-sided t quantile with the smaller df. Not a bare difference of means: with wide
+    intervals it does not fire; with identical runs it cannot."""
+    sign = 1.0 if higher_is_better else -1.0
+    margin = sign * (fresh.mean - reference.mean) + tolerance
+    se = math.hypot(_se(fresh), _se(reference))
+    if not math.isfinite(se):  # a single seed: no test, only the tolerance
+        return margin < 0
+    df = max(1, min(fresh.n, reference.n) - 1)
+    return margin / se < -float(stats.t.ppf(0.95, df)) if se > 0 else margin < 0

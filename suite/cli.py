@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tabulate import tabulate  # noqa: E402
 
 from suite import analysis, flops  # noqa: E402
+from suite.claims import ClaimsError  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
@@ -174,6 +175,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules(args: argparse.Namespace) -> dict:
+    return {name: b.gate for name, b in load_benchmarks(args.benchmarks).items()}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from suite.claims import load_claims
+    from suite.report import headline, write_report
+
+    root = Path(args.results) / args.scale
+    claims = load_claims()
+    path = write_report(root, claims, _rules(args), args.scale, plots=not args.no_plots)
+    print(f"wrote {path}")
+    if args.update_readme:
+        readme = Path(args.update_readme)
+        begin = f"<!-- headline {args.scale} -->"
+        end = f"<!-- end headline {args.scale} -->"
+        doc = readme.read_text()
+        if begin not in doc or end not in doc:
+            raise ResultsError(f"{readme}: markers {begin} ... {end} not found")
+        table = headline(root, claims, _rules(args), args.scale)
+        head, rest = doc.split(begin, 1)
+        readme.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+        print(f"updated {readme}")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from suite.gate import HEADERS, check
+
+    ref = Path(args.reference) / args.scale
+    fresh = Path(args.fresh) / args.scale
+    rows, ok = check(fresh, ref, _rules(args))
+    print(tabulate(rows, HEADERS, tablefmt="github"))
+    print(f"\ngate: {'pass' if ok else 'FAIL'} ({fresh} against {ref}; one-sided tests at 5%, "
+          "tolerances from each benchmark's [gate] table)")
+    return 0 if ok else 1
+
+
 def cmd_check_operators(args: argparse.Namespace) -> int:
     from suite.checks import HEADERS, operator_exactness
 
@@ -215,6 +254,18 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compare)
     sub.add_parser("check-operators", help="exactness of paper 1's operators per family"
                    ).set_defaults(fn=cmd_check_operators)
+    rp = sub.add_parser("report", help="results/<scale>/REPORT.md with plots")
+    rp.add_argument("--results", default="results", help="results root (default: results)")
+    rp.add_argument("--scale", default="tiny", choices=SCALES)
+    rp.add_argument("--no-plots", action="store_true")
+    rp.add_argument("--update-readme", metavar="FILE", help="write the headline table between "
+                    "<!-- headline SCALE --> and <!-- end headline SCALE --> of FILE")
+    rp.set_defaults(fn=cmd_report)
+    g = sub.add_parser("gate", help="exit 1 when a saving regressed against committed results")
+    g.add_argument("--fresh", default="runs", help="fresh results root (default: runs)")
+    g.add_argument("--reference", default="results", help="committed root (default: results)")
+    g.add_argument("--scale", default="tiny", choices=SCALES)
+    g.set_defaults(fn=cmd_gate)
     return p
 
 
@@ -222,6 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, DataError, MethodError, ResultsError) as e:
+    except (SpecError, DataError, MethodError, ResultsError, ClaimsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -66,6 +66,20 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class GateSpec:
+    """The decision rules of this benchmark, written before any run (report and gate)."""
+
+    tolerance: float = _opt(0.10, "how far (absolute fraction) a saving may fall below the "
+                            "committed one, or below a claim, before it counts", low=0.0)
+    loss_tolerance: float = _opt(0.05, "how far the held-out loss at equal FLOPs may rise above "
+                                 "the committed one (nats)", low=0.0)
+    min_seeds: int = _opt(3, "fewer completed seeds per arm: inconclusive", low=1)
+    max_interval: float = _opt(1.0, "a 95% interval of a saving wider than this: inconclusive",
+                               low=0.0, low_open=True)
+    claims_at: tuple = _opt(("paper",), "scales at which the papers' claims are held")
+
+
+@dataclass(frozen=True)
 class Scale:
     """Everything one run of one arm needs, with the benchmark's defaults already applied."""
 
@@ -99,6 +113,7 @@ class Benchmark:
     family: str
     scales: dict[str, Scale]
     arms: dict[str, Arm]
+    gate: GateSpec = field(default_factory=GateSpec)
 
     def scale(self, name: str) -> Scale:
         if name not in self.scales:
@@ -114,7 +129,7 @@ class Benchmark:
 
 
 METRICS = ("loss", "top1")
-_TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms"}
+_TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms", "gate"}
 _SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "data", "train", "eval"}
 
 
@@ -251,7 +266,13 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
             raise SpecError(file, f"arms.{aname}.method", "missing or not a string")
         opts = {k: v for k, v in at.items() if k != "method"}
         arms[aname] = Arm(aname, at["method"], opts)
-    return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms)
+    gate_doc = doc.get("gate", {})
+    if not isinstance(gate_doc, dict):
+        raise SpecError(file, "gate", "must be a table")
+    gate = _parse(GateSpec, gate_doc, file, {"": "gate"})
+    if bad := [s for s in gate.claims_at if s not in SCALES]:
+        raise SpecError(file, "gate.claims_at", f"unknown scale(s) {bad}", ", ".join(SCALES))
+    return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms, gate)
 
 
 def load(path: str | Path) -> Benchmark:

@@ -59,7 +59,7 @@ def test_undeclared_scale_lookup_names_the_declared_ones(definition):
 
 def test_unknown_top_level_key(definition):
     definition["trian"] = {"lr": 1.0}
-    allowed = "arms, data, description, eval, family, name, scales, train"
+    allowed = "arms, data, description, eval, family, gate, name, scales, train"
     with raises("trian", re.escape(f"unknown top-level key; allowed: {allowed}") + "$") as e:
         parse(definition)
     assert (e.value.key, e.value.file) == ("trian", FILE)
@@ -401,3 +401,18 @@ def test_broken_user_file_is_reported_before_loading_others(tmp_path, mini_toml)
         registry.load_benchmarks([tmp_path])
     assert e.value.file == str(tmp_path / "b.toml")
     assert e.value.key == "scales.smoke.model.heads"
+
+
+def test_gate_rule_defaults_and_errors(definition):
+    from suite.spec import GateSpec
+
+    assert parse(definition).gate == GateSpec()
+    definition["gate"] = {"tolerance": 0.05, "claims_at": ["tiny", "paper"]}
+    g = parse(definition).gate
+    assert (g.tolerance, g.claims_at, g.min_seeds) == (0.05, ("tiny", "paper"), 3)
+    definition["gate"] = {"claims_at": ["huge"]}
+    with raises("gate.claims_at", re.escape("unknown scale(s) ['huge']; allowed: smoke, tiny")):
+        parse(definition)
+    definition["gate"] = {"tolerence": 0.1}
+    with raises("gate.tolerence", "unknown key; allowed: tolerance, loss_tolerance"):
+        parse(definition)

@@ -1,0 +1,225 @@
+"""results/<scale>/ -> REPORT.md with comparison tables, the per-level breakdown, the
+environment behind the numbers, and plots (PNG next to it, linked by relative path)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from suite import analysis
+from suite.claims import Claim
+from suite.results import ResultsError, Run, find_runs
+
+CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
+FLOP_CONVENTION = ("FLOPs = 2 x fvcore MACs, attention counted on the eager path, one training "
+                   "step = 3 x forward, evaluation not counted; operators (coalesce, "
+                   "de-coalesce, interpolate, restrict, prolongate) counted per parameter")
+
+
+def group_runs(root: Path) -> dict[str, dict[str, list[Run]]]:
+    """benchmark -> arm -> runs (all statuses) of one scale folder."""
+    out: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for r in find_runs(root):
+        out[r.manifest["benchmark"]][r.manifest["arm_name"]].append(r)
+    return {b: dict(a) for b, a in sorted(out.items())}
+
+
+def _pct(iv: analysis.Interval) -> str:
+    return iv.fmt(pct=True)
+
+
+def _claim(claims: list[Claim], bench: str, arm: str, metric: str, criterion: str) -> Claim | None:
+    rows = [c for c in claims if (c.benchmark, c.arm, c.metric, c.criterion) ==
+            (bench, arm, metric, criterion)]
+    return rows[0] if rows else None
+
+
+def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
+               scale: str) -> tuple[list[list], list[str]]:
+    """One row per arm and criterion; notes for what could not be compared."""
+    done = {a: [r for r in rs if r.complete] for a, rs in arms.items()}
+    base = done.get("baseline", [])
+    rows, notes = [], []
+    for arm, rs in sorted(arms.items(), key=lambda kv: (kv[0] != "baseline", kv[0])):
+        ok = done[arm]
+        if len(ok) < len(rs):
+            bad = ", ".join(f"seed {r.seed}: {r.status}" for r in rs if not r.complete)
+            notes.append(f"{bench}/{arm}: not counted: {bad}")
+        if not ok:
+            continue
+        final = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
+        if arm == "baseline" or not base:
+            rows.append([arm, "-", ",".join(str(r.seed) for r in ok), final.fmt(digits=4),
+                         "-", "-", "-", "-", "-", "-"])
+            continue
+        for y, criterion in CRITERIA.items():
+            c = analysis.compare(ok, base, y=y)
+            claim_f = _claim(claims, bench, arm, "flops_saved", criterion)
+            claim_w = _claim(claims, bench, arm, "walltime_saved", criterion)
+            if claim_f is None and claim_w is None and y != "heldout_loss":
+                continue
+            held = scale in rule.claims_at
+            v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
+                                 rule.tolerance, rule.min_seeds, rule.max_interval)
+            claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
+                                                                   ("wall", claim_w)) if x)
+            rows.append([
+                arm, criterion, ",".join(str(r.seed) for r in ok), final.fmt(digits=4),
+                _pct(c.flops_saving), _pct(c.flops_blocks_saving), _pct(c.wall_saving),
+                c.loss_at_equal_flops.fmt(digits=4), claim_txt or "-",
+                v if held or not claim_f else f"{v} (not the paper's setting)",
+            ])
+            if c.extrapolated:
+                notes.append(f"{bench}/{arm} ({criterion}): {c.extrapolated} of {len(ok)} "
+                             "costs extrapolated past the end of the run")
+    return rows, notes
+
+
+HEADERS = ["arm", "criterion", "seeds", "final held-out loss", "FLOPs saved to target",
+           "FLOPs saved, blocks only", "wall time saved to target",
+           "held-out loss at equal FLOPs (arm - baseline)", "claim", "verdict"]
+
+
+def breakdown(arms: dict[str, list[Run]]) -> list[list]:
+    rows = []
+    for arm, rs in sorted(arms.items()):
+        ok = [r for r in rs if r.complete]
+        if not ok:
+            continue
+        total = np.mean([r.summary["flops"] for r in ok])
+        levels = sorted({lv for r in ok for lv in r.summary["levels"]})
+        for lv in levels:
+            f = np.mean([r.summary["levels"][lv]["flops"] for r in ok])
+            rows.append([arm, f"level {lv}",
+                         int(np.mean([r.summary["levels"][lv]["steps"] for r in ok])),
+                         f"{f:.3g}", f"{f / total:.1%}",
+                         f"{np.mean([r.summary['levels'][lv]['wall_s'] for r in ok]):.1f}"])
+        for op in sorted({o for r in ok for o in r.summary.get("operators", {})}):
+            f = np.mean([r.summary["operators"][op]["flops"] for r in ok])
+            rows.append([arm, op, int(np.mean([r.summary["operators"][op]["count"]
+                                               for r in ok])),
+                         f"{f:.3g}", f"{f / total:.3%}",
+                         f"{np.mean([r.summary['operators'][op]['wall_s'] for r in ok]):.2f}"])
+    return rows
+
+
+def environments(runs: list[Run]) -> list[list]:
+    seen: dict[tuple, int] = {}
+    for r in runs:
+        e = r.manifest["environment"]
+        key = (str(e["git"]["commit"])[:10], str(e["git"]["dirty"]), e["python"],
+               e["versions"]["torch"], e["versions"]["transformers"], e["versions"]["timm"],
+               e["versions"]["fvcore"], e["device_name"], e["threads"])
+        seen[key] = seen.get(key, 0) + 1
+    return [[*k, n] for k, n in sorted(seen.items())]
+
+
+def _mean_curve(runs: list[Run], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    end = min(r.curve[-1][x] for r in runs)
+    grid = np.linspace(0, end, 200)
+    ys = [np.interp(grid, [p[x] for p in r.curve], [p[y] for p in r.curve]) for r in runs]
+    return grid, np.mean(ys, axis=0)
+
+
+def plot(bench: str, arms: dict[str, list[Run]], out: Path) -> list[str]:
+    """Held-out loss against FLOPs and against wall time: thin lines per seed, bold mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    for x, label in (("flops", "training FLOPs"), ("wall_s", "training wall time (s)")):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for i, (arm, rs) in enumerate(sorted(arms.items(), key=lambda kv: kv[0] != "baseline")):
+            ok = [r for r in rs if r.complete]
+            if not ok:
+                continue
+            color = f"C{i}"
+            for r in ok:
+                ax.plot([p[x] for p in r.curve], [p["heldout_loss"] for p in r.curve],
+                        color=color, lw=0.6, alpha=0.45)
+            gx, gy = _mean_curve(ok, x, "heldout_loss")
+            ax.plot(gx, gy, color=color, lw=2.2, label=f"{arm} (mean of {len(ok)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out loss")
+        ax.set_title(f"{bench}: held-out loss against {label}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        lo = min((p["heldout_loss"] for rs in arms.values() for r in rs if r.complete
+                  for p in r.curve), default=0.0)
+        finals = [r.curve[-1]["heldout_loss"] for rs in arms.values() for r in rs if r.complete]
+        if finals:  # the interesting part is the end: clip the first steep drop
+            ax.set_ylim(lo - 0.05 * abs(lo), max(finals) + 3 * (max(finals) - lo) + 0.1)
+        name = f"{bench}-{'flops' if x == 'flops' else 'wall'}.png"
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str,
+                 plots: bool = True) -> Path:
+    """Write root/REPORT.md (and its PNGs) from the runs under root; returns its path."""
+    groups = group_runs(root)
+    if not groups:
+        raise ResultsError(f"{root}: no runs found")
+    lines = [f"# Report: {scale} scale", "",
+             "Generated by `python -m suite report` from the runs in this folder; every figure "
+             "comes from a run with its manifest.json. Savings are mean [95% interval] (n = "
+             "seeds) of 1 - mean(arm cost) / mean(baseline cost) to reach the baseline's final "
+             "loss (mean over its seeds); costs past the end of a run are extrapolated along "
+             "its tail and flagged. Verdicts follow each benchmark's declared [gate] rule.", "",
+             f"FLOP convention: {FLOP_CONVENTION}.", ""]
+    if scale not in ("paper",):
+        lines += [f"**This is the {scale} scale, not the papers' setting.** The papers' claims "
+                  "are shown beside the measurements for orientation; a verdict marked "
+                  "\"not the paper's setting\" says what the rule gives here, not whether the "
+                  "paper is right.", ""]
+    all_runs = []
+    for bench, arms in groups.items():
+        rule = rules.get(bench)
+        all_runs += [r for rs in arms.values() for r in rs]
+        lines += [f"## {bench}", ""]
+        if rule is None:
+            lines += [f"(no definition named {bench} is loaded: no verdicts)", ""]
+            continue
+        rows, notes = comparison(bench, arms, claims, rule, scale)
+        lines += [tabulate(rows, HEADERS, tablefmt="github"), ""]
+        lines += [f"Rule: tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} seeds, "
+                  f"interval at most {rule.max_interval:.0%} wide; claims held at: "
+                  f"{', '.join(rule.claims_at)}.", ""]
+        lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+        lines += ["Cost per level and operator (mean over completed seeds):", "",
+                  tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
+                                             "share of the arm's FLOPs", "wall s"],
+                           tablefmt="github"), ""]
+        if plots:
+            for name in plot(bench, arms, root):
+                lines += [f"![{name}]({name})", ""]
+    lines += ["## Environment of the runs", "",
+              tabulate(environments(all_runs), ["commit", "dirty", "python", "torch",
+                                                "transformers", "timm", "fvcore", "device",
+                                                "threads", "runs"], tablefmt="github"), ""]
+    path = root / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str) -> str:
+    """The README's table: every non-baseline arm's FLOP and wall saving beside its claims."""
+    rows = []
+    for bench, arms in group_runs(root).items():
+        if bench not in rules:
+            continue
+        for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
+            if r[0] != "baseline":
+                rows.append([bench, *[r[i] for i in (0, 1, 4, 6, 8, 9)]])
+    return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "wall time saved",
+                           "claim", "verdict"], tablefmt="github")
+
