@@ -112,6 +112,18 @@ def gate(session: nox.Session) -> None:
                 external=True)
 
 
+@nox.session(name="gate-smoke")
+def gate_smoke(session: nox.Session) -> None:
+    """CI's regression gate: fresh smoke runs of every benchmark and arm (3 seeds, one thread,
+    so that they reproduce the committed ones) against results/smoke."""
+    py = _python(session)
+    for name in BENCHMARKS:
+        session.run(py, "-m", "suite", "run", name, "--scale", "smoke", "--seeds", "3",
+                    "--threads", "1", "--no-progress", "--out", "runs", env=ENV, external=True)
+    session.run(py, "-m", "suite", "gate", "--scale", "smoke", "--fresh", "runs",
+                "--reference", "results", env=ENV, external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff."""
