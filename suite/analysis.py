@@ -2,7 +2,8 @@
 
 Decision rules, written down before any run:
 - Target quality: the baseline's final held-out loss, mean over its seeds (or a declared value).
-- Cost to reach the target: first evaluation at or below it, linearly interpolated between the
+- Cost to reach the target: first evaluation of the target model (level 1; a coarse level of a
+  V-cycle does not count) at or below it, linearly interpolated between the
   two evaluations that bracket it (FLOPs or training wall time on the x axis). A run that ends
   above the target is extrapolated along the least-squares slope of its last quarter of
   evaluations and flagged; a run whose tail is not improving never reaches it (cost = inf).
@@ -69,7 +70,9 @@ def cost_to_reach(curve: list[dict], target: float, x: str = "flops",
                   y: str = "heldout_loss") -> Cost:
     if any(x not in r for r in curve):  # a run from before that axis was logged
         return Cost(math.nan, False)
-    pts = [(float(r[x]), float(r[y])) for r in curve if r.get(y) is not None]
+    # only the target model counts: a coarse level of a V-cycle reaching the loss is not it
+    pts = [(float(r[x]), float(r[y])) for r in curve
+           if r.get(y) is not None and r.get("level", 1) == 1]
     for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
         if y1 <= target:
             if y0 <= target:

@@ -258,3 +258,11 @@ def test_baseline_against_itself_on_other_seeds_saves_nothing(gpt_smoke_runs):
     back = analysis.compare(base, other)  # and the other way round
     assert back.flops_saving.contains(0.0) and back.loss_at_equal_flops.contains(0.0)
     assert back.loss_at_equal_flops.mean == pytest.approx(-c.loss_at_equal_flops.mean)
+
+
+def test_a_coarse_level_reaching_the_target_does_not_count():
+    rows = [{"flops": f, "heldout_loss": v, "level": lv}
+            for f, v, lv in [(0, 5.0, 1), (10, 3.0, 2), (20, 3.5, 1), (30, 2.5, 1)]]
+    # the small model (level 2) dips below 3.0 at 10 FLOPs; the target model gets there
+    # between 20 and 30
+    assert cost_to_reach(rows, 3.0).value == pytest.approx(25.0)
