@@ -202,7 +202,7 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
 
 # ------------------------------------------------------------------ verdicts and the gate
 
-VERDICTS = ("meets claim", "below claim", "no saving", "inconclusive")
+VERDICTS = ("meets claim", "below claim", "no saving", "inconclusive", "saves (no claim)")
 
 
 def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: int,
@@ -210,14 +210,15 @@ def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: 
     """The rule every benchmark declares in its [gate] table, applied to one saving:
     inconclusive (too few seeds, no interval, or one wider than max_interval), no saving (the
     whole interval below 0), meets claim (the interval reaches claim - tolerance), else below
-    claim. Without a claim, a saving whose interval lies above 0 "meets" the bar of 0."""
+    claim. Without a claim: "saves (no claim)" when the whole interval lies above 0."""
     if (saving.n < min_seeds or not math.isfinite(saving.low) or not math.isfinite(saving.high)
             or saving.high - saving.low > max_interval):
         return "inconclusive"
     if saving.high < 0:
         return "no saving"
-    bar = (claim - tolerance) if claim is not None else 0.0
-    return "meets claim" if saving.high >= bar else "below claim"
+    if claim is None:
+        return "saves (no claim)" if saving.low > 0 else "inconclusive"
+    return "meets claim" if saving.high >= claim - tolerance else "below claim"
 
 
 def _se(iv: Interval) -> float:

@@ -27,7 +27,8 @@ RULE = dict(tolerance=0.1, min_seeds=3, max_interval=1.0)
     (Interval(0.30, 0.20, 0.40, 2), 0.25, "inconclusive"),  # too few seeds
     (Interval(0.30, -0.9, 1.5, 3), 0.25, "inconclusive"),  # interval too wide
     (Interval(math.nan, math.nan, math.nan, 3), 0.25, "inconclusive"),  # never reached
-    (Interval(0.05, 0.01, 0.09, 3), None, "meets claim"),  # no claim: above 0 is the bar
+    (Interval(0.05, 0.01, 0.09, 3), None, "saves (no claim)"),  # no claim: above 0
+    (Interval(0.05, -0.01, 0.09, 3), None, "inconclusive"),
 ])
 def test_verdict_rule(iv, claim, expect):
     assert verdict(iv, claim, **RULE) == expect
