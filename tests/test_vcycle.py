@@ -39,13 +39,13 @@ def test_two_level_plan_follows_the_schedule(builtin_benchmarks):
 
 
 def test_three_level_plan_goes_down_and_back_up(builtin_benchmarks):
-    scale = builtin_benchmarks["bert-large"].scale("tiny")  # 8 x 192 x 4
+    scale = builtin_benchmarks["bert-large"].scale("tiny")  # 8 x 128 x 4
     p = plan(Arm("vc3", "vcycle", {"levels": 3, "alpha": 0.5}), scale, _cost)
     levels = [s.level if isinstance(s, Train) else s.operator for s in p.steps]
     assert levels == [1, "coalesce", 2, "coalesce", 3, "decoalesce+interpolate", 2,
                       "decoalesce+interpolate", 1]
     sizes = [s.model for s in p.steps if isinstance(s, Train)]
-    assert sizes[2] == {"hidden": 48, "layers": 2, "heads": 1, "ffn": 192}
+    assert sizes[2] == {"hidden": 32, "layers": 2, "heads": 1, "ffn": 128}
     assert [s.options.get("to") for s in p.steps if isinstance(s, Transfer)] == [None, None, 2, 1]
 
 
