@@ -79,11 +79,17 @@ def cmd_run(args: argparse.Namespace) -> int:
                               "per level"], tablefmt="github"))
         print(f"\nFLOP convention: {flops.CONVENTION}")
         return 0
+    from suite.distributed import setup
+
+    world, device = setup(args.device)  # torchrun: this rank's place and device
     rows = []
     for a in arms:
         for seed in seeds:
-            path = run_one(bench, args.scale, a, seed, Path(args.out), args.device, args.threads,
-                           args.precision, progress=not args.no_progress)
+            path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
+                           args.precision, progress=not args.no_progress, world=world,
+                           accum=args.accum)
+            if not world.main:
+                continue
             r = read_run(path)
             s = r.summary
             rows.append([a, seed, r.status, f"{s['start_heldout_loss']:.4f}",
@@ -91,8 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"{s['final_heldout_top1']:.3f}"
                          if s.get("final_heldout_top1") is not None else "-",
                          _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
-    print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
-                          "FLOPs", "train s", "folder"], tablefmt="github"))
+    if world.main:
+        print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
+                              "FLOPs", "train s", "folder"], tablefmt="github"))
     return 0 if all(r[2] == "completed" for r in rows) else 1
 
 
@@ -244,6 +251,8 @@ def parser() -> argparse.ArgumentParser:
                    "image folder with one subfolder per class")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
+    r.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches "
+                   "per step and process (the global batch stays the definition's)")
     r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)

@@ -129,6 +129,19 @@ class RunWriter:
         atomic_write_json(self.path / "manifest.json", self.manifest)
 
 
+class NullWriter:
+    """What ranks other than 0 write: nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def log(self, row: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass
 class Run:
     path: Path

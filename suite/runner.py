@@ -13,21 +13,23 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from suite import data as D
-from suite import flops, methods
+from suite import data as dataio
+from suite import distributed, flops, methods
 from suite import multilevel as ML
+from suite.distributed import World
 from suite.families import FAMILIES, Family, Inputs, logits
 from suite.registry import USER_SOURCE, inputs_for
-from suite.results import COMPLETED, RunWriter, environment, run_dir
+from suite.results import COMPLETED, NullWriter, RunWriter, environment, run_dir
 from suite.spec import Benchmark, Scale, SpecError
-from suite.train import Clock, Diverged, evaluate, make_optimizer, train
+from suite.train import Clock, Diverged, Parallel, evaluate, make_optimizer, train
 
-_DATA_CACHE: dict[tuple[str, str, int], D.TextData | D.ImageData] = {}
+_DATA_CACHE: dict[tuple[str, str, int], dataio.TextData | dataio.ImageData] = {}
 
 
-def load_data(family: Family, scale: Scale) -> D.TextData | D.ImageData:
+def load_data(family: Family, scale: Scale) -> dataio.TextData | dataio.ImageData:
     key = (family.data_kind, scale.data.source, scale.data.vocab_size)
     if key not in _DATA_CACHE:
         if scale.data.source == USER_SOURCE:
@@ -35,9 +37,9 @@ def load_data(family: Family, scale: Scale) -> D.TextData | D.ImageData:
                             "this scale reads data you bring: pass --data PATH",
                             "a text file or folder, a .npy of token ids, or an image folder")
         if family.data_kind == "text":
-            _DATA_CACHE[key] = D.load_text(scale.data.source, scale.data.vocab_size or None)
+            _DATA_CACHE[key] = dataio.load_text(scale.data.source, scale.data.vocab_size or None)
         else:
-            _DATA_CACHE[key] = D.load_images(scale.data.source)
+            _DATA_CACHE[key] = dataio.load_images(scale.data.source)
     return _DATA_CACHE[key]
 
 
@@ -84,11 +86,14 @@ def pick_precision(device: torch.device, precision: str) -> str:
 
 def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
             device: str = "cpu", threads: int | None = None, precision: str = "auto",
-            progress: bool = True) -> Path:
+            progress: bool = True, world: World | None = None, accum: int = 1) -> Path:
     """Train one arm of one benchmark at one scale with one seed; returns the run folder.
 
     The folder is a result only if its summary says "completed"; divergence and interruption
-    are written down as such (and an interruption is re-raised after the write)."""
+    are written down as such (and an interruption is re-raised after the write). Under torchrun
+    (`world`, from suite.distributed.setup) every rank trains its slice of each global batch and
+    only rank 0 writes."""
+    world = world or World()
     scale = bench.scale(scale_name)
     arm = bench.arms[arm_name]
     family = FAMILIES[bench.family]
@@ -102,9 +107,9 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     for key, msg in family.check(scale.model, inputs):
         raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
     plan = methods.plan(arm, scale, step_cost(family, scale, inputs))
-    heldout = D.heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
+    heldout = dataio.heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
                                 scale.eval.batches)
-    batches = D.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
+    batches = dataio.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
     top1 = "top1" in scale.eval.metrics
     units = scale.batch_size * (scale.seq_len or 1)  # tokens (or images) per step
 
@@ -120,7 +125,10 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    writer = RunWriter(run_dir(out, scale_name, bench.name, arm_name, seed), manifest)
+    manifest["world_size"], manifest["accum"] = world.size, accum
+    path = run_dir(out, scale_name, bench.name, arm_name, seed)
+    writer = RunWriter(path, manifest) if world.main else NullWriter(path)
+    spread = 0.0  # largest parameter difference between ranks seen after a transfer
     clock = Clock()
     levels: dict[int, dict[str, float]] = {}
     operators: dict[str, dict[str, float]] = {}
@@ -130,7 +138,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
     model = None
     bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
-               disable=not progress, file=sys.stderr,
+               disable=not (progress and world.main), file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
 
     def log_eval(level: int, last_train: float, event: str | None = None) -> None:
@@ -163,6 +171,9 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
             if isinstance(step, methods.Transfer):
                 t0 = time.perf_counter()
                 model, op_flops = apply_transfer(step, model, saved)
+                if world.active:  # identical on every rank by construction; measured, then made so
+                    spread = max(spread, distributed.max_parameter_spread(model, world))
+                    distributed.broadcast_parameters(model, world)
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 dt = time.perf_counter() - t0
@@ -202,7 +213,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                       dev, prec, check_every=math.gcd(scale.eval.every, 10),
                       progress=lambda n, _loss: bar.update(n),
                       step_flops_blocks=per_step_blocks, schedule=step.schedule,
-                      optimizer=optimizers[step.level])
+                      optimizer=optimizers[step.level],
+                      parallel=Parallel(world, DDP(model) if world.active else None, accum))
             finally:  # a level that diverged or was interrupted still counts what it ran
                 lv["steps"] += clock.step - before.step
                 lv["flops"] += clock.flops - before.flops
@@ -229,6 +241,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         "start_heldout_loss": curve[0]["heldout_loss"] if curve else None,
         "levels": {str(k): v for k, v in levels.items()},
         "operators": operators,
+        "world_size": world.size,
+        "max_rank_spread_after_transfers": spread,
         "throughput_per_s": clock.step * units / clock.wall_s if clock.wall_s else None,
         "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
         "error": error,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from suite.data import Batch
+from suite.distributed import World, shard
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,16 @@ class Clock:
     flops_blocks: int = 0  # the same, counting only the residual blocks (paper 2's convention)
     wall_s: float = 0.0
     eval_wall_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How one step is spread: this rank's slice of the global batch, in `accum` micro-batches,
+    through `forward` (the DDP-wrapped model, which averages gradients over ranks)."""
+
+    world: World = World()
+    forward: nn.Module | None = None
+    accum: int = 1
 
 
 class Diverged(RuntimeError):
@@ -126,6 +137,7 @@ def train(
     step_flops_blocks: int = 0,
     schedule: tuple[int, int] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    parallel: Parallel | None = None,
 ) -> float:
     """Train `model` for `steps` steps with `optimizer` (its state carried over from earlier
     stages) or a fresh one; returns the last loss.
@@ -137,11 +149,17 @@ def train(
     `on_step(clock, loss)` runs after every step (the runner evaluates and logs there); it is
     excluded from wall time. Losses are read back from the device only every `check_every` steps
     (the only host synchronisation), where a NaN or infinite loss raises `Diverged`; the loss
-    passed on is the mean over that window.
+    passed on is the mean over that window (over all ranks).
+
+    With `parallel`, each step trains on this rank's slice of the global batch in `accum`
+    micro-batches (gradients are synchronised on the last one only): the step is the same
+    for any number of processes and any accumulation.
     """
     device = device or torch.device("cpu")
     start, total = schedule or (0, steps)
     opt = optimizer or make_optimizer(model, optim)
+    par = parallel or Parallel()
+    fwd = par.forward or model
     model.train()
     last = float("nan")
     pending: list[torch.Tensor] = []
@@ -149,18 +167,30 @@ def train(
         t0 = time.perf_counter()
         for g in opt.param_groups:
             g["lr"] = optim.lr * lr_factor(start + i, total, optim)
-        x, y = next(batches)
+        x, y = next(batches)  # the global batch: every rank draws the same one
+        if par.world.active:
+            x, y = shard(x, par.world), shard(y, par.world)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, precision):
-            loss, _ = loss_of(model, (x, y), out)
-        loss.backward()
+        loss = torch.zeros((), device=device)
+        for j, (xm, ym) in enumerate(zip(x.chunk(par.accum), y.chunk(par.accum), strict=True)):
+            last_micro = j == par.accum - 1
+            sync = nullcontext() if last_micro or not hasattr(fwd, "no_sync") else fwd.no_sync()
+            with sync:
+                with autocast(device, precision):
+                    micro, _ = loss_of(fwd, (xm, ym), out)
+                (micro / par.accum).backward()
+            loss = loss + micro.detach() / par.accum
         if optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         pending.append(loss.detach())
         if len(pending) >= check_every or i == steps - 1:
-            values = torch.stack(pending).float().cpu()
+            window = torch.stack(pending).float()
+            if par.world.active:  # the logged loss is the global batch's, not this slice's
+                torch.distributed.all_reduce(window)
+                window = window / par.world.size
+            values = window.cpu()
             pending.clear()
             last = float(values.mean())  # mean over the window: a steadier training loss
             if not torch.isfinite(values).all():

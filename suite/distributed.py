@@ -1,0 +1,86 @@
+"""One process or many: torchrun's environment -> a process group, and the few collective
+operations the runner needs. Imports nothing of ours.
+
+    torchrun --nproc-per-node 8 -m suite run gpt --scale small --device cuda
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 --rdzv-backend c10d \\
+             --rdzv-endpoint HOST:29500 -m suite run gpt --scale small --device cuda
+
+The global batch of a definition is the same for any number of processes: every rank draws the
+same seeded global batch and trains on its own slice of it (DDP averages the gradients), so a run
+on N processes follows the single-process curve.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def setup(device: str) -> tuple[World, str]:
+    """Join torchrun's process group if there is one; returns the world and this rank's device
+    (cuda:LOCAL_RANK on GPUs). Without torchrun: a world of one, nothing initialised."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World(), device
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.startswith("cuda"):
+        device = f"cuda:{world.local_rank}"
+        torch.cuda.set_device(torch.device(device))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return world, device
+
+
+def shard(x: torch.Tensor, world: World) -> torch.Tensor:
+    """This rank's slice of a global batch (the batch must divide evenly)."""
+    if x.shape[0] % world.size:
+        raise ValueError(f"global batch {x.shape[0]} does not divide over {world.size} processes")
+    n = x.shape[0] // world.size
+    return x[world.rank * n : (world.rank + 1) * n]
+
+
+def broadcast_parameters(model: nn.Module, world: World) -> None:
+    """Rank 0's parameters and buffers on every rank (after a transfer, to be certain)."""
+    if not world.active:
+        return
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def max_parameter_spread(model: nn.Module, world: World) -> float:
+    """Largest difference of any parameter between ranks (0.0 when they are identical)."""
+    if not world.active:
+        return 0.0
+    spread = torch.zeros(())
+    with torch.no_grad():
+        for p in model.parameters():
+            hi, lo = p.detach().clone(), p.detach().clone()
+            dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+            dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+            spread = torch.maximum(spread, (hi - lo).abs().max().cpu())
+    return float(spread)
+
+
+def barrier(world: World) -> None:
+    if world.active:
+        dist.barrier()
