@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for seed in seeds:
             path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
                            args.precision, progress=not args.no_progress, world=world,
-                           accum=args.accum)
+                           accum=args.accum, compile=args.compile)
             if not world.main:
                 continue
             r = read_run(path)
@@ -253,6 +253,7 @@ def parser() -> argparse.ArgumentParser:
                    help="results root (default: runs/; committed references live in results/)")
     r.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches "
                    "per step and process (the global batch stays the definition's)")
+    r.add_argument("--compile", action="store_true", help="torch.compile the training model")
     r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)

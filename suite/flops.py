@@ -75,6 +75,25 @@ def train_step_flops(family: Family, size: dict[str, int], inputs: Inputs, batch
     return TRAIN_FACTOR * forward_flops(family, size, inputs, batch, blocks_only)
 
 
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, matched by name. A device
+# not listed reports achieved FLOP/s only: no MFU is ever guessed.
+BF16_PEAK = {
+    "H200": 989e12,
+    "H100 PCIe": 756e12,
+    "H100": 989e12,  # SXM
+    "A100": 312e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+}
+
+
+def bf16_peak(device_name: str) -> float | None:
+    for key, peak in BF16_PEAK.items():  # the more specific names come first
+        if key in device_name:
+            return peak
+    return None
+
+
 def measured_train_flops(family: Family, model: nn.Module, x: torch.Tensor) -> int:
     """Forward + backward FLOPs of one step as torch's FlopCounterMode counts them (cross-check)."""
     from torch.utils.flop_counter import FlopCounterMode

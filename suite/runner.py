@@ -78,6 +78,22 @@ def apply_transfer(t: methods.Transfer, model: nn.Module,
 EVAL_AFTER = ("coalesce", "decoalesce+interpolate")
 
 
+def forward_of(model: nn.Module, world: World, compile: bool) -> nn.Module | None:
+    """What a training step calls: the model, DDP-wrapped under torchrun, compiled on request
+    (FLOPs are still counted by fvcore on the eager model)."""
+    fwd = DDP(model) if world.active else model
+    return torch.compile(fwd) if compile else (fwd if world.active else None)
+
+
+def mfu(clock: Clock, device_name: str, world: World, precision: str) -> float | None:
+    """Model FLOP utilisation against the device's bf16 peak; None for an unknown device or a
+    run not in bf16 (a peak of another precision would make the figure meaningless)."""
+    peak = flops.bf16_peak(device_name)
+    if peak is None or precision != "bf16" or not clock.wall_s:
+        return None
+    return clock.flops / clock.wall_s / (peak * world.size)
+
+
 def pick_precision(device: torch.device, precision: str) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
@@ -86,7 +102,8 @@ def pick_precision(device: torch.device, precision: str) -> str:
 
 def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
             device: str = "cpu", threads: int | None = None, precision: str = "auto",
-            progress: bool = True, world: World | None = None, accum: int = 1) -> Path:
+            progress: bool = True, world: World | None = None, accum: int = 1,
+            compile: bool = False) -> Path:
     """Train one arm of one benchmark at one scale with one seed; returns the run folder.
 
     The folder is a result only if its summary says "completed"; divergence and interruption
@@ -100,6 +117,9 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     dev = torch.device(device)
     threads = threads or int(os.environ.get("SUITE_THREADS", 0)) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)  # pinned so that CPU runs are bit-reproducible
+    if dev.type == "cuda":  # TF32 for what autocast leaves in fp32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     prec = pick_precision(dev, precision)
 
     data = load_data(family, scale)
@@ -125,7 +145,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    manifest["world_size"], manifest["accum"] = world.size, accum
+    manifest["world_size"], manifest["accum"], manifest["compile"] = world.size, accum, compile
     path = run_dir(out, scale_name, bench.name, arm_name, seed)
     writer = RunWriter(path, manifest) if world.main else NullWriter(path)
     spread = 0.0  # largest parameter difference between ranks seen after a transfer
@@ -214,7 +234,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                       progress=lambda n, _loss: bar.update(n),
                       step_flops_blocks=per_step_blocks, schedule=step.schedule,
                       optimizer=optimizers[step.level],
-                      parallel=Parallel(world, DDP(model) if world.active else None, accum))
+                      parallel=Parallel(world, forward_of(model, world, compile), accum))
             finally:  # a level that diverged or was interrupted still counts what it ran
                 lv["steps"] += clock.step - before.step
                 lv["flops"] += clock.flops - before.flops
@@ -245,6 +265,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         "max_rank_spread_after_transfers": spread,
         "throughput_per_s": clock.step * units / clock.wall_s if clock.wall_s else None,
         "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
+        "mfu": mfu(clock, manifest["environment"]["device_name"], world, prec),
         "error": error,
     }
     if status == COMPLETED and clock.step != plan.train_steps:

@@ -159,7 +159,7 @@ def train(
     start, total = schedule or (0, steps)
     opt = optimizer or make_optimizer(model, optim)
     par = parallel or Parallel()
-    fwd = par.forward or model
+    fwd = par.forward if par.forward is not None else model
     model.train()
     last = float("nan")
     pending: list[torch.Tensor] = []
@@ -170,6 +170,8 @@ def train(
         x, y = next(batches)  # the global batch: every rank draws the same one
         if par.world.active:
             x, y = shard(x, par.world), shard(y, par.world)
+        if device.type == "cuda":  # pinned host memory: the copy overlaps the step
+            x, y = x.pin_memory(), y.pin_memory()
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss = torch.zeros((), device=device)
         for j, (xm, ym) in enumerate(zip(x.chunk(par.accum), y.chunk(par.accum), strict=True)):

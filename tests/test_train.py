@@ -90,3 +90,35 @@ def test_nan_loss_raises_diverged():
         model.head.weight.fill_(float("nan"))  # tied: poisons the embedding and the logits
     with pytest.raises(Diverged, match="training loss nan at step"):
         train(model, _batches(), 8, Optim("sgd", 0.1), 1, Clock(), out, check_every=4)
+
+
+def test_compiled_training_follows_the_eager_curve(tmp_path):
+    """--compile (torch.compile, inductor on CPU): same curve within float tolerance, and the
+    FLOPs are still the fvcore count of the eager model."""
+    from suite.registry import load_benchmarks
+    from suite.results import read_run
+    from suite.runner import run_one
+
+    bench = load_benchmarks()["ode"]
+    eager = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "e", threads=1,
+                             progress=False))
+    comp = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "c", threads=1,
+                            progress=False, compile=True))
+    assert comp.manifest["compile"] is True and comp.complete
+    assert [r["flops"] for r in comp.curve] == [r["flops"] for r in eager.curve]
+    for a, b in zip(comp.curve, eager.curve, strict=True):
+        assert a["heldout_loss"] == pytest.approx(b["heldout_loss"], abs=1e-3)
+
+
+def test_mfu_only_for_known_devices_in_bf16():
+    from suite.distributed import World
+    from suite.flops import bf16_peak
+    from suite.runner import mfu
+
+    clock = Clock(step=10, flops=int(989e12), wall_s=2.0)
+    assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert bf16_peak("NVIDIA H100 PCIe") == 756e12
+    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(), "bf16") == pytest.approx(0.5)
+    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(0, 2, 0), "bf16") == pytest.approx(0.25)
+    assert mfu(clock, "AMD EPYC", World(), "bf16") is None  # unknown: never a made-up MFU
+    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(), "fp32") is None
