@@ -17,6 +17,7 @@ from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
 from suite.registry import inputs_for, load_benchmarks  # noqa: E402
+from suite.report import CRITERIA  # noqa: E402
 from suite.results import ResultsError, find_runs, read_run  # noqa: E402
 from suite.spec import SCALES, SpecError, with_data_source  # noqa: E402
 
@@ -108,7 +109,6 @@ RUN_HEADERS = ["scale", "benchmark", "arm", "seeds", "completed", "held-out loss
 SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target loss",
                   "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
                   "loss at equal FLOPs (arm - baseline)", "notes"]
-CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
 
 
 def comparison_tables(root: Path) -> tuple[list[list], list[list]]:
