@@ -154,7 +154,6 @@ class Comparison:
     arm_final: Interval
     base_final: Interval
     arm_cost_flops: list[Cost] = field(default_factory=list)
-    arm_cost_wall: list[Cost] = field(default_factory=list)
 
     @property
     def extrapolated(self) -> int:
@@ -196,14 +195,10 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
         arm_final=mean_ci([r.curve[-1][y] for r in arm_runs]),
         base_final=mean_ci(base_final),
         arm_cost_flops=costs["arm"]["flops"],
-        arm_cost_wall=costs["arm"]["wall_s"],
     )
 
 
 # ------------------------------------------------------------------ verdicts and the gate
-
-VERDICTS = ("meets claim", "below claim", "no saving", "inconclusive", "saves (no claim)")
-
 
 def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: int,
             max_interval: float) -> str:

@@ -80,7 +80,3 @@ def max_parameter_spread(model: nn.Module, world: World) -> float:
             spread = torch.maximum(spread, (hi - lo).abs().max().cpu())
     return float(spread)
 
-
-def barrier(world: World) -> None:
-    if world.active:
-        dist.barrier()

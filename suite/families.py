@@ -19,9 +19,6 @@ from torch import nn
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub call hangs for a minute offline
 
-TASKS = ("causal-lm", "masked-lm", "classify")
-
-
 # Axis roles of a parameter tensor, one per dimension, for the width operators:
 #   "d"   a hidden (residual-width) axis that is an output: coalescing averages pairs
 #   "d_in" a hidden axis that is an input: coalescing sums pairs

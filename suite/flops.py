@@ -24,7 +24,8 @@ with warnings.catch_warnings():  # fvcore's import scripts a function; torch war
 from suite.families import FAMILIES, Family, Inputs, logits
 
 CONVENTION = ("FLOPs = 2 x fvcore MACs (one multiply-add = 2 FLOPs), attention counted on the "
-              "eager path, one training step = 3 x forward; evaluation not counted")
+              "eager path, one training step = 3 x forward, evaluation not counted; operators "
+              "(coalesce, de-coalesce, interpolate, restrict, prolongate) counted per parameter")
 TRAIN_FACTOR = 3
 
 

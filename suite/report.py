@@ -12,13 +12,10 @@ from tabulate import tabulate
 
 from suite import analysis
 from suite.claims import Claim
+from suite.flops import CONVENTION
 from suite.results import ResultsError, Run, find_runs
 
 CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
-FLOP_CONVENTION = ("FLOPs = 2 x fvcore MACs, attention counted on the eager path, one training "
-                   "step = 3 x forward, evaluation not counted; operators (coalesce, "
-                   "de-coalesce, interpolate, restrict, prolongate) counted per parameter")
-
 
 def group_runs(root: Path) -> dict[str, dict[str, list[Run]]]:
     """benchmark -> arm -> runs (all statuses) of one scale folder."""
@@ -175,7 +172,7 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
              "seeds) of 1 - mean(arm cost) / mean(baseline cost) to reach the baseline's final "
              "loss (mean over its seeds); costs past the end of a run are extrapolated along "
              "its tail and flagged. Verdicts follow each benchmark's declared [gate] rule.", "",
-             f"FLOP convention: {FLOP_CONVENTION}.", ""]
+             f"FLOP convention: {CONVENTION}.", ""]
     if scale not in ("paper",):
         lines += [f"**This is the {scale} scale, not the papers' setting.** The papers' claims "
                   "are shown beside the measurements for orientation; a verdict marked "
