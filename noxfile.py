@@ -92,6 +92,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def corpus(session: nox.Session) -> None:
+    """Build the offline-en text corpus of the small scale (installs its Debian packages where
+    apt-get runs as root): data/corpora/offline-en, about 18 MB."""
+    session.run("bash", str(ROOT / "ci" / "corpus-deps.sh"), external=True)
+    session.run(_python(session), "-m", "suite", "corpus", *(session.posargs or ["build"]),
+                env=ENV, external=True)
+
+
+@nox.session
 def compare(session: nox.Session) -> None:
     """Savings table of a results folder (default: runs/)."""
     session.run(_python(session), "-m", "suite", "compare", *(session.posargs or ["runs"]),

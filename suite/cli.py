@@ -11,7 +11,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
-from suite import analysis, flops  # noqa: E402
+from suite import analysis, corpus, flops  # noqa: E402
 from suite.claims import ClaimsError  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
@@ -231,6 +231,22 @@ def cmd_check_operators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    path = Path(args.dir) if args.dir else corpus.default_dir()
+    if args.action == "build":
+        record = corpus.build(path)
+    else:
+        record = corpus.load(path)[2]
+    rows = [[p["name"], p["package"], p["version"], p["licence"], p["documents"],
+             f"{p['train_bytes'] / 1e6:.1f}", f"{p['heldout_bytes'] / 1e6:.2f}",
+             ", ".join(p["heldout"])] for p in record["parts"]]
+    print(tabulate(rows, ["part", "package", "version", "licence", "documents", "train MB",
+                          "held-out MB", "held-out documents"], tablefmt="github"))
+    size = sum(f.stat().st_size for f in path.iterdir())
+    print(f"\n{path}: {size / 1e6:.1f} MB on disk; train sha256 {record['sha256']['train']}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     p.add_argument("--benchmarks", action="append", metavar="PATH",
@@ -264,6 +280,10 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compare)
     sub.add_parser("check-operators", help="exactness of paper 1's operators per family"
                    ).set_defaults(fn=cmd_check_operators)
+    cp = sub.add_parser("corpus", help=f"build or show the offline text corpus '{corpus.NAME}'")
+    cp.add_argument("action", choices=("build", "show"))
+    cp.add_argument("--dir", help=f"where it lives (default: {corpus.default_dir()})")
+    cp.set_defaults(fn=cmd_corpus)
     rp = sub.add_parser("report", help="results/<scale>/REPORT.md with plots")
     rp.add_argument("--results", default="results", help="results root (default: results)")
     rp.add_argument("--scale", default="tiny", choices=SCALES)
@@ -283,6 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, DataError, MethodError, ResultsError, ClaimsError) as e:
+    except (SpecError, DataError, MethodError, ResultsError, ClaimsError, corpus.CorpusError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

