@@ -104,6 +104,16 @@ def value_at(curve: list[dict], at: float, x: str = "flops", y: str = "heldout_l
     return pts[-1][1] if at >= pts[-1][0] else pts[0][1]
 
 
+def tail_drop(curve: list[dict], fraction: float = 0.2, y: str = "heldout_loss") -> float:
+    """How far `y` fell over the last `fraction` of the run's FLOPs (level-1 points): above 0
+    while the model still learns at the end; 0 or below once it has plateaued or overfits, which
+    at a scale with too little data is what a too-long run shows."""
+    pts = [r for r in curve if r.get("level", 1) == 1 and r.get(y) is not None]
+    if len(pts) < 2:
+        return math.nan
+    return value_at(pts, pts[-1]["flops"] * (1 - fraction), y=y) - float(pts[-1][y])
+
+
 def ratio_saving(arm: list[float], base: list[float], confidence: float = CONFIDENCE) -> Interval:
     """1 - mean(arm)/mean(base) with a delta-method, Welch-df interval."""
     a, b = np.asarray(arm, float), np.asarray(base, float)

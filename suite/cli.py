@@ -11,15 +11,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
-from suite import analysis, corpus, flops  # noqa: E402
+from suite import corpus, flops  # noqa: E402
 from suite.claims import ClaimsError  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
 from suite.registry import inputs_for, load_benchmarks  # noqa: E402
-from suite.report import CRITERIA  # noqa: E402
+from suite.report import CRITERIA, RUN_HEADERS, run_rows, savings  # noqa: E402
 from suite.results import ResultsError, find_runs, read_run  # noqa: E402
-from suite.spec import SCALES, SpecError, with_data_source  # noqa: E402
+from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
 
 
 def _size(model: dict[str, int]) -> str:
@@ -42,8 +42,69 @@ def _fmt_flops(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
+    """Training tokens (images) the data offers, for passes over it; None where unknown."""
+    from suite import data as dataio
+
+    if FAMILIES[bench.family].data_kind == "images":
+        try:
+            return len(dataio.load_images(scale.data.source).train_y)
+        except DataError:
+            return None
+    if scale.data.source == corpus.NAME:
+        try:
+            return corpus.load()[2]["bytes"]["train"]
+        except corpus.CorpusError:
+            return None
+    try:
+        return len(dataio.load_text(scale.data.source, scale.data.vocab_size or None).train)
+    except DataError:
+        return None
+
+
+def _dry_run(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None) -> int:
+    """Price each arm's Plan with the meter: FLOPs per level, data passes, and (given an achieved
+    throughput to assume) the time it would take."""
+    from suite.runner import step_cost
+
+    fam = FAMILIES[bench.family]
+    inputs = inputs_for(fam, scale, None)
+    cost = step_cost(fam, scale, inputs)
+    per_sample = scale.seq_len or 1
+    available = _train_tokens(bench, scale)
+    rows = []
+    for a in arms:
+        p = plan(bench.arms[a], scale, cost)
+        per_level: dict[int, list[int]] = {}
+        for s in p.steps:
+            if isinstance(s, Train):
+                acc = per_level.setdefault(s.level, [0, 0])
+                acc[0] += s.steps
+                acc[1] += cost(s.model) * s.steps
+        total = sum(f for _, f in per_level.values())
+        seen = sum(n for n, _ in per_level.values()) * scale.batch_size * per_sample
+        row = [a, p.method, p.train_steps, _fmt_flops(total),
+               "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
+                         for k, (n, f) in sorted(per_level.items())),
+               f"{seen:.3g}", f"{seen / available:.1f}" if available else "-"]
+        if tflops:
+            row.append(f"{total / (tflops * 1e12) / 60:.1f}")
+        rows.append(row)
+    unit = "tokens" if scale.seq_len else "images"
+    headers = ["arm", "method", "train steps", "FLOPs (projected)", "per level",
+               f"{unit} seen", "passes over the data"]
+    if tflops:
+        headers.append(f"minutes at {tflops:g} TFLOP/s")
+    print(tabulate(rows, headers, tablefmt="github"))
+    print(f"\nFLOP convention: {flops.CONVENTION}")
+    if tflops:
+        print(f"Minutes assume {tflops:g} TFLOP/s achieved on the counted FLOPs (an assumption, "
+              "not a measurement); evaluation and transfers are extra.")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from suite.runner import run_one, step_cost  # imports torch models; keep `list` fast
+    from suite.runner import run_one  # imports torch models; keep `list` fast
 
     benches = load_benchmarks(args.benchmarks)
     if args.benchmark not in benches:
@@ -60,26 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.dry_run:
-        fam = FAMILIES[bench.family]
-        inputs = inputs_for(fam, scale, None)
-        cost = step_cost(fam, scale, inputs)
-        rows = []
-        for a in arms:
-            p = plan(bench.arms[a], scale, cost)
-            per_level: dict[int, list[int]] = {}
-            for s in p.steps:
-                if isinstance(s, Train):
-                    acc = per_level.setdefault(s.level, [0, 0])
-                    acc[0] += s.steps
-                    acc[1] += cost(s.model) * s.steps
-            total = sum(f for _, f in per_level.values())
-            rows.append([a, p.method, p.train_steps, _fmt_flops(total),
-                         "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
-                                   for k, (n, f) in sorted(per_level.items()))])
-        print(tabulate(rows, ["arm", "method", "train steps", "FLOPs (projected)",
-                              "per level"], tablefmt="github"))
-        print(f"\nFLOP convention: {flops.CONVENTION}")
-        return 0
+        return _dry_run(bench, scale, arms, args.assume_tflops)
     from suite.distributed import setup
 
     world, device = setup(args.device)  # torchrun: this rank's place and device
@@ -104,65 +146,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r[2] == "completed" for r in rows) else 1
 
 
-RUN_HEADERS = ["scale", "benchmark", "arm", "seeds", "completed", "held-out loss start",
-               "held-out loss end", "top1 end", "FLOPs", "train s / seed", "device"]
 SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target loss",
                   "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
-                  "loss at equal FLOPs (arm - baseline)", "notes"]
+                  "loss at equal FLOPs (arm - baseline)"]
 
 
-def comparison_tables(root: Path) -> tuple[list[list], list[list]]:
-    """Per arm: what ran and where it ended; per non-baseline arm: savings against the baseline.
-    Only completed runs count; the others are listed as such."""
+def comparison_tables(root: Path) -> tuple[list[list], list[list], list[str]]:
+    """Runs, savings against the baseline, and notes, for every scale and benchmark under root.
+    Only completed runs count; the others are named in the notes."""
     groups: dict[tuple[str, str], dict[str, list]] = {}
     for r in find_runs(root):
         scale, bench, arm = r.key
         groups.setdefault((scale, bench), {}).setdefault(arm, []).append(r)
-    runs_rows, saving_rows = [], []
+    runs, saving_rows, notes = [], [], []
     for (scale, bench), arms in sorted(groups.items()):
-        done = {a: [r for r in rs if r.complete] for a, rs in arms.items()}
-        for arm, rs in sorted(arms.items()):
-            ok = done[arm]
-            start = analysis.mean_ci([r.curve[0]["heldout_loss"] for r in ok])
-            end = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
-            top1 = [r.curve[-1]["heldout_top1"] for r in ok if "heldout_top1" in r.curve[-1]]
-            runs_rows.append([
-                scale, bench, arm, ",".join(str(r.seed) for r in sorted(rs, key=lambda r: r.seed)),
-                f"{len(ok)}/{len(rs)}", f"{start.mean:.4f}" if ok else "-", end.fmt(digits=4),
-                analysis.mean_ci(top1).fmt(digits=3) if top1 else "-",
-                f"{ok[0].summary['flops']:.3g}" if ok else "-",
-                f"{sum(r.summary['wall_s'] for r in ok) / len(ok):.1f}" if ok else "-",
-                ", ".join(sorted({r.manifest['environment']['device_name'] for r in rs})),
-            ])
-        base = done.get("baseline", [])
-        for arm, rs in sorted(done.items()):
-            if arm == "baseline":
-                continue
-            if not base or not rs:
-                saving_rows.append([scale, bench, arm, "-", "-", "-", "-", "-", "-",
-                                    "no completed baseline" if not base else "no completed run"])
-                continue
-            for y, criterion in CRITERIA.items():
-                c = analysis.compare(rs, base, y=y)
-                note = f"{c.extrapolated} cost(s) extrapolated" if c.extrapolated else ""
-                saving_rows.append([scale, bench, arm, criterion, f"{c.target:.4f}",
+        runs += [[scale, bench, *row] for row in run_rows(arms)]
+        found, n = savings(bench, arms)
+        notes += n
+        for a in found:
+            for y, c in a.by_criterion.items():
+                saving_rows.append([scale, bench, a.arm, CRITERIA[y], f"{c.target:.4f}",
                                     c.flops_saving.fmt(pct=True),
                                     c.flops_blocks_saving.fmt(pct=True),
                                     c.wall_saving.fmt(pct=True),
-                                    c.loss_at_equal_flops.fmt(digits=4), note])
-    return runs_rows, saving_rows
+                                    c.loss_at_equal_flops.fmt(digits=4)])
+    return runs, saving_rows, notes
 
 
 def render_comparison(root: Path) -> str:
-    runs_rows, saving_rows = comparison_tables(root)
+    runs_rows, saving_rows, notes = comparison_tables(root)
     if not runs_rows:
         raise ResultsError(f"{root}: no runs found")
-    out = [tabulate(runs_rows, RUN_HEADERS, tablefmt="github")]
+    out = [tabulate(runs_rows, ["scale", "benchmark", *RUN_HEADERS], tablefmt="github")]
     if saving_rows:
         out += ["", "Savings against the baseline (mean [95% interval] over seeds):", "",
                 tabulate(saving_rows, SAVING_HEADERS, tablefmt="github")]
-    out += ["", f"FLOP convention: {flops.CONVENTION}.",
-            "Intervals: 95% Student t over seeds (savings: delta method, Welch df)."]
+    out += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
+    out += [f"FLOP convention: {flops.CONVENTION}.",
+            "Intervals: 95% Student t over seeds (savings: delta method, Welch df). A fall over "
+            "the last 20% of FLOPs at or below 0 means held-out loss had stopped falling."]
     return "\n".join(out)
 
 
@@ -271,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
                    "per step and process (the global batch stays the definition's)")
     r.add_argument("--compile", action="store_true", help="torch.compile the training model")
     r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
+    r.add_argument("--assume-tflops", type=float, metavar="T",
+                   help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compare", help="savings table of a results folder")

@@ -4,6 +4,7 @@ environment behind the numbers, and plots (PNG next to it, linked by relative pa
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,20 @@ def _claim(claims: list[Claim], bench: str, arm: str, metric: str, criterion: st
     return rows[0] if rows else None
 
 
-def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
-               scale: str) -> tuple[list[list], list[str]]:
-    """One row per arm and criterion; notes for what could not be compared."""
+@dataclass
+class ArmSavings:
+    arm: str
+    runs: list[Run]  # its completed runs
+    by_criterion: dict[str, analysis.Comparison]  # CRITERIA key -> against the baseline
+
+
+def savings(bench: str, arms: dict[str, list[Run]]) -> tuple[list[ArmSavings], list[str]]:
+    """The one place savings are computed, for `compare`, the report and the README: every arm
+    with completed runs (baseline first), each non-baseline arm against the completed baseline on
+    every criterion. Notes name the runs not counted and the arms with nothing to compare to."""
     done = {a: [r for r in rs if r.complete] for a, rs in arms.items()}
     base = done.get("baseline", [])
-    rows, notes = [], []
+    out, notes = [], []
     for arm, rs in sorted(arms.items(), key=lambda kv: (kv[0] != "baseline", kv[0])):
         ok = done[arm]
         if len(ok) < len(rs):
@@ -48,32 +57,75 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
             notes.append(f"{bench}/{arm}: not counted: {bad}")
         if not ok:
             continue
-        final = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
-        if arm == "baseline" or not base:
-            rows.append([arm, "-", ",".join(str(r.seed) for r in ok), final.fmt(digits=4),
-                         "-", "-", "-", "-", "-", "-"])
+        if arm != "baseline" and not base:
+            notes.append(f"{bench}/{arm}: no completed baseline to compare with")
+        by = ({y: analysis.compare(ok, base, y=y) for y in CRITERIA}
+              if arm != "baseline" and base else {})
+        for y, c in by.items():
+            if c.extrapolated:
+                notes.append(f"{bench}/{arm} ({CRITERIA[y]}): {c.extrapolated} of {len(ok)} "
+                             "costs extrapolated past the end of the run")
+        out.append(ArmSavings(arm, ok, by))
+    return out, notes
+
+
+def _seeds(runs: list[Run]) -> str:
+    return ",".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
+
+
+def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
+               scale: str) -> tuple[list[list], list[str]]:
+    """One row per arm and criterion, beside the papers' claims and the rule's verdict; training
+    loss rows only where a claim is judged on training loss."""
+    found, notes = savings(bench, arms)
+    rows = []
+    for a in found:
+        final = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in a.runs])
+        if not a.by_criterion:
+            rows.append([a.arm, "-", _seeds(a.runs), final.fmt(digits=4), *["-"] * 6])
             continue
-        for y, criterion in CRITERIA.items():
-            c = analysis.compare(ok, base, y=y)
-            claim_f = _claim(claims, bench, arm, "flops_saved", criterion)
-            claim_w = _claim(claims, bench, arm, "walltime_saved", criterion)
+        for y, c in a.by_criterion.items():
+            criterion = CRITERIA[y]
+            claim_f = _claim(claims, bench, a.arm, "flops_saved", criterion)
+            claim_w = _claim(claims, bench, a.arm, "walltime_saved", criterion)
             if claim_f is None and claim_w is None and y != "heldout_loss":
                 continue
-            held = scale in rule.claims_at
             v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
                                                                    ("wall", claim_w)) if x)
             rows.append([
-                arm, criterion, ",".join(str(r.seed) for r in ok), final.fmt(digits=4),
+                a.arm, criterion, _seeds(a.runs), final.fmt(digits=4),
                 _pct(c.flops_saving), _pct(c.flops_blocks_saving), _pct(c.wall_saving),
                 c.loss_at_equal_flops.fmt(digits=4), claim_txt or "-",
-                v if held or not claim_f else f"{v} (not the paper's setting)",
+                v if scale in rule.claims_at or not claim_f else f"{v} (not the paper's setting)",
             ])
-            if c.extrapolated:
-                notes.append(f"{bench}/{arm} ({criterion}): {c.extrapolated} of {len(ok)} "
-                             "costs extrapolated past the end of the run")
     return rows, notes
+
+
+RUN_HEADERS = ["arm", "seeds", "completed", "held-out loss start", "held-out loss end",
+               "fall over the last 20% of FLOPs", "top1 end", "FLOPs", "train s / seed", "device"]
+
+
+def run_rows(arms: dict[str, list[Run]]) -> list[list]:
+    """Per arm: what ran, where it ended, and whether held-out loss was still falling at the end
+    (mean [95% interval] over completed seeds)."""
+    rows = []
+    for arm, rs in sorted(arms.items(), key=lambda kv: (kv[0] != "baseline", kv[0])):
+        ok = [r for r in rs if r.complete]
+        end = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
+        fall = analysis.mean_ci([analysis.tail_drop(r.curve) for r in ok])
+        top1 = [r.curve[-1]["heldout_top1"] for r in ok if "heldout_top1" in r.curve[-1]]
+        rows.append([
+            arm, _seeds(rs), f"{len(ok)}/{len(rs)}",
+            f"{np.mean([r.curve[0]['heldout_loss'] for r in ok]):.4f}" if ok else "-",
+            end.fmt(digits=4),
+            fall.fmt(digits=4), analysis.mean_ci(top1).fmt(digits=3) if top1 else "-",
+            f"{ok[0].summary['flops']:.3g}" if ok else "-",
+            f"{sum(r.summary['wall_s'] for r in ok) / len(ok):.1f}" if ok else "-",
+            ", ".join(sorted({r.manifest["environment"]["device_name"] for r in rs})),
+        ])
+    return rows
 
 
 HEADERS = ["arm", "criterion", "seeds", "final held-out loss", "FLOPs saved to target",
@@ -188,6 +240,9 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
             continue
         rows, notes = comparison(bench, arms, claims, rule, scale)
         lines += [tabulate(rows, HEADERS, tablefmt="github"), ""]
+        lines += ["Runs (a fall over the last 20% of FLOPs at or below 0: held-out loss had "
+                  "stopped falling, the data or the schedule ran out):", "",
+                  tabulate(run_rows(arms), RUN_HEADERS, tablefmt="github"), ""]
         lines += [f"Rule: tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} seeds, "
                   f"interval at most {rule.max_interval:.0%} wide; claims held at: "
                   f"{', '.join(rule.claims_at)}.", ""]

@@ -40,7 +40,8 @@ REQUIRED = dataclasses.MISSING
 
 @dataclass(frozen=True)
 class DataSpec:
-    source: str = _opt(REQUIRED, "shakespeare, offline-en, fashion-mnist, mnist-5k, a path, or 'user'")
+    source: str = _opt(REQUIRED, "shakespeare, offline-en, fashion-mnist, mnist-5k, a path, "
+                            "or 'user'")
     tokenizer: str = _opt("bytes", "how text becomes ids", choices=("bytes",))
     vocab_size: int = _opt(0, "vocabulary of a pre-tokenised .npy (0: max id + 1)", low=0)
 

@@ -121,6 +121,19 @@ def test_value_at():
 # ---------------------------------------------------------------- ratio_saving, welch
 
 
+def test_tail_drop_reads_the_last_fifth_of_level_one_flops():
+    falling = [{"flops": f, "heldout_loss": 3.0 - f / 100, "level": 1} for f in range(0, 101, 10)]
+    assert analysis.tail_drop(falling) == pytest.approx(0.2)
+    # coarse-level points (level 2) do not count, even when they are the last ones
+    mixed = falling + [{"flops": 120, "heldout_loss": 9.0, "level": 2}]
+    assert analysis.tail_drop(mixed) == pytest.approx(0.2)
+    rising = [{"flops": f, "heldout_loss": 2.0 + f / 100} for f in range(0, 101, 10)]
+    assert analysis.tail_drop(rising) == pytest.approx(-0.2)
+    flat = [{"flops": f, "heldout_loss": 2.0} for f in (0, 50, 100)]
+    assert analysis.tail_drop(flat) == 0.0
+    assert math.isnan(analysis.tail_drop(flat[:1]))
+
+
 def test_ratio_saving_of_identical_constant_lists_is_exactly_zero():
     s = ratio_saving([5.0, 5.0, 5.0], [5.0, 5.0, 5.0])
     assert (s.mean, s.low, s.high, s.n) == (0.0, 0.0, 0.0, 3)

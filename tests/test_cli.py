@@ -8,6 +8,7 @@ import pytest
 
 from suite import flops
 from suite.cli import main
+from suite.data import load_text
 from suite.families import FAMILIES
 from suite.registry import inputs_for
 from suite.results import RunWriter, find_runs, run_dir
@@ -82,12 +83,16 @@ def test_dry_run_prints_flops(capsys, builtin_benchmarks, gpt_smoke_runs):
     assert main(["run", "gpt", "--scale", "smoke", "--dry-run"]) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
-    assert rows[0] == ["arm", "method", "train steps", "FLOPs (projected)", "per level"]
+    assert rows[0] == ["arm", "method", "train steps", "FLOPs (projected)", "per level",
+                       "tokens seen", "passes over the data"]
     scale = builtin_benchmarks["gpt"].scale("smoke")
     fam = FAMILIES["gpt2"]
     per_step = flops.train_step_flops(fam, scale.model, inputs_for(fam, scale, None), 8)
-    assert rows[1] == ["baseline", "baseline", "20", f"{per_step * 20:.3g}",
-                       "L1: 20 steps, 100.0%"]
+    tokens = 20 * 8 * 32
+    passes = tokens / len(load_text("shakespeare").train)
+    assert rows[1][:5] == ["baseline", "baseline", "20", f"{per_step * 20:.3g}",
+                           "L1: 20 steps, 100.0%"]
+    assert float(rows[1][5]) == tokens and float(rows[1][6]) == round(passes, 1)
     # the V-cycle is fitted to the baseline's FLOPs: within one level-1 step below it
     assert rows[2][:2] == ["vcycle", "vcycle"]
     assert per_step * 19 <= float(rows[2][3]) <= per_step * 20
@@ -95,6 +100,17 @@ def test_dry_run_prints_flops(capsys, builtin_benchmarks, gpt_smoke_runs):
     assert "FLOP convention: FLOPs = 2 x fvcore MACs" in out
     # the projection is what a real run meters
     assert gpt_smoke_runs(0).summary["flops"] == per_step * 20
+
+
+def test_dry_run_prices_minutes_at_an_assumed_throughput(capsys, builtin_benchmarks):
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--dry-run",
+                 "--assume-tflops", "1e-05"]) == 0
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    assert rows[0][-1] == "minutes at 1e-05 TFLOP/s"
+    minutes = float(rows[1][3]) / 1e7 / 60
+    assert minutes > 0.5 and float(rows[1][-1]) == pytest.approx(minutes, abs=0.051)
+    assert "an assumption, not a measurement" in out
 
 
 def test_run_and_compare(capsys, tmp_path):
