@@ -77,6 +77,23 @@ def bench_all(session: nox.Session) -> None:
                     env=ENV, external=True)
 
 
+@nox.session(name="bench-small")
+def bench_small(session: nox.Session) -> None:
+    """One GPU: the small scale of gpt and ode, every arm, 2 seeds, and the baseline's step
+    speed eager and compiled, into runs/; then runs/small/REPORT.md. Arguments replace
+    `--device cuda --seeds 2`."""
+    py = _python(session)
+    args = session.posargs or ["--device", "cuda", "--seeds", "2"]
+    device = args[args.index("--device") + 1] if "--device" in args else "cpu"
+    session.run(py, "-m", "suite", "throughput", "gpt", "--scale", "small", "--device", device,
+                "--compile", "both", "--out", "runs", env=ENV, external=True)
+    for name in ("gpt", "ode"):
+        session.run(py, "-m", "suite", "run", name, "--scale", "small", "--out", "runs",
+                    "--no-progress", *args, env=ENV, external=True)
+    session.run(py, "-m", "suite", "report", "--results", "runs", "--scale", "small", env=ENV,
+                external=True)
+
+
 @nox.session(name="bench-operators")
 def bench_operators(session: nox.Session) -> None:
     """pytest-benchmark of coalesce / decoalesce / interpolate at the papers' sizes (CPU)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -253,6 +254,32 @@ def cmd_check_operators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_throughput(args: argparse.Namespace) -> int:
+    from suite.results import atomic_write_json
+    from suite.runner import measure_throughput
+
+    benches = load_benchmarks(args.benchmarks)
+    if args.benchmark not in benches:
+        raise SpecError("(command line)", "benchmark", f"unknown benchmark {args.benchmark!r}",
+                        ", ".join(benches))
+    from suite.report import THROUGHPUT_HEADERS, throughput_rows
+
+    folder = Path(args.out) / "throughput"
+    for compiled in ((False, True) if args.compile == "both" else (args.compile == "on",)):
+        r = measure_throughput(benches[args.benchmark], args.scale, args.device, args.precision,
+                               compiled, args.steps, args.warmup, args.threads)
+        device = re.sub(r"[^a-z0-9]+", "-", r["environment"]["device_name"].lower()).strip("-")
+        name = f"{args.benchmark}-{args.scale}-{'compiled' if compiled else 'eager'}-{device}.json"
+        atomic_write_json(folder / name, r)
+        print(f"wrote {folder / name}")
+    rows = [r for r in throughput_rows(folder, args.scale) if r[0] == args.benchmark]
+    print(tabulate(rows, THROUGHPUT_HEADERS, tablefmt="github"))
+    print(f"\nBaseline model, {args.steps} timed steps after {args.warmup} warm-up steps; "
+          "FLOPs as the meter counts them. MFU against the device's bf16 peak, only in bf16 and "
+          "only for a device in suite/flops.py's table.")
+    return 0
+
+
 def cmd_corpus(args: argparse.Namespace) -> int:
     path = Path(args.dir) if args.dir else corpus.default_dir()
     if args.action == "build":
@@ -304,6 +331,18 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_compare)
     sub.add_parser("check-operators", help="exactness of paper 1's operators per family"
                    ).set_defaults(fn=cmd_check_operators)
+    t = sub.add_parser("throughput", help="speed of the baseline's training step: "
+                       "tokens/s, TFLOP/s, MFU")
+    t.add_argument("benchmark")
+    t.add_argument("--scale", default="tiny", choices=SCALES)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    t.add_argument("--compile", default="off", choices=("off", "on", "both"))
+    t.add_argument("--steps", type=int, default=30, help="timed steps")
+    t.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--out", default="runs", help="writes OUT/throughput/<bench>-<scale>-*.json")
+    t.set_defaults(fn=cmd_throughput)
     cp = sub.add_parser("corpus", help=f"build or show the offline text corpus '{corpus.NAME}'")
     cp.add_argument("action", choices=("build", "show"))
     cp.add_argument("--dir", help=f"where it lives (default: {corpus.default_dir()})")

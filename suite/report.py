@@ -3,6 +3,7 @@ environment behind the numbers, and plots (PNG next to it, linked by relative pa
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,26 @@ def environments(runs: list[Run]) -> list[list]:
     return [[*k, n] for k, n in sorted(seen.items())]
 
 
+THROUGHPUT_HEADERS = ["benchmark", "device", "precision", "compiled", "ms / step", "throughput",
+                      "TFLOP/s", "MFU", "commit"]
+
+
+def throughput_rows(folder: Path, scale: str) -> list[list]:
+    rows = []
+    for f in sorted(folder.glob(f"*-{scale}-*.json")):
+        try:
+            r = json.loads(f.read_text())
+            rows.append([r["benchmark"], r["environment"]["device_name"], r["precision"],
+                         "yes" if r["compile"] else "no", f"{r['step_ms']:.1f}",
+                         f"{r['throughput_per_s']:.4g} {r['unit']}/s",
+                         f"{r['achieved_flops_per_s'] / 1e12:.3g}",
+                         f"{r['mfu']:.1%}" if r["mfu"] is not None else "-",
+                         str(r["environment"]["git"]["commit"])[:10]])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ResultsError(f"{f}: not a throughput record ({e})") from e
+    return rows
+
+
 def _mean_curve(runs: list[Run], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     end = min(r.curve[-1][x] for r in runs)
     grid = np.linspace(0, end, 200)
@@ -254,6 +275,13 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         if plots:
             for name in plot(bench, arms, root):
                 lines += [f"![{name}]({name})", ""]
+    speed = throughput_rows(root.parent / "throughput", scale)
+    if speed:
+        lines += ["## Speed of the baseline's training step", "",
+                  f"From `python -m suite throughput` (files in `{root.parent.name}/throughput/`): "
+                  "timed steps after warm-up, FLOPs as the meter counts them; MFU against the "
+                  "device's bf16 peak, only in bf16 and only for a device in suite/flops.py's "
+                  "table.", "", tabulate(speed, THROUGHPUT_HEADERS, tablefmt="github"), ""]
     lines += ["## Environment of the runs", "",
               tabulate(environments(all_runs), ["commit", "dirty", "python", "torch",
                                                 "transformers", "timm", "fvcore", "device",

@@ -278,3 +278,64 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     if status == "failed":
         raise RuntimeError(f"{writer.path}: run failed: {summary['error']}")
     return writer.path
+
+
+def measure_throughput(bench: Benchmark, scale_name: str, device: str = "cpu",
+                       precision: str = "auto", compile: bool = False, steps: int = 30,
+                       warmup: int = 10, threads: int | None = None) -> dict[str, Any]:
+    """Speed of the baseline's training step at a scale: `warmup` untimed steps (compilation,
+    allocator, cuDNN autotuning), then `steps` timed ones between two device synchronisations.
+    FLOPs are the meter's count, so TFLOP/s and MFU are comparable with a run's summary. Not a
+    result: nothing is learnt in so few steps; `python -m suite throughput` writes it to its own
+    file with the environment."""
+    if steps < 1 or warmup < 0:
+        raise SpecError("(command line)", "steps" if steps < 1 else "warmup",
+                        f"got {steps if steps < 1 else warmup}", "steps >= 1, warmup >= 0")
+    scale = bench.scale(scale_name)
+    family = FAMILIES[bench.family]
+    dev = torch.device(device)
+    threads = threads or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    prec = pick_precision(dev, precision)
+    data = load_data(family, scale)
+    inputs = inputs_for(family, scale, data)
+    torch.manual_seed(0)
+    model = family.build(scale.model, inputs).to(dev)
+    batches = dataio.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, 0)
+    per_step = flops.train_step_flops(family, scale.model, inputs, scale.batch_size)
+    optim = methods.optim_of(scale)
+    opt = make_optimizer(model, optim)
+    par = Parallel(World(), forward_of(model, World(), compile), 1)
+
+    def out_fn(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return logits(family, m, x)
+
+    def run(n: int) -> Clock:
+        clock = Clock()
+        if n:
+            train(model, batches, n, optim, per_step, clock, out_fn, device=dev, precision=prec,
+                  check_every=n, optimizer=opt, parallel=par)
+        return clock
+
+    t0 = time.perf_counter()
+    run(warmup)
+    warm_s = time.perf_counter() - t0
+    clock = run(steps)  # `train` synchronises the device after its last step
+    units = scale.batch_size * (scale.seq_len or 1)
+    env = environment(device, threads)
+    return {
+        "benchmark": bench.name, "scale": scale_name, "model": scale.model,
+        "batch_size": scale.batch_size, "seq_len": scale.seq_len, "precision": prec,
+        "compile": compile, "warmup_steps": warmup, "warmup_s": warm_s, "steps": steps,
+        "wall_s": clock.wall_s, "step_flops": per_step,
+        "step_ms": 1000 * clock.wall_s / steps,
+        "throughput_per_s": steps * units / clock.wall_s,
+        "unit": "tokens" if scale.seq_len else "images",
+        "achieved_flops_per_s": clock.flops / clock.wall_s,
+        "mfu": mfu(clock, env["device_name"], World(), prec),
+        "flop_convention": flops.CONVENTION, "environment": env,
+        "command": " ".join(sys.argv),
+    }

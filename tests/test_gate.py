@@ -13,7 +13,7 @@ from suite.claims import ClaimsError, load_claims
 from suite.cli import main
 from suite.registry import load_benchmarks
 from suite.report import write_report
-from suite.results import read_run, run_dir
+from suite.results import ResultsError, read_run, run_dir
 from suite.runner import run_one
 
 RULE = dict(tolerance=0.1, min_seeds=3, max_interval=1.0)
@@ -127,6 +127,29 @@ def test_report_tables_claims_and_plots(smoke_reference, tmp_path):
     saving = analysis.compare(runs, base).flops_saving
     assert saving.fmt(pct=True) in text  # the table shows what the analysis computes
     assert "| vcycle   | decoalesce+interpolate |" in text  # the per-operator breakdown
+    # the runs table: the fall of held-out loss over the last 20% is the analysis' own figure
+    fall = analysis.mean_ci([analysis.tail_drop(r.curve) for r in base]).fmt(digits=4)
+    assert re.search(rf"\| baseline +\| 0,1,2 +\| 3/3 +\| +[0-9.]+ \| [^|]+\| {re.escape(fall)} ",
+                     text)
+    assert "Speed of the baseline's training step" not in text
+
+
+def test_report_shows_recorded_step_speed(smoke_reference, tmp_path):
+    root = _copy(smoke_reference, tmp_path) / "smoke"
+    rec = {"benchmark": "gpt", "precision": "bf16", "compile": True, "step_ms": 12.5,
+           "throughput_per_s": 1.31e6, "unit": "tokens", "achieved_flops_per_s": 2.5e14,
+           "mfu": 0.2528, "environment": {"device_name": "NVIDIA H100 80GB HBM3",
+                                          "git": {"commit": "0123456789abcdef"}}}
+    (root.parent / "throughput").mkdir()
+    (root.parent / "throughput" / "gpt-smoke-compiled-h100.json").write_text(json.dumps(rec))
+    (root.parent / "throughput" / "gpt-tiny-compiled-h100.json").write_text("{}")  # other scale
+    rules = {n: b.gate for n, b in load_benchmarks().items()}
+    text = write_report(root, load_claims(), rules, "smoke").read_text()
+    assert ("| gpt         | NVIDIA H100 80GB HBM3 | bf16        | yes        |        12.5 | "
+            "1.31e+06 tokens/s |       250 | 25.3% | 0123456789 |") in text
+    (root.parent / "throughput" / "gpt-smoke-eager-h100.json").write_text('{"benchmark": 1}')
+    with pytest.raises(ResultsError, match=r"gpt-smoke-eager-h100\.json: not a throughput record"):
+        write_report(root, load_claims(), rules, "smoke")
 
 
 def test_claims_file_errors(tmp_path):

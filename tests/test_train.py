@@ -122,3 +122,33 @@ def test_mfu_only_for_known_devices_in_bf16():
     assert mfu(clock, "NVIDIA H100 80GB HBM3", World(0, 2, 0), "bf16") == pytest.approx(0.25)
     assert mfu(clock, "AMD EPYC", World(), "bf16") is None  # unknown: never a made-up MFU
     assert mfu(clock, "NVIDIA H100 80GB HBM3", World(), "fp32") is None
+
+
+def test_throughput_probe_reports_the_meter_flops_per_second(tmp_path, monkeypatch):
+    import json
+
+    from suite import runner
+    from suite.cli import main
+    from suite.registry import load_benchmarks
+
+    bench = load_benchmarks()["gpt"]
+    r = runner.measure_throughput(bench, "smoke", steps=3, warmup=1, threads=1)
+    scale = bench.scale("smoke")
+    assert r["steps"] == 3 and r["step_flops"] > 0 and r["mfu"] is None  # CPU: no MFU
+    assert r["throughput_per_s"] == pytest.approx(3 * scale.batch_size * scale.seq_len
+                                                  / r["wall_s"])
+    assert r["achieved_flops_per_s"] == pytest.approx(3 * r["step_flops"] / r["wall_s"])
+    # a known device in bf16 (autocast runs on CPU): MFU against its peak
+    monkeypatch.setattr(runner, "environment", lambda d, t: {"device_name": "NVIDIA H100 PCIe"})
+    r = runner.measure_throughput(bench, "smoke", precision="bf16", steps=2, warmup=0, threads=1)
+    assert r["precision"] == "bf16"
+    assert r["mfu"] == pytest.approx(r["achieved_flops_per_s"] / 756e12)
+    with pytest.raises(runner.SpecError, match=r"steps.*steps >= 1"):
+        runner.measure_throughput(bench, "smoke", steps=0)
+    monkeypatch.undo()
+    assert main(["throughput", "gpt", "--scale", "smoke", "--steps", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(tmp_path)]) == 0
+    [file] = (tmp_path / "throughput").glob("gpt-smoke-eager-*.json")  # named after the device
+    saved = json.loads(file.read_text())
+    assert saved["benchmark"] == "gpt" and saved["compile"] is False
+    assert saved["environment"]["git"]["commit"]
