@@ -212,10 +212,12 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
 
 def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: int,
             max_interval: float) -> str:
-    """The rule every benchmark declares in its [gate] table, applied to one saving:
-    inconclusive (too few seeds, no interval, or one wider than max_interval), no saving (the
-    whole interval below 0), meets claim (the interval reaches claim - tolerance), else below
-    claim. Without a claim: "saves (no claim)" when the whole interval lies above 0."""
+    """The rule every benchmark declares in its [gate] table, applied to one saving's 95%
+    interval: inconclusive (too few seeds, no interval, one wider than max_interval, or one that
+    holds both 0 and the claim less the tolerance: the data cannot tell them apart), no saving
+    (the whole interval below 0), below claim (the whole interval below claim - tolerance), meets
+    claim (above 0 and reaching claim - tolerance). Without a claim: "saves (no claim)" when the
+    whole interval lies above 0."""
     if (saving.n < min_seeds or not math.isfinite(saving.low) or not math.isfinite(saving.high)
             or saving.high - saving.low > max_interval):
         return "inconclusive"
@@ -223,7 +225,9 @@ def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: 
         return "no saving"
     if claim is None:
         return "saves (no claim)" if saving.low > 0 else "inconclusive"
-    return "meets claim" if saving.high >= claim - tolerance else "below claim"
+    if saving.high < claim - tolerance:
+        return "below claim"
+    return "meets claim" if saving.low > 0 else "inconclusive"
 
 
 def _se(iv: Interval) -> float:

@@ -23,6 +23,9 @@ RULE = dict(tolerance=0.1, min_seeds=3, max_interval=1.0)
     (Interval(0.30, 0.20, 0.40, 3), 0.25, "meets claim"),
     (Interval(0.10, 0.05, 0.16, 3), 0.25, "meets claim"),  # reaches 0.25 - 0.10
     (Interval(0.10, 0.05, 0.12, 3), 0.25, "below claim"),
+    # holds both 0 and the claim: a saving no different from none cannot meet a claim
+    (Interval(0.18, -0.02, 0.38, 3), 0.19, "inconclusive"),
+    (Interval(0.02, -0.05, 0.09, 3), 0.25, "below claim"),  # whole interval below claim - tol
     (Interval(-0.2, -0.3, -0.1, 3), 0.25, "no saving"),
     (Interval(0.30, 0.20, 0.40, 2), 0.25, "inconclusive"),  # too few seeds
     (Interval(0.30, -0.9, 1.5, 3), 0.25, "inconclusive"),  # interval too wide
