@@ -100,6 +100,19 @@ def pick_precision(device: torch.device, precision: str) -> str:
     return precision
 
 
+def prepare_device(device: str, threads: int | None,
+                   precision: str) -> tuple[torch.device, int, str]:
+    """The device, the CPU thread count (pinned so that CPU runs are bit-reproducible) and the
+    precision a run trains in; TF32 on CUDA for what autocast leaves in fp32."""
+    dev = torch.device(device)
+    threads = threads or int(os.environ.get("SUITE_THREADS", 0)) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return dev, threads, pick_precision(dev, precision)
+
+
 def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
             device: str = "cpu", threads: int | None = None, precision: str = "auto",
             progress: bool = True, world: World | None = None, accum: int = 1,
@@ -114,13 +127,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     scale = bench.scale(scale_name)
     arm = bench.arms[arm_name]
     family = FAMILIES[bench.family]
-    dev = torch.device(device)
-    threads = threads or int(os.environ.get("SUITE_THREADS", 0)) or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)  # pinned so that CPU runs are bit-reproducible
-    if dev.type == "cuda":  # TF32 for what autocast leaves in fp32
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    prec = pick_precision(dev, precision)
+    dev, threads, prec = prepare_device(device, threads, precision)
 
     data = load_data(family, scale)
     inputs = inputs_for(family, scale, data)
@@ -293,13 +300,7 @@ def measure_throughput(bench: Benchmark, scale_name: str, device: str = "cpu",
                         f"got {steps if steps < 1 else warmup}", "steps >= 1, warmup >= 0")
     scale = bench.scale(scale_name)
     family = FAMILIES[bench.family]
-    dev = torch.device(device)
-    threads = threads or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    prec = pick_precision(dev, precision)
+    dev, threads, prec = prepare_device(device, threads, precision)
     data = load_data(family, scale)
     inputs = inputs_for(family, scale, data)
     torch.manual_seed(0)
