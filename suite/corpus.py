@@ -81,15 +81,23 @@ def dictd_documents(root: Path, db: str) -> Documents:
     for p in (index, data):
         if not p.exists():
             raise CorpusError(f"{p}: not found")
-    text = gzip.decompress(data.read_bytes())  # dictzip is gzip with a random-access table
+    try:
+        text = gzip.decompress(data.read_bytes())  # dictzip is gzip with a random-access table
+    except (OSError, EOFError) as e:
+        raise CorpusError(f"{data}: not a readable dictzip file ({e})") from e
     entries = []
-    for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
+    lines = index.read_text(encoding="utf-8", errors="replace").splitlines()
+    for i, line in enumerate(lines, 1):
         fields = line.split("\t")
         if len(fields) < 3 or fields[0].startswith(("00-database", "00database")):
             continue
         first = fields[0][:1].lower()
         key = first if "a" <= first <= "z" else "_other"
-        entries.append((_b64(fields[1]), _b64(fields[2]), key))
+        try:
+            entries.append((_b64(fields[1]), _b64(fields[2]), key))
+        except ValueError:
+            raise CorpusError(f"{index}:{i}: offset and length must be dictd base64 "
+                              f"({_B64}), got {fields[1]!r} {fields[2]!r}") from None
     if not entries:
         raise CorpusError(f"{index}: no entries")
     # Several headwords may point into one article: merge overlapping spans so that no text is

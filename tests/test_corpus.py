@@ -66,6 +66,16 @@ def test_dictd_reads_an_article_with_several_headwords_once(tmp_path):
     assert b"".join(docs.values()).count(b"A hue") == 1
 
 
+def test_a_damaged_dictd_database_is_named(tmp_path):
+    write_dictd(tmp_path, "x", [(["apple"], "Apple.\n")], index_extra=["pear\tB!\tC"])
+    with pytest.raises(C.CorpusError, match=r"x\.index:3: offset and length must be dictd "
+                       r"base64 .* got 'B!' 'C'"):
+        C.dictd_documents(tmp_path, "x")
+    (tmp_path / C.DICTD / "x.dict.dz").write_bytes(b"not gzip")
+    with pytest.raises(C.CorpusError, match=r"x\.dict\.dz: not a readable dictzip file"):
+        C.dictd_documents(tmp_path, "x")
+
+
 def test_fortune_files_become_documents_without_separators(tmp_path):
     d = tmp_path / C.FORTUNES
     d.mkdir(parents=True)
