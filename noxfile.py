@@ -83,6 +83,7 @@ def bench_small(session: nox.Session) -> None:
     speed eager and compiled, into runs/; then runs/small/REPORT.md. Arguments replace
     `--device cuda --seeds 2`."""
     py = _python(session)
+    session.run("bash", str(ROOT / "ci" / "corpus-deps.sh"), external=True)  # offline-en's text
     args = session.posargs or ["--device", "cuda", "--seeds", "2"]
     device = args[args.index("--device") + 1] if "--device" in args else "cpu"
     session.run(py, "-m", "suite", "throughput", "gpt", "--scale", "small", "--device", device,
