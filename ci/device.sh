@@ -23,7 +23,11 @@ if ! python3 -c "import fvcore" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 PYTHONHASHSEED=0 PYTHONUNBUFFERED=1
 status=0
-python3 -m suite "$@" || status=$?
+if [ "${1:-}" = pytest ]; then  # the CUDA tests: bash ci/device.sh pytest tests/test_cuda.py
+  shift; python3 -m pytest -q "$@" || status=$?
+else
+  python3 -m suite "$@" || status=$?
+fi
 if [ -n "${OUT:-}" ] && [ -d runs ]; then
   tar czf "$OUT/runs.tgz" runs && echo "ci/device.sh: packed runs/ into \$OUT/runs.tgz"
 fi
