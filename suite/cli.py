@@ -18,7 +18,14 @@ from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
 from suite.registry import inputs_for, load_benchmarks  # noqa: E402
-from suite.report import CRITERIA, RUN_HEADERS, run_rows, savings  # noqa: E402
+from suite.report import (  # noqa: E402
+    CRITERIA,
+    RUN_HEADERS,
+    THROUGHPUT_HEADERS,
+    run_rows,
+    savings,
+    throughput_rows,
+)
 from suite.results import ResultsError, find_runs, read_run  # noqa: E402
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
 
@@ -104,14 +111,18 @@ def _dry_run(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | No
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from suite.runner import run_one  # imports torch models; keep `list` fast
-
+def _benchmark(args: argparse.Namespace) -> Benchmark:
     benches = load_benchmarks(args.benchmarks)
     if args.benchmark not in benches:
         raise SpecError("(command line)", "benchmark", f"unknown benchmark {args.benchmark!r}",
                         ", ".join(benches))
-    bench = benches[args.benchmark]
+    return benches[args.benchmark]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from suite.runner import run_one  # imports torch models; keep `list` fast
+
+    bench = _benchmark(args)
     scale = bench.scale(args.scale)
     if args.data:
         bench = with_data_source(bench, args.scale, args.data)
@@ -258,15 +269,10 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     from suite.results import atomic_write_json
     from suite.runner import measure_throughput
 
-    benches = load_benchmarks(args.benchmarks)
-    if args.benchmark not in benches:
-        raise SpecError("(command line)", "benchmark", f"unknown benchmark {args.benchmark!r}",
-                        ", ".join(benches))
-    from suite.report import THROUGHPUT_HEADERS, throughput_rows
-
+    bench = _benchmark(args)
     folder = Path(args.out) / "throughput"
     for compiled in ((False, True) if args.compile == "both" else (args.compile == "on",)):
-        r = measure_throughput(benches[args.benchmark], args.scale, args.device, args.precision,
+        r = measure_throughput(bench, args.scale, args.device, args.precision,
                                compiled, args.steps, args.warmup, args.threads)
         device = re.sub(r"[^a-z0-9]+", "-", r["environment"]["device_name"].lower()).strip("-")
         name = f"{args.benchmark}-{args.scale}-{'compiled' if compiled else 'eager'}-{device}.json"
