@@ -13,7 +13,9 @@ on N processes follows the single-process curve.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -46,8 +48,28 @@ def setup(device: str) -> tuple[World, str]:
         device = f"cuda:{world.local_rank}"
         torch.cuda.set_device(torch.device(device))
     if not dist.is_initialized():
+        if not device.startswith("cuda"):
+            _gloo_on_loopback_when_local(size)
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return world, device
+
+
+def _gloo_on_loopback_when_local(size: int) -> None:
+    """gloo binds to the address the hostname resolves to; in containers that can be one the
+    peers cannot connect to (they abort with SIGABRT). All ranks on one node: use loopback,
+    unless the user named an interface."""
+    if "GLOO_SOCKET_IFNAME" in os.environ or int(os.environ.get("LOCAL_WORLD_SIZE", 0)) != size:
+        return
+    loopback = [name for _, name in socket.if_nameindex() if _is_loopback(name)]
+    if loopback:
+        os.environ["GLOO_SOCKET_IFNAME"] = loopback[0]
+
+
+def _is_loopback(interface: str) -> bool:
+    try:  # IFF_LOOPBACK in the kernel's interface flags
+        return bool(int(Path(f"/sys/class/net/{interface}/flags").read_text(), 16) & 0x8)
+    except (OSError, ValueError):
+        return interface == "lo"
 
 
 def shard(x: torch.Tensor, world: World) -> torch.Tensor:

@@ -2,43 +2,57 @@
 batch, for the baseline, the V-cycle and the ODE arm; ranks stay identical across transfers."""
 
 import os
-import socket
+import subprocess
+import sys
+import textwrap
 
 import pytest
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from suite.distributed import setup
 from suite.registry import load_benchmarks
 from suite.results import read_run
 from suite.runner import run_one
 
 ARMS = ["baseline", "vcycle", "ode-multilevel"]
 TOLERANCE = 2e-4  # held-out loss, nats: gradient all-reduce sums in another order than one batch
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+# gloo alone, through the same setup: tells "this machine cannot run two gloo processes" apart
+# from "the suite's DDP path is wrong"
+PROBE = textwrap.dedent("""
+    import torch, torch.distributed as dist
+    from suite.distributed import setup
+    world, _ = setup("cpu")
+    x = torch.tensor([float(world.rank + 1)])
+    dist.all_reduce(x)
+    assert x.item() == 3.0, x
+    dist.destroy_process_group()
+""")
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _torchrun(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
 
 
-def _worker(rank, world_size, port, out, arms):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
-    world, device = setup("cpu")
-    try:
-        bench = load_benchmarks()["gpt"]
-        for arm in arms:
-            run_one(bench, "smoke", arm, 0, out, device, threads=1, progress=False, world=world)
-    finally:
-        dist.destroy_process_group()
+def _errors(output: str) -> list[str]:
+    keys = ("Error", "error:", "terminate", "what()", "Abort", "Signal")
+    return [line.strip() for line in output.splitlines() if any(k in line for k in keys)][-6:]
 
 
 @pytest.fixture(scope="module")
 def ddp_and_single(tmp_path_factory):
+    script = tmp_path_factory.mktemp("probe") / "probe.py"
+    script.write_text(PROBE)
+    probe = _torchrun(str(script), timeout=120)
+    if probe.returncode:
+        pytest.skip("two gloo processes cannot talk on this machine (not the suite's code): "
+                    + " | ".join(_errors(probe.stdout + probe.stderr)))
     ddp_out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(2, _free_port(), ddp_out, ARMS), nprocs=2, join=True)
+    # the README's command line
+    ddp = _torchrun("-m", "suite", "run", "gpt", "--scale", "smoke", "--device", "cpu",
+                    "--threads", "1", "--no-progress", "--arms", ",".join(ARMS),
+                    "--out", str(ddp_out), timeout=600)
+    assert ddp.returncode == 0, (ddp.stdout + ddp.stderr)[-3000:]
     single_out = tmp_path_factory.mktemp("single")
     bench = load_benchmarks()["gpt"]
     for arm in ARMS:
@@ -77,3 +91,21 @@ def test_gradient_accumulation_keeps_the_step(tmp_path):
     assert max(diffs) < TOLERANCE and two.manifest["accum"] == 2
     # the path ran: two half-batch means sum in another order than one mean
     assert [r["train_loss"] for r in one.curve] != [r["train_loss"] for r in two.curve]
+
+
+@pytest.mark.parametrize(("local", "preset", "expected"), [
+    ("2", None, "lo"),  # one node: loopback
+    ("1", None, None),  # two nodes: gloo's own choice (the hostname's address)
+    ("2", "eth7", "eth7"),  # the user's interface wins
+])
+def test_gloo_binds_to_loopback_only_on_one_node(monkeypatch, local, preset, expected):
+    import suite.distributed as d
+    monkeypatch.setattr(d.socket, "if_nameindex", lambda: [(1, "lo"), (2, "eth0")])
+    monkeypatch.setattr(d, "_is_loopback", lambda name: name == "lo")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    if preset is None:
+        monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    else:
+        monkeypatch.setenv("GLOO_SOCKET_IFNAME", preset)
+    d._gloo_on_loopback_when_local(2)
+    assert os.environ.get("GLOO_SOCKET_IFNAME") == expected
