@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +30,9 @@ PROBE = textwrap.dedent("""
 
 
 def _torchrun(*args: str, timeout: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    root = str(Path(__file__).resolve().parents[1])  # the suite imports without an install
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     return subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
 
