@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import suite.distributed as d
 from suite.registry import load_benchmarks
 from suite.results import read_run
 from suite.runner import run_one
@@ -102,7 +103,6 @@ def test_gradient_accumulation_keeps_the_step(tmp_path):
     ("2", "eth7", "eth7"),  # the user's interface wins
 ])
 def test_gloo_binds_to_loopback_only_on_one_node(monkeypatch, local, preset, expected):
-    import suite.distributed as d
     monkeypatch.setattr(d.socket, "if_nameindex", lambda: [(1, "lo"), (2, "eth0")])
     monkeypatch.setattr(d, "_is_loopback", lambda name: name == "lo")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
@@ -112,3 +112,10 @@ def test_gloo_binds_to_loopback_only_on_one_node(monkeypatch, local, preset, exp
         monkeypatch.setenv("GLOO_SOCKET_IFNAME", preset)
     d._gloo_on_loopback_when_local(2)
     assert os.environ.get("GLOO_SOCKET_IFNAME") == expected
+
+
+def test_only_the_loopback_interface_reads_as_loopback():
+    names = [name for _, name in d.socket.if_nameindex()]
+    assert "lo" in names  # Linux's loopback, on every machine the tests run on
+    assert {name: d._is_loopback(name) for name in names} == {name: name == "lo" for name in names}
+    assert not d._is_loopback("no-such-interface")
