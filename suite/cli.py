@@ -134,24 +134,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)
-    from suite.distributed import setup
+    from suite.distributed import setup, teardown
 
     world, device = setup(args.device)  # torchrun: this rank's place and device
     rows = []
-    for a in arms:
-        for seed in seeds:
-            path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
-                           args.precision, progress=not args.no_progress, world=world,
-                           accum=args.accum, compile=args.compile)
-            if not world.main:
-                continue
-            r = read_run(path)
-            s = r.summary
-            rows.append([a, seed, r.status, f"{s['start_heldout_loss']:.4f}",
-                         f"{s['final_heldout_loss']:.4f}",
-                         f"{s['final_heldout_top1']:.3f}"
-                         if s.get("final_heldout_top1") is not None else "-",
-                         _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
+    completed = False
+    try:
+        for a in arms:
+            for seed in seeds:
+                path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
+                               args.precision, progress=not args.no_progress, world=world,
+                               accum=args.accum, compile=args.compile)
+                if not world.main:
+                    continue
+                r = read_run(path)
+                s = r.summary
+                rows.append([a, seed, r.status, f"{s['start_heldout_loss']:.4f}",
+                             f"{s['final_heldout_loss']:.4f}",
+                             f"{s['final_heldout_top1']:.3f}"
+                             if s.get("final_heldout_top1") is not None else "-",
+                             _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
+        completed = True
+    finally:
+        teardown(completed)
     if world.main:
         print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
                               "FLOPs", "train s", "folder"], tablefmt="github"))

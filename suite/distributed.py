@@ -54,6 +54,18 @@ def setup(device: str) -> tuple[World, str]:
     return world, device
 
 
+def teardown(completed: bool = True) -> None:
+    """Leave the process group before the interpreter exits. A gloo group left to Python's
+    shutdown can abort a rank ("terminate called without an active exception", SIGABRT) after
+    its work is done. The barrier keeps a rank from leaving while a peer still talks to it; it
+    is skipped after an error, where a peer may never arrive."""
+    if not dist.is_initialized():
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def _gloo_on_loopback_when_local(size: int) -> None:
     """gloo binds to the address the hostname resolves to; in containers that can be one the
     peers cannot connect to (they abort with SIGABRT). All ranks on one node: use loopback,

@@ -119,3 +119,15 @@ def test_only_the_loopback_interface_reads_as_loopback():
     assert "lo" in names  # Linux's loopback, on every machine the tests run on
     assert {name: d._is_loopback(name) for name in names} == {name: name == "lo" for name in names}
     assert not d._is_loopback("no-such-interface")
+
+
+@pytest.mark.parametrize("completed", [True, False])
+def test_teardown_leaves_the_process_group(completed):
+    # CI: a rank that exited with its gloo group still up aborted (SIGABRT) after its runs
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    assert dist.is_initialized()
+    d.teardown(completed)
+    assert not dist.is_initialized()
+    d.teardown(completed)  # no group: nothing to do, no error
