@@ -1,5 +1,4 @@
-import sys
-
 from suite.cli import main
+from suite.distributed import leave
 
-sys.exit(main())
+leave(main())

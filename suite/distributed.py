@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -54,16 +56,31 @@ def setup(device: str) -> tuple[World, str]:
     return world, device
 
 
+_left_a_group = False
+
+
 def teardown(completed: bool = True) -> None:
-    """Leave the process group before the interpreter exits. A gloo group left to Python's
-    shutdown can abort a rank ("terminate called without an active exception", SIGABRT) after
-    its work is done. The barrier keeps a rank from leaving while a peer still talks to it; it
-    is skipped after an error, where a peer may never arrive."""
+    """Leave the process group (a barrier first, so that no rank leaves while a peer still talks
+    to it; skipped after an error, where a peer may never arrive). Call `leave` to exit."""
+    global _left_a_group
     if not dist.is_initialized():
         return
     if completed:
         dist.barrier()
     dist.destroy_process_group()
+    _left_a_group = True
+
+
+def leave(code: int) -> NoReturn:
+    """Exit the process. A rank that was in a process group skips the interpreter's shutdown:
+    DDP's reducer keeps the gloo group and its threads alive past destroy_process_group
+    (pytorch#107298), and at shutdown they can abort a rank whose runs have all completed
+    (SIGABRT, "terminate called without an active exception", seen in CI)."""
+    if _left_a_group:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _gloo_on_loopback_when_local(size: int) -> None:

@@ -131,3 +131,27 @@ def test_teardown_leaves_the_process_group(completed):
     d.teardown(completed)
     assert not dist.is_initialized()
     d.teardown(completed)  # no group: nothing to do, no error
+
+
+LEAVE = textwrap.dedent("""
+    import atexit, sys, torch.distributed as dist
+    import suite.distributed as d
+    atexit.register(lambda: print("interpreter shutdown ran"))
+    if sys.argv[1] == "group":
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+        d.teardown()
+    print("written before leaving", end="")
+    d.leave(3)
+""")
+
+
+@pytest.mark.parametrize("group", ["group", "none"])
+def test_leave_skips_shutdown_only_after_a_process_group(tmp_path, group):
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE)
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run([sys.executable, str(script), group], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": root}, timeout=120)
+    assert out.returncode == 3
+    expected = "written before leaving" + ("" if group == "group" else "interpreter shutdown ran\n")
+    assert out.stdout == expected
