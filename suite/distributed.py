@@ -73,7 +73,7 @@ def teardown(completed: bool = True) -> None:
 
 def leave(code: int) -> NoReturn:
     """Exit the process. A rank that was in a process group skips the interpreter's shutdown:
-    DDP's reducer keeps the gloo group and its threads alive past destroy_process_group
+    once a model was DDP-wrapped, the gloo group and its threads outlive destroy_process_group
     (pytorch#107298), and at shutdown they can abort a rank whose runs have all completed
     (SIGABRT, "terminate called without an active exception", seen in CI)."""
     if _left_a_group:
@@ -85,8 +85,8 @@ def leave(code: int) -> NoReturn:
 
 def _gloo_on_loopback_when_local(size: int) -> None:
     """gloo binds to the address the hostname resolves to; in containers that can be one the
-    peers cannot connect to (they abort with SIGABRT). All ranks on one node: use loopback,
-    unless the user named an interface."""
+    peers cannot connect to. All ranks on one node: use loopback, unless the user named an
+    interface."""
     if "GLOO_SOCKET_IFNAME" in os.environ or int(os.environ.get("LOCAL_WORLD_SIZE", 0)) != size:
         return
     try:
