@@ -6,7 +6,7 @@ command itself) runs the same thing on a machine where nox cannot build a virtua
     nox -s tests
     nox -s lint
 
-The virtualenv (about 5.5 GB: torch's x86_64 wheel is a CUDA build) is built once in
+The virtualenv (about 6 GB: torch's x86_64 wheel is a CUDA build) is built once in
 .nox/_suite and shared by every session (see `_python`).
 """
 
@@ -27,11 +27,12 @@ BENCHMARKS = sorted(p.stem for p in (ROOT / "suite" / "benchmarks").glob("*.toml
 # torch and torchvision must come as a matching pair: PyPI's torchvision does not import beside
 # a CPU-only torch. These versions are on the developers' and CI's disk (see README).
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+VENV_GIB = 8  # free space the shared virtualenv needs while it is built (about 6 GB once built)
 
 
 def _python(session: nox.Session) -> str:
     """The interpreter to run the suite with. nox names a virtualenv after its session, so seven
-    sessions would build seven 5.5 GB environments; instead each session's own (empty) venv only
+    sessions would build seven 6 GB environments; instead each session's own (empty) venv only
     anchors nox, and the suite lives in one shared environment, reinstalled only when
     pyproject.toml or ci/constraints.txt changes. With --no-venv: the current interpreter."""
     if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
@@ -42,6 +43,9 @@ def _python(session: nox.Session) -> str:
                                      ("pyproject.toml", "ci/constraints.txt"))).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return py
+    if not SHARED.exists():  # a full disk would otherwise fail minutes into pip, with a traceback
+        session.run("bash", str(ROOT / "ci" / "disk-check.sh"), str(VENV_GIB), str(ROOT),
+                    external=True)
     session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
     pip = [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "ci" / "constraints.txt")]
     session.run(*pip, *TORCH, external=True)
