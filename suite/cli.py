@@ -23,6 +23,7 @@ from suite.report import (  # noqa: E402
     RUN_HEADERS,
     THROUGHPUT_HEADERS,
     run_rows,
+    saving_cells,
     savings,
     throughput_rows,
 )
@@ -183,10 +184,7 @@ def comparison_tables(root: Path) -> tuple[list[list], list[list], list[str]]:
         for a in found:
             for y, c in a.by_criterion.items():
                 saving_rows.append([scale, bench, a.arm, CRITERIA[y], f"{c.target:.4f}",
-                                    c.flops_saving.fmt(pct=True),
-                                    c.flops_blocks_saving.fmt(pct=True),
-                                    c.wall_saving.fmt(pct=True),
-                                    c.loss_at_equal_flops.fmt(digits=4)])
+                                    *saving_cells(c)])
     return runs, saving_rows, notes
 
 
