@@ -127,6 +127,12 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     scale = bench.scale(scale_name)
     arm = bench.arms[arm_name]
     family = FAMILIES[bench.family]
+    # Unequal micro-batches would weight samples unequally, and too few would never sync DDP.
+    if accum < 1 or scale.batch_size % (world.size * accum):
+        raise SpecError(bench.path, f"scales.{scale_name}.batch_size",
+                        f"a global batch of {scale.batch_size} does not split evenly over "
+                        f"{world.size} process(es) x --accum {accum} micro-batch(es)",
+                        "--accum >= 1 and a batch size divisible by processes x --accum")
     dev, threads, prec = prepare_device(device, threads, precision)
 
     data = load_data(family, scale)

@@ -13,6 +13,7 @@ import suite.distributed as d
 from suite.registry import load_benchmarks
 from suite.results import read_run
 from suite.runner import run_one
+from suite.spec import SpecError
 
 ARMS = ["baseline", "vcycle", "ode-multilevel"]
 TOLERANCE = 2e-4  # held-out loss, nats: gradient all-reduce sums in another order than one batch
@@ -95,6 +96,18 @@ def test_gradient_accumulation_keeps_the_step(tmp_path):
     assert max(diffs) < TOLERANCE and two.manifest["accum"] == 2
     # the path ran: two half-batch means sum in another order than one mean
     assert [r["train_loss"] for r in one.curve] != [r["train_loss"] for r in two.curve]
+
+
+@pytest.mark.parametrize(("accum", "world"), [(3, 1), (0, 1), (-2, 1), (4, 4), (1, 3)])
+def test_a_batch_that_does_not_split_evenly_is_refused_before_training(tmp_path, accum, world):
+    bench = load_benchmarks()["gpt"]  # smoke: a global batch of 8
+    with pytest.raises(SpecError) as e:
+        run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False, accum=accum,
+                world=d.World(rank=0, size=world))
+    assert e.value.key == "scales.smoke.batch_size" and e.value.file.endswith("gpt.toml")
+    assert f"a global batch of 8 does not split evenly over {world} process(es) x --accum {accum}" \
+        in str(e.value)
+    assert not list(tmp_path.rglob("manifest.json"))  # refused before anything was written
 
 
 @pytest.mark.parametrize(("local", "preset", "expected"), [
