@@ -162,6 +162,7 @@ def test_plan_follows_the_paper_schedule_scaled_to_the_budget(builtin_benchmarks
     p = plan(Arm("ml", "ode-multilevel", {}), scale)
     k = round(100 * 600 / 16000)  # "proportional": the paper's 100 per 16,000 fine steps
     assert p.options["coarse_steps_run"] == k == 4
+    assert p.options["until_scaling"] == "absolute" and p.options["coarse_until_run"] == 35
     head = p.steps[:7]
     assert [type(s).__name__ for s in head] == ["Train", "Transfer", "Train", "Transfer",
                                                 "Transfer", "Train", "Transfer"]
@@ -169,6 +170,8 @@ def test_plan_follows_the_paper_schedule_scaled_to_the_budget(builtin_benchmarks
         "restrict", "prolongate", "restrict", "prolongate"]
     assert [s.options["parity"] for s in head if isinstance(s, Transfer)] == [
         "even", "even", "odd", "odd"]
+    # shared layers are the fine model's tensors by default (paper 2's figure)
+    assert [s.options["shared"] for s in p.steps if isinstance(s, Transfer)] == ["tied"] * 140
     fine_steps = [s for s in p.steps if isinstance(s, Train) and not s.auxiliary]
     coarse = [s for s in p.steps if isinstance(s, Train) and s.auxiliary]
     assert len(coarse) == 2 * 35 and all(s.steps == k for s in coarse)
@@ -182,6 +185,74 @@ def test_plan_follows_the_paper_schedule_scaled_to_the_budget(builtin_benchmarks
     assert coarse[4].optim.decay == "constant"
     absolute = plan(Arm("ml", "ode-multilevel", {"coarse_scaling": "absolute"}), scale)
     assert absolute.options["coarse_steps_run"] == 100
+
+
+def _counts(p):
+    """(corrections, coarse stages, coarse steps, fine steps) of an ode-multilevel plan."""
+    coarse = [s for s in p.steps if isinstance(s, Train) and s.auxiliary]
+    restricts = [s for s in p.steps if isinstance(s, Transfer) and s.operator == "restrict"]
+    return len(restricts) // 2, len(coarse), sum(s.steps for s in coarse), p.main_steps
+
+
+@pytest.mark.parametrize(("scale_name", "corrections"), [
+    ("smoke", 1),    # round(35 x 20 / 16,000) = 0, at least 1
+    ("tiny", 1),     # round(35 x 600 / 16,000) = round(1.3125)
+    ("small", 18),   # round(35 x 8,000 / 16,000) = round(17.5), half to even
+    ("paper", 35),   # the paper's schedule, exactly
+])
+def test_until_scaling_proportional_scales_the_corrections(builtin_benchmarks, scale_name,
+                                                           corrections):
+    scale = builtin_benchmarks["ode"].scale(scale_name)
+    p = plan(Arm("ml", "ode-multilevel", {"until_scaling": "proportional",
+                                          "coarse_scaling": "absolute"}), scale)
+    assert p.options["coarse_until_run"] == corrections and p.options["coarse_steps_run"] == 100
+    assert _counts(p) == (corrections, 2 * corrections, 200 * corrections, scale.steps)
+    fine_steps = [s for s in p.steps if isinstance(s, Train) and not s.auxiliary]
+    assert fine_steps[-1].schedule == (corrections, scale.steps)
+
+
+def test_until_scaling_absolute_keeps_coarse_until_up_to_the_run_length(builtin_benchmarks):
+    ode = builtin_benchmarks["ode"]
+    tiny = plan(Arm("ml", "ode-multilevel", {}), ode.scale("tiny"))
+    assert tiny.options["coarse_until_run"] == 35 and _counts(tiny) == (35, 70, 280, 600)
+    smoke = plan(Arm("ml", "ode-multilevel", {}), ode.scale("smoke"))  # 20 fine steps < 35
+    assert smoke.options["coarse_until_run"] == 20 and _counts(smoke) == (20, 40, 40, 20)
+    none = plan(Arm("ml", "ode-multilevel", {"coarse_until": 0, "until_scaling": "proportional"}),
+                ode.scale("tiny"))  # no coarse work stays none: "at least 1" is for rounding
+    assert none.options["coarse_until_run"] == 0 and _counts(none) == (0, 0, 0, 600)
+    with pytest.raises(MethodError, match="arms.ml.until_scaling: 'linear' is not allowed; "
+                                          "allowed: absolute, proportional"):
+        plan(Arm("ml", "ode-multilevel", {"until_scaling": "linear"}), ode.scale("tiny"))
+
+
+def test_shared_averaged_reaches_both_operators(builtin_benchmarks):
+    p = plan(Arm("ml", "ode-multilevel", {"shared": "averaged"}),
+             builtin_benchmarks["ode"].scale("smoke"))
+    transfers = [s for s in p.steps if isinstance(s, Transfer)]
+    assert {s.operator for s in transfers} == {"restrict", "prolongate"}
+    assert all(s.options["shared"] == "averaged" for s in transfers)
+
+
+def test_tied_works_for_hf_gpt2_with_its_tied_lm_head():
+    """gpt's ode-multilevel arm runs the default shared = "tied" on GPT2LMHeadModel: the coarse
+    model's wte, wpe, ln_f and lm_head are the fine model's tensors, lm_head stays tied to wte,
+    coarse training moves them in place and prolongation leaves them alone."""
+    f = fine("gpt2")
+    c = ML.restrict(f, "odd", shared="tied")
+    for name in ("transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight",
+                 "transformer.ln_f.bias", "lm_head.weight"):
+        assert c.get_parameter(name) is f.get_parameter(name)
+    assert c.lm_head.weight is c.transformer.wte.weight
+    emb_before = f.transformer.wte.weight.detach().clone()
+    block_before = params(blocks(f)[1])
+    fam = FAMILIES["gpt2"]
+    train(c, batches(), 3, Optim("adamw", 1e-2), 1, Clock(), lambda m, x: logits(fam, m, x))
+    assert not torch.equal(f.transformer.wte.weight, emb_before)
+    assert same(params(blocks(f)[1]), block_before)  # an even block: not the odd model's
+    updated = f.transformer.wte.weight.detach().clone()
+    ML.prolongate(f, c, "odd", delta=0.25, shared="tied")
+    assert torch.equal(f.transformer.wte.weight, updated)
+    assert f.lm_head.weight is f.transformer.wte.weight
 
 
 def test_plan_errors(builtin_benchmarks):

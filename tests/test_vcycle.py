@@ -11,6 +11,7 @@ from suite.methods import MethodError, Train, Transfer, coarser, plan
 from suite.results import read_run
 from suite.runner import apply_transfer, run_one
 from suite.spec import Arm
+from suite.train import Optim
 
 
 def _cost(size):  # a stand-in meter: cost grows with width^2 x depth
@@ -28,10 +29,11 @@ def test_two_level_plan_follows_the_schedule(builtin_benchmarks):
     assert ea.steps == 30 and small.steps == 300  # E_a 5%, E_small 50% of the baseline's 600
     assert small.model == {"hidden": 64, "layers": 2, "heads": 2, "ffn": 256}
     assert p.steps[3].options["alpha"] == 0.25 and p.steps[3].options["to"] == 1
-    # every stage has a fresh schedule; the E_a stage is a warm-up; the small level's lr is 4x
+    # every stage has a fresh schedule; the E_a stage is a warm-up; the small level's lr is 4x;
+    # later stages decay linearly from their peak without a warm-up (exact Optims: below)
     assert ea.optim.warmup == 1.0 and ea.optim.decay == "constant"
     assert small.optim.lr == pytest.approx(4 * scale.train.lr)
-    assert rest.optim.lr == scale.train.lr and rest.optim.warmup == scale.train.warmup
+    assert rest.optim.lr == scale.train.lr and rest.optim.warmup == 0.0
     # level 1 gets what is left of the baseline's FLOPs, to within one of its steps
     spent = sum(_cost(s.model) * s.steps for s in p.steps if isinstance(s, Train))
     budget = _cost(scale.model) * scale.steps
@@ -54,6 +56,7 @@ def test_options_are_recorded_with_their_defaults(builtin_benchmarks):
     p = plan(Arm("vc", "vcycle", {}), scale, _cost)
     assert p.options == {"levels": 2, "alpha": 0.25, "e_a": 0.05, "e_small": 0.5, "e_up": 0.05,
                          "coarse_lr_scale": 4.0, "first_stage": "warmup",
+                         "later_stages": "decay-from-peak",
                          "depth_pairing": "adjacent", "embedding_scaling": "reference",
                          "optimizer_policy": "fresh", "budget": "flops"}
 
@@ -125,3 +128,58 @@ def test_stage_lr_of_each_level(builtin_benchmarks):
     p = plan(Arm("vc3", "vcycle", {"levels": 3, "coarse_lr_scale": 2.0}), scale, _cost)
     lrs = {s.level: s.optim.lr for s in p.steps if isinstance(s, Train)}
     assert lrs == pytest.approx({1: 1e-3, 2: 2e-3, 3: 4e-3})
+
+
+def _three_level_cosine_scale(builtin_benchmarks):
+    """bert-large tiny (8 x 128 x 4, 600 steps) with a cosine decay and a 0.1 floor, so that
+    "decay-from-peak" visibly replaces the shape and keeps the floor."""
+    scale = builtin_benchmarks["bert-large"].scale("tiny")
+    train = dataclasses.replace(scale.train, lr=1e-3, decay="cosine", min_lr_ratio=0.1)
+    return dataclasses.replace(scale, train=train)
+
+
+def test_later_stages_decay_from_their_peak_by_default(builtin_benchmarks):
+    """Public code of paper 1: after the big model's warm-up stage, 'small model 50K steps at LR
+    4e-4 linear decay, big model 50K steps at 1e-4 linear decay': no warm-up in later stages."""
+    scale = _three_level_cosine_scale(builtin_benchmarks)
+    p = plan(Arm("vc3", "vcycle", {"levels": 3}), scale, _cost)
+    assert p.options["later_stages"] == "decay-from-peak"
+    stages = [(s.level, s.steps, s.optim) for s in p.steps if isinstance(s, Train)]
+    common = {"optimizer": "adamw", "weight_decay": 0.01, "betas": (0.9, 0.98), "momentum": 0.0,
+              "grad_clip": 1.0}
+    warm = {"warmup": 1.0, "decay": "constant", "min_lr_ratio": 0.1}
+    decay = {"warmup": 0.0, "decay": "linear", "min_lr_ratio": 0.1}
+    assert stages[:4] == [
+        (1, 30, Optim(lr=1e-3, **common, **warm)),   # E_a: a warm-up, as before
+        (2, 30, Optim(lr=4e-3, **common, **warm)),   # E_a of level 2
+        (3, 300, Optim(lr=1.6e-2, **common, **decay)),  # smallest level, E_small
+        (2, 30, Optim(lr=4e-3, **common, **decay)),  # on the way up, e_up = e_a
+    ]
+    assert stages[4][0] == 1 and stages[4][2] == Optim(lr=1e-3, **common, **decay)
+    assert len(stages) == 5
+
+
+def test_later_stages_definition_restarts_the_definitions_schedule(builtin_benchmarks):
+    scale = _three_level_cosine_scale(builtin_benchmarks)
+    p = plan(Arm("vc3", "vcycle", {"levels": 3, "later_stages": "definition"}), scale, _cost)
+    stages = [(s.level, s.optim) for s in p.steps if isinstance(s, Train)]
+    common = {"optimizer": "adamw", "weight_decay": 0.01, "betas": (0.9, 0.98), "momentum": 0.0,
+              "grad_clip": 1.0, "min_lr_ratio": 0.1}
+    warm = {"warmup": 1.0, "decay": "constant"}
+    definition = {"warmup": 0.05, "decay": "cosine"}  # the definition's, afresh in each stage
+    assert stages == [(1, Optim(lr=1e-3, **common, **warm)), (2, Optim(lr=4e-3, **common, **warm)),
+                      (3, Optim(lr=1.6e-2, **common, **definition)),
+                      (2, Optim(lr=4e-3, **common, **definition)),
+                      (1, Optim(lr=1e-3, **common, **definition))]
+
+
+def test_later_stages_is_independent_of_first_stage(builtin_benchmarks):
+    scale = builtin_benchmarks["gpt"].scale("tiny")  # warm-up 0.05, linear, floor 0.1
+    p = plan(Arm("vc", "vcycle", {"first_stage": "schedule"}), scale, _cost)
+    ea, small, rest = (s.optim for s in p.steps if isinstance(s, Train))
+    assert (ea.warmup, ea.decay, ea.lr) == (0.05, "linear", 1e-3)
+    assert (small.warmup, small.decay, small.min_lr_ratio) == (0.0, "linear", 0.1)
+    assert (rest.warmup, rest.decay, rest.min_lr_ratio) == (0.0, "linear", 0.1)
+    with pytest.raises(MethodError, match="arms.vc.later_stages: 'cosine' is not allowed; "
+                                          "allowed: decay-from-peak, definition"):
+        plan(Arm("vc", "vcycle", {"later_stages": "cosine"}), scale, _cost)
