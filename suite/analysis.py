@@ -1,30 +1,73 @@
 """Savings of an arm against the baseline, over seeds, from run curves.
 
-Decision rules, written down before any run:
-- Target quality: the baseline's final held-out loss, mean over its seeds (or a declared value).
-- Cost to reach the target: first evaluation of the target model (level 1; a coarse level of a
-  V-cycle does not count) at or below it, linearly interpolated between the
-  two evaluations that bracket it (FLOPs or training wall time on the x axis). A run that ends
-  above the target is extrapolated along the least-squares slope of its last quarter of
-  evaluations and flagged; a run whose tail is not improving never reaches it (cost = inf).
-- Saving = 1 - mean(arm cost) / mean(baseline cost), both costs to the same target. Its 95%
-  interval: delta method on the ratio of means, Welch-Satterthwaite degrees of freedom, Student t.
-  Unpaired, so valid whether or not the two arms share seeds.
-- Quality at equal cost: held-out loss of the arm minus the baseline's, both interpolated at the
-  baseline's mean total FLOPs (or where the shortest run ends, if earlier), Welch t interval.
+The estimator, written down before the reference runs it judges (issue 12; the study behind it is
+../shared/STATISTICS.md). "pt" = percentage points of saving; B = the baseline's budget.
+
+Target quality
+    T = the baseline's final value of the criterion (held-out loss, or training loss evaluated on
+    a fixed subset of the training split), mean over its seeds.
+
+Saving to reach the target: the mean-curve crossing
+    - The arm's seeds share one evaluation grid (the same plan evaluates at the same steps). Its
+      mean curve is the mean over seeds at each evaluation; on the wall-time axis x is the mean
+      wall time at each evaluation.
+    - Only evaluations of the target model count (level 1). A crossing is interpolated linearly
+      between two consecutive level-1 evaluations only: never across a coarse phase of a
+      V-cycle, where the level-1 model does not exist; a segment that starts below the target
+      (right after a transfer) crosses at its first point.
+    - The arm's cost C is the first x where its mean curve reaches T. The baseline's cost is its
+      budget B: its mean curve ends at T by the definition of T, so no baseline seed is ever
+      extrapolated. Saving = 1 - C / B.
+    - An arm is extrapolated by at most EXTRAPOLATION (10%) of B past its end, along the
+      least-squares slope of its mean curve over its last SLOPE_WINDOW (10%) of B, each seed
+      shifted parallel to it, and only where that slope falls. Every estimate or interval end read
+      off that stretch is flagged (†) and counted. An arm whose mean curve does not reach T within
+      its run and that stretch is a *miss*: "not reached within X% more FLOPs than the baseline"
+      (X = (the arm's budget + the stretch) / B - 1), verdict "no saving". The estimator never
+      returns n/a.
+    - 95% interval by test inversion: the compute values c at which the arm's mean loss is not
+      significantly different from T (two-sided t at 5% per evaluation, linear between them).
+      Paired where arm and baseline share their seeds (seed n of both has the same
+      initialisation and batch stream, as every manifest's `pairing` records): per seed
+      d_s(c) = y_arm,s(c) - y_base,s(end), t with n - 1 df. Otherwise Welch (unpaired, Welch-
+      Satterthwaite df); the tables say which. The interval's upper end in saving is where the
+      lower band first reaches T; its lower end where the upper band does. Between evaluations
+      each seed is interpolated linearly (DENSE points per interval), so the band at any compute
+      is the exact t band of the interpolated seeds. When the upper band does not reach T
+      within the run and its extrapolation, the lower end is *censored* (‡): flagged in every
+      table and counted; verdicts read it as -inf.
+    - Standard error for the gate (delta method): se(saving) = se(d at C) / (|slope at C| x B),
+      slope of the arm's mean curve in nats per unit x; df as above.
+    - Wall time: the same crossing on the mean wall-time axis, widened in quadrature by the
+      seed-to-seed noise of the arm's and the baseline's total wall time.
+
+Quality at equal FLOPs (co-primary)
+    The criterion interpolated at the baseline's budget (or where the shortest run ends if
+    earlier), arm minus baseline, paired per seed where seeds pair (else Welch): nats, and bits
+    per byte where the data has a byte count.
+
+Verdicts (each benchmark's [gate] table holds tolerance, max_interval, min_seeds)
+    - fewer completed seeds than min_seeds: inconclusive;
+    - a miss, or the interval's upper end at or below 0: no saving;
+    - lower end >= claim - tolerance: meets claim;
+    - lower end > 0: saves; with a claim, "claim excluded" when the upper end is below
+      claim - tolerance, else "claim not excluded";
+    - the interval holds 0: inconclusive when wider than max_interval (or censored), else
+      "no saving shown" (any saving is below the interval's upper end, which is stated).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from suite.results import Run
+from suite.results import ResultsError, Run
 
 CONFIDENCE = 0.95
+AXES = ("flops", "flops_blocks", "wall_s")
 
 
 @dataclass(frozen=True)
@@ -42,60 +85,72 @@ class Interval:
         unit = "%" if pct else ""
         if not math.isfinite(self.mean):
             return "n/a"
-        if not math.isfinite(self.low):
+        if not math.isfinite(self.low) or not math.isfinite(self.high):
             return f"{k * self.mean:.{digits}f}{unit} (n={self.n})"
         return (f"{k * self.mean:.{digits}f}{unit} [{k * self.low:.{digits}f}, "
                 f"{k * self.high:.{digits}f}] (n={self.n})")
 
 
+def _t(df: float, confidence: float = CONFIDENCE) -> float:
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
 def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean with a Student-t interval; the interval is (-inf, inf) with fewer than two values."""
-    x = np.asarray(values, dtype=float)
+    """Mean with a Student-t interval; non-finite and missing values are left out; the interval
+    is (-inf, inf) with fewer than two values."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[np.isfinite(x)]
     if len(x) == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
     m = float(x.mean())
     if len(x) < 2:
         return Interval(m, -math.inf, math.inf, 1)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    half = _t(len(x) - 1, confidence) * float(x.std(ddof=1)) / math.sqrt(len(x))
     return Interval(m, m - half, m + half, len(x))
 
 
-@dataclass(frozen=True)
-class Cost:
-    value: float  # inf when never reached
-    extrapolated: bool
+def difference(a: list[float], b: list[float], paired: bool,
+               confidence: float = CONFIDENCE) -> tuple[Interval, float, float]:
+    """mean(a) - mean(b): paired t (a[i] and b[i] share seed i) or Welch. Returns the interval,
+    its standard error and degrees of freedom (inf se with fewer than two values a side)."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if paired:
+        d = x - y
+        d = d[np.isfinite(d)]
+        if len(d) == 0:
+            return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
+        m = float(d.mean())
+        if len(d) < 2:
+            return Interval(m, -math.inf, math.inf, 1), math.inf, math.nan
+        se, df = float(d.std(ddof=1)) / math.sqrt(len(d)), float(len(d) - 1)
+        n = len(d)
+    else:
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+        n = min(len(x), len(y))
+        if n == 0:
+            return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
+        m = float(x.mean() - y.mean())
+        if n < 2:
+            return Interval(m, -math.inf, math.inf, n), math.inf, math.nan
+        vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+        se = math.sqrt(vx + vy)
+        df = ((vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+              if se > 0 else float(n - 1))
+    half = _t(df, confidence) * se
+    return Interval(m, m - half, m + half, n), se, df
 
 
-def cost_to_reach(curve: list[dict], target: float, x: str = "flops",
-                  y: str = "heldout_loss") -> Cost:
-    if any(x not in r for r in curve):  # a run from before that axis was logged
-        return Cost(math.nan, False)
-    # only the target model counts: a coarse level of a V-cycle reaching the loss is not it
-    pts = [(float(r[x]), float(r[y])) for r in curve
-           if r.get(y) is not None and r.get("level", 1) == 1]
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
-        if y1 <= target:
-            if y0 <= target:
-                return Cost(x0, False)
-            return Cost(x0 + (x1 - x0) * (y0 - target) / (y0 - y1), False)
-    if pts and pts[0][1] <= target:
-        return Cost(pts[0][0], False)
-    tail = pts[-max(3, len(pts) // 4):]
-    if len(tail) < 2:
-        return Cost(math.inf, False)
-    xs, ys = np.array([p[0] for p in tail]), np.array([p[1] for p in tail])
-    span = float(np.ptp(xs))
-    slope = float(np.polyfit(xs - xs[0], ys, 1)[0]) if span > 0 else 0.0
-    # a fall over the whole tail below float noise is no fall: FLOP axes reach 1e15 and more
-    if slope * span >= -1e-9 * max(1.0, float(np.abs(ys).max())):
-        return Cost(math.inf, True)
-    return Cost(pts[-1][0] + (target - pts[-1][1]) / slope, True)
+def welch_difference(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> Interval:
+    """mean(a) - mean(b) with a Welch t interval."""
+    return difference(a, b, paired=False, confidence=confidence)[0]
 
+
+# ------------------------------------------------------------------ curves on their grid
 
 def value_at(curve: list[dict], at: float, x: str = "flops", y: str = "heldout_loss") -> float:
     """`y` linearly interpolated at `x = at`; nan beyond the curve's end (beyond by < 0.1% is the
     end itself, since budgets are compared across runs whose step costs round differently)."""
-    pts = [(float(r[x]), float(r[y])) for r in curve if r.get(y) is not None]
+    pts = [(float(r[x]), float(r[y])) for r in curve if _num(r.get(y))]
     if not pts or at > pts[-1][0] * 1.001:
         return math.nan
     for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):
@@ -104,149 +159,419 @@ def value_at(curve: list[dict], at: float, x: str = "flops", y: str = "heldout_l
     return pts[-1][1] if at >= pts[-1][0] else pts[0][1]
 
 
+def _num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def tail_drop(curve: list[dict], fraction: float = 0.2, y: str = "heldout_loss") -> float:
     """How far `y` fell over the last `fraction` of the run's FLOPs (level-1 points): above 0
     while the model still learns at the end; 0 or below once it has plateaued or overfits, which
     at a scale with too little data is what a too-long run shows."""
-    pts = [r for r in curve if r.get("level", 1) == 1 and r.get(y) is not None]
+    pts = [r for r in curve if r.get("level", 1) == 1 and _num(r.get(y))]
     if len(pts) < 2:
         return math.nan
     return value_at(pts, pts[-1]["flops"] * (1 - fraction), y=y) - float(pts[-1][y])
 
 
-def ratio_saving(arm: list[float], base: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """1 - mean(arm)/mean(base) with a delta-method, Welch-df interval."""
-    a, b = np.asarray(arm, float), np.asarray(base, float)
-    if len(a) == 0 or len(b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
-        # a cost that is never reached (inf) or was not logged (nan): no saving can be stated
-        return Interval(math.nan, math.nan, math.nan, min(len(a), len(b)))
-    ma, mb = float(a.mean()), float(b.mean())
-    if mb == 0:  # the target was met before training: no saving is defined
-        return Interval(math.nan, math.nan, math.nan, min(len(a), len(b)))
-    r = ma / mb
-    if len(a) < 2 or len(b) < 2:
-        return Interval(1 - r, -math.inf, math.inf, min(len(a), len(b)))
-    va, vb = a.var(ddof=1) / (len(a) * ma**2), b.var(ddof=1) / (len(b) * mb**2)
-    if va + vb == 0:
-        return Interval(1 - r, 1 - r, 1 - r, min(len(a), len(b)))
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * r * math.sqrt(va + vb)
-    return Interval(1 - r, 1 - r - half, 1 - r + half, min(len(a), len(b)))
+@dataclass(frozen=True)
+class Grid:
+    """One arm's seeds on their shared evaluation grid (level-1 evaluations only).
+
+    x: (m,) mean x per evaluation; y: (n, m) per seed; segment: (m,) id of the contiguous
+    level-1 stretch each evaluation belongs to (a coarse phase starts a new one)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    segment: np.ndarray
+    seeds: tuple[int, ...]
+    x_end: np.ndarray  # (n,) each seed's last x (the arm's budget on this axis)
 
 
-def welch_difference(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """mean(a) - mean(b) with a Welch t interval."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if len(x) == 0 or len(y) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    d = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return Interval(d, -math.inf, math.inf, min(len(x), len(y)))
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    if vx + vy == 0:
-        return Interval(d, d, d, min(len(x), len(y)))
-    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(vx + vy)
-    return Interval(d, d - half, d + half, min(len(x), len(y)))
+def grid(runs: list[Run], x: str, y: str) -> Grid:
+    """The runs' curves on their shared grid; ResultsError when the seeds do not share one."""
+    runs = sorted(runs, key=lambda r: r.seed)
+    shape = [(p.get("step"), p.get("level", 1)) for p in runs[0].curve]
+    for r in runs[1:]:
+        if [(p.get("step"), p.get("level", 1)) for p in r.curve] != shape:
+            raise ResultsError(f"{r.path}: its evaluations (step, level) differ from those of "
+                               f"{runs[0].path}; the seeds of one arm must share a grid")
+    keep, seg, s = [], [], 0
+    for i, (_, level) in enumerate(shape):
+        if level != 1:
+            s += 1
+            continue
+        have = [x in r.curve[i] and _num(r.curve[i].get(y)) for r in runs]
+        if not any(have):  # not logged there (e.g. a running training loss at step 0)
+            continue
+        if not all(have):
+            bad = runs[have.index(False)]
+            raise ResultsError(f"{bad.path}: curve.jsonl line {i + 1} lacks a finite {x!r} or "
+                               f"{y!r} that the other seeds have")
+        keep.append(i)
+        seg.append(s)
+    if not keep:
+        raise ResultsError(f"{runs[0].path}: no level-1 evaluation has a finite {y!r}")
+    xs = np.array([[float(r.curve[i][x]) for i in keep] for r in runs])
+    ys = np.array([[float(r.curve[i][y]) for i in keep] for r in runs])
+    return Grid(xs.mean(axis=0), ys, np.array(seg), tuple(r.seed for r in runs), xs[:, -1])
+
+
+def crossing(x: np.ndarray, g: np.ndarray, segment: np.ndarray) -> tuple[float, int]:
+    """First x where g <= 0, linear between consecutive points of one segment; a segment that
+    starts at or below 0 crosses at its first point. Returns (x, index of the point at or after
+    the crossing), or (inf, -1) when g never reaches 0."""
+    for i in range(len(g)):
+        if g[i] <= 0:
+            if i == 0 or segment[i] != segment[i - 1] or g[i - 1] <= 0:
+                return float(x[i]), i
+            return float(x[i - 1] + (x[i] - x[i - 1]) * g[i - 1] / (g[i - 1] - g[i])), i
+    return math.inf, -1
+
+
+# ------------------------------------------------------------------ the estimator
+
+@dataclass(frozen=True)
+class Saving:
+    """1 - C / B with its 95% interval (test inversion) and delta-method se/df (the gate).
+
+    miss: the arm's mean curve does not reach the target within its run and the bounded
+    extrapolation (mean and high are then bounds: 1 - reach / B, an upper bound on the saving).
+    extrapolated: how many of mean, low, high come from the extrapolated stretch (flag †).
+    censored: the lower end lies past that stretch too (low is then only an upper bound on it)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    se: float
+    df: float
+    paired: bool
+    miss: bool = False
+    censored: bool = False
+    over_budget: float = 0.0  # (the arm's budget + extrapolation) / B - 1: a miss's "X% more"
+    extrapolated: int = 0
+
+    @property
+    def width(self) -> float:
+        return math.inf if self.censored or self.miss else self.high - self.low
+
+    def fmt(self, axis: str = "FLOPs") -> str:
+        if math.isnan(self.mean):
+            return "not logged"
+        if self.miss:
+            more = ("the baseline's" if abs(self.over_budget) < 0.005
+                    else f"{self.over_budget:.0%} more" if self.over_budget > 0
+                    else f"{-self.over_budget:.0%} less")
+            return f"miss: not reached within {more} {axis} than the baseline (n={self.n})"
+        lo = f"<{100 * self.low:.1f}‡" if self.censored else f"{100 * self.low:.1f}"
+        flag = "†" if self.extrapolated else ""
+        return f"{100 * self.mean:.1f}%{flag} [{lo}, {100 * self.high:.1f}] (n={self.n})"
+
+
+NOT_LOGGED = Saving(math.nan, math.nan, math.nan, 0, math.inf, math.nan, False)
+DENSE = 16  # points per evaluation interval: per-seed linear interpolation between evaluations
+EXTRAPOLATION = 0.10  # of B past the arm's end, along its mean curve's end slope, at most
+
+
+def dense(g: Grid, budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The grid with DENSE points per interval inside each segment (each seed interpolated
+    linearly), and a tail of EXTRAPOLATION x budget past the end along the mean curve's end slope
+    (each seed shifted parallel to it) when that slope falls. Returns x, y (n, M), segment ids
+    and the last x that was measured."""
+    xs, ys, seg = [g.x[:1]], [g.y[:, :1]], [g.segment[:1]]
+    lam = np.arange(1, DENSE + 1) / DENSE
+    for i in range(1, len(g.x)):
+        if g.segment[i] == g.segment[i - 1]:
+            xs.append(g.x[i - 1] + lam * (g.x[i] - g.x[i - 1]))
+            ys.append(g.y[:, i - 1:i] + lam * (g.y[:, i:i + 1] - g.y[:, i - 1:i]))
+            seg.append(np.full(DENSE, g.segment[i]))
+        else:
+            xs.append(g.x[i:i + 1])
+            ys.append(g.y[:, i:i + 1])
+            seg.append(g.segment[i:i + 1])
+    slope = local_slope(g.x, g.y.mean(axis=0), g.segment, len(g.x) - 1, budget)
+    if slope < 0:
+        step = EXTRAPOLATION * budget * lam
+        xs.append(g.x[-1] + step)
+        ys.append(g.y[:, -1:] + slope * step)
+        seg.append(np.full(DENSE, g.segment[-1]))
+    return np.concatenate(xs), np.concatenate(ys, axis=1), np.concatenate(seg), float(g.x[-1])
+
+
+def band(y: np.ndarray, base_end: np.ndarray, paired: bool,
+         confidence: float = CONFIDENCE) -> tuple[np.ndarray, ...]:
+    """Per point: mean difference to the target (arm y (n, M) against the baseline's final
+    values (n_b,)), its se, df and half-width (inf with fewer than two seeds a side)."""
+    n, nb = y.shape[0], len(base_end)
+    d = y.mean(axis=0) - base_end.mean()
+    if paired:
+        se = (y - base_end[:, None]).std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else None
+        df = np.full(d.shape, float(n - 1))
+    elif n > 1 and nb > 1:
+        va, vb = y.var(axis=0, ddof=1) / n, base_end.var(ddof=1) / nb
+        se = np.sqrt(va + vb)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df = np.where(se > 0, (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (nb - 1)),
+                          float(min(n, nb) - 1))
+    else:
+        se = None
+    if se is None:
+        inf = np.full(d.shape, math.inf)
+        return d, inf, np.full(d.shape, math.nan), inf
+    return d, se, df, stats.t.ppf(0.5 + confidence / 2, df) * se
+
+
+def saving(arm: Grid, base: Grid, paired: bool, budget: float,
+           confidence: float = CONFIDENCE) -> Saving:
+    """The mean-curve crossing of `arm` at the baseline's mean final value (see the module
+    docstring). `budget` is B on this axis. Intervals need >= 2 seeds a side."""
+    x, y, seg, measured = dense(arm, budget)
+    d, se, df, half = band(y, base.y[:, -1], paired, confidence)
+    n = arm.y.shape[0] if paired else min(arm.y.shape[0], base.y.shape[0])
+    c, i = crossing(x, d, seg)
+    reach = float(x[-1])
+    over = reach / budget - 1
+    c_first, _ = crossing(x, d - half, seg)  # the earliest compute consistent with T
+    c_last, _ = crossing(x, d + half, seg)  # by then surely at T
+    high = 1 - c_first / budget if math.isfinite(c_first) else -over
+    if not math.isfinite(c):
+        j = len(d) - 1
+        return Saving(-over, -math.inf, high, n, _delta_se(arm, se[j], reach, budget),
+                      float(df[j]), paired, miss=True, censored=True, over_budget=over)
+    censored = not math.isfinite(c_last)
+    low = -over if censored else 1 - c_last / budget
+    extra = sum(v > measured for v in (c, c_first, c_last) if math.isfinite(v))
+    return Saving(1 - c / budget, low, high, n, _delta_se(arm, se[i], c, budget), float(df[i]),
+                  paired, censored=censored, over_budget=over, extrapolated=extra)
+
+
+SLOPE_WINDOW = 0.1  # of B on each side: the slope of a mean curve is fitted over this much
+
+
+def local_slope(x: np.ndarray, y: np.ndarray, segment: np.ndarray, i: int,
+                budget: float) -> float:
+    """Least-squares slope of y over the points of i's segment within SLOPE_WINDOW x budget of
+    x[i] (at least i's neighbours in the segment): one interval's slope is as noisy as two
+    evaluations; nan when the segment has a single point."""
+    same = np.flatnonzero(segment == segment[i])
+    near = same[np.abs(x[same] - x[i]) <= SLOPE_WINDOW * budget]
+    pos = int(np.searchsorted(same, i))
+    near = np.union1d(near, same[max(0, pos - 1): pos + 2])
+    if len(near) < 2 or np.ptp(x[near]) <= 0:
+        return math.nan
+    slope = float(np.polyfit(x[near] - x[i], y[near], 1)[0])
+    # a change over the window below float noise is no change: FLOP axes reach 1e15 and more
+    if abs(slope) * float(np.ptp(x[near])) <= 1e-9 * max(1.0, float(np.abs(y[near]).max())):
+        return 0.0
+    return slope
+
+
+def _delta_se(arm: Grid, se: float, c: float, budget: float) -> float:
+    """se of the difference at the crossing c over the local slope of the arm's mean curve
+    there (at the evaluation nearest c), in saving units; inf when the curve does not fall there
+    (no test is possible)."""
+    i = int(np.argmin(np.abs(arm.x - min(c, arm.x[-1]))))
+    slope = local_slope(arm.x, arm.y.mean(axis=0), arm.segment, i, budget)
+    if not slope < 0 or not math.isfinite(se):
+        return math.inf
+    return float(se) / (-slope * budget)
+
+
+def _widen_by_wall_noise(s: Saving, arm: Grid, base: Grid,
+                         confidence: float = CONFIDENCE) -> Saving:
+    """Wall time: add the seed-to-seed noise of total wall time (arm and baseline) to the
+    interval and se, in quadrature (relative noise of a ratio of means)."""
+    a, b = arm.x_end, base.x_end
+    if len(a) < 2 or len(b) < 2 or s.miss:
+        return s
+    rel = math.sqrt(a.var(ddof=1) / (len(a) * a.mean() ** 2)
+                    + b.var(ddof=1) / (len(b) * b.mean() ** 2)) * (1 - s.mean)
+    half = _t(max(1, min(len(a), len(b)) - 1), confidence) * rel
+    low = s.mean - math.hypot(s.mean - s.low, half) if not s.censored else s.low
+    high = s.mean + math.hypot(s.high - s.mean, half)
+    return Saving(s.mean, low, high, s.n, math.hypot(s.se, rel), s.df, s.paired, s.miss,
+                  s.censored, s.over_budget)
 
 
 @dataclass
 class Comparison:
     arm: str
+    criterion: str  # the curve field judged: heldout_loss or train_loss
     target: float
     arm_seeds: list[int]
     base_seeds: list[int]
-    flops_saving: Interval
-    flops_blocks_saving: Interval  # paper 2's convention: residual blocks only
-    wall_saving: Interval
-    loss_at_equal_flops: Interval  # arm minus baseline; negative is better
+    paired: bool
+    flops_saving: Saving
+    flops_blocks_saving: Saving  # paper 2's convention: residual blocks only
+    wall_saving: Saving
+    loss_at_equal_flops: Interval  # arm minus baseline, nats; negative is better
+    bpb_at_equal_flops: Interval | None  # the same in bits per byte, where the data has bytes
     arm_final: Interval
     base_final: Interval
-    arm_cost_flops: list[Cost] = field(default_factory=list)
+
+    @property
+    def savings(self) -> tuple[Saving, Saving, Saving]:
+        return (self.flops_saving, self.flops_blocks_saving, self.wall_saving)
+
+    @property
+    def censored(self) -> int:
+        """Interval ends censored past the extrapolated stretch (flagged ‡ in tables)."""
+        return sum(s.censored and not s.miss for s in self.savings)
 
     @property
     def extrapolated(self) -> int:
-        return sum(c.extrapolated for c in self.arm_cost_flops)
+        """Estimates and interval ends read off the bounded extrapolation (flagged †)."""
+        return sum(s.extrapolated for s in self.savings)
+
+
+def pairs(arm_runs: list[Run], base_runs: list[Run]) -> bool:
+    """Whether seed n of the arm and of the baseline share initialisation and batch stream for
+    every n: the same seed set, and manifests that say so (`pairing`; a manifest from before
+    that field was written used its seed for both, as the runner always has)."""
+    def key(r: Run) -> tuple:
+        p = r.manifest.get("pairing") or {"init_seed": r.seed, "batch_seed": r.seed}
+        return (p.get("init_seed"), p.get("batch_seed"))
+
+    a = sorted(key(r) for r in arm_runs)
+    b = sorted(key(r) for r in base_runs)
+    return len(a) > 1 and a == b and None not in {k for t in a for k in t}
 
 
 def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = None,
             y: str = "heldout_loss") -> Comparison:
-    """Savings of `arm_runs` against `base_runs` (completed runs of one benchmark and scale)."""
+    """Savings of `arm_runs` against `base_runs` (completed runs of one benchmark and scale) on
+    criterion `y`. Raises ValueError for incomplete runs or an empty side, ResultsError for
+    curves that lack the criterion."""
     for r in arm_runs + base_runs:
         if not r.complete:
             raise ValueError(f"{r.path}: status {r.status!r}; only completed runs are compared")
     if not arm_runs or not base_runs:
         raise ValueError("compare needs at least one completed run on each side")
-    base_final = [r.curve[-1][y] for r in base_runs]
-    target = float(np.mean(base_final)) if target is None else target
-    costs = {}
-    for side, runs in (("arm", arm_runs), ("base", base_runs)):
-        costs[side] = {x: [cost_to_reach(r.curve, target, x, y) for r in runs]
-                       for x in ("flops", "flops_blocks", "wall_s")}
-    # equal FLOPs: the baseline's budget, or where the shortest run ends if that is earlier (a
-    # plan fitted to the budget ends up to one step short of it)
+    arm_runs = sorted(arm_runs, key=lambda r: r.seed)
+    base_runs = sorted(base_runs, key=lambda r: r.seed)
+    paired = pairs(arm_runs, base_runs)
+    out = {}
+    for x in AXES:
+        if not all(x in row for r in arm_runs + base_runs for row in r.curve):
+            out[x] = NOT_LOGGED  # runs from before that axis was logged
+            continue
+        a, b = grid(arm_runs, x, y), grid(base_runs, x, y)
+        if target is not None:  # a declared target: the baseline's end is replaced by it
+            b = Grid(b.x, np.full_like(b.y, target), b.segment, b.seeds, b.x_end)
+        s = saving(a, b, paired, float(b.x_end.mean()))
+        out[x] = _widen_by_wall_noise(s, a, b) if x == "wall_s" else s
+    base_final = [float(r.curve[-1][y]) for r in base_runs]
     budget = min(float(np.mean([r.curve[-1]["flops"] for r in base_runs])),
                  *(float(r.curve[-1]["flops"]) for r in arm_runs + base_runs))
+    la = [value_at(r.curve, budget, "flops", y) for r in arm_runs]
+    lb = [value_at(r.curve, budget, "flops", y) for r in base_runs]
+    bpb = None
+    field = {"heldout_loss": "heldout_bpb", "train_loss": "train_bpb"}.get(y)
+    last = base_runs[0].curve[-1]
+    if field and _num(last.get(field)) and _num(last.get(y)) and last[y]:
+        k = float(last[field]) / float(last[y])  # bits per byte per nat: fixed by the data
+        bpb = difference([k * v for v in la], [k * v for v in lb], paired)[0]
     return Comparison(
-        arm=arm_runs[0].manifest["arm_name"],
-        target=target,
-        arm_seeds=[r.seed for r in arm_runs],
-        base_seeds=[r.seed for r in base_runs],
-        flops_saving=ratio_saving([c.value for c in costs["arm"]["flops"]],
-                                  [c.value for c in costs["base"]["flops"]]),
-        flops_blocks_saving=ratio_saving([c.value for c in costs["arm"]["flops_blocks"]],
-                                         [c.value for c in costs["base"]["flops_blocks"]]),
-        wall_saving=ratio_saving([c.value for c in costs["arm"]["wall_s"]],
-                                 [c.value for c in costs["base"]["wall_s"]]),
-        loss_at_equal_flops=welch_difference(
-            [value_at(r.curve, budget, "flops", y) for r in arm_runs],
-            [value_at(r.curve, budget, "flops", y) for r in base_runs]),
-        arm_final=mean_ci([r.curve[-1][y] for r in arm_runs]),
+        arm=arm_runs[0].manifest["arm_name"], criterion=y,
+        target=float(np.mean(base_final)) if target is None else target,
+        arm_seeds=[r.seed for r in arm_runs], base_seeds=[r.seed for r in base_runs],
+        paired=paired, flops_saving=out["flops"], flops_blocks_saving=out["flops_blocks"],
+        wall_saving=out["wall_s"], loss_at_equal_flops=difference(la, lb, paired)[0],
+        bpb_at_equal_flops=bpb,
+        arm_final=mean_ci([r.curve[-1].get(y) for r in arm_runs]),
         base_final=mean_ci(base_final),
-        arm_cost_flops=costs["arm"]["flops"],
     )
 
 
-# ------------------------------------------------------------------ verdicts and the gate
+# ------------------------------------------------------------------ verdicts
 
-def verdict(saving: Interval, claim: float | None, tolerance: float, min_seeds: int,
+def verdict(s: Saving, claim: float | None, tolerance: float, min_seeds: int,
             max_interval: float) -> str:
-    """The rule every benchmark declares in its [gate] table, applied to one saving's 95%
-    interval: inconclusive (too few seeds, no interval, one wider than max_interval, or one that
-    holds both 0 and the claim less the tolerance: the data cannot tell them apart), no saving
-    (the whole interval below 0), below claim (the whole interval below claim - tolerance), meets
-    claim (above 0 and reaching claim - tolerance). Without a claim: "saves (no claim)" when the
-    whole interval lies above 0."""
-    if (saving.n < min_seeds or not math.isfinite(saving.low) or not math.isfinite(saving.high)
-            or saving.high - saving.low > max_interval):
-        return "inconclusive"
-    if saving.high < 0:
+    """The rule of the module docstring, declared in each benchmark's [gate] table."""
+    if s.n < min_seeds:
+        return f"inconclusive (n={s.n} < {min_seeds} seeds)"
+    if s.miss:
+        return "no saving (miss)"
+    if s.high <= 0:
         return "no saving"
-    if claim is None:
-        return "saves (no claim)" if saving.low > 0 else "inconclusive"
-    if saving.high < claim - tolerance:
-        return "below claim"
-    return "meets claim" if saving.low > 0 else "inconclusive"
+    low = -math.inf if s.censored else s.low
+    if claim is not None and low >= claim - tolerance:
+        return "meets claim"
+    if low > 0:
+        if claim is None:
+            return "saves"
+        return ("saves, claim excluded" if s.high < claim - tolerance
+                else "saves, claim not excluded")
+    if s.width > max_interval:
+        return "inconclusive"
+    return f"no saving shown (< {100 * s.high:.1f} pt)"
 
 
-def _se(iv: Interval) -> float:
-    """Standard error behind a 95% t interval (approximate df = n - 1)."""
-    if iv.n < 2 or not math.isfinite(iv.high):
-        return math.inf
-    return (iv.high - iv.mean) / float(stats.t.ppf(0.5 + CONFIDENCE / 2, iv.n - 1))
+# ------------------------------------------------------------------ power
+
+MAX_SEEDS = 200
 
 
-def fell_below(fresh: Interval, reference: Interval, tolerance: float,
-               higher_is_better: bool = True) -> bool:
-    """One-sided test at 5%: is the fresh estimate significantly worse than the reference by
-    more than `tolerance`? z = (fresh - (reference -/+ tol)) / sqrt(se_f^2 + se_r^2) against the
-    one-sided t quantile with the smaller df. Not a bare difference of means: with wide
-    intervals it does not fire; with identical runs it cannot."""
-    sign = 1.0 if higher_is_better else -1.0
-    margin = sign * (fresh.mean - reference.mean) + tolerance
-    se = math.hypot(_se(fresh), _se(reference))
-    if not math.isfinite(se):  # a single seed: no test, only the tolerance
-        return margin < 0
-    df = max(1, min(fresh.n, reference.n) - 1)
-    return margin / se < -float(stats.t.ppf(0.95, df)) if se > 0 else margin < 0
+def seeds_for(sd: float, slope_budget: float, half_width: float, paired: bool,
+              sd_base: float = 0.0, max_seeds: int = MAX_SEEDS,
+              confidence: float = CONFIDENCE) -> int | None:
+    """Smallest n (seeds per arm) whose 95% half-width of a saving, t(n-1) x sd / sqrt(n) /
+    (|slope| x B), is at most `half_width`. Paired: sd of the per-seed difference; unpaired: arm
+    sd with `sd_base` the baseline's, n seeds a side. None beyond max_seeds."""
+    if not slope_budget > 0:
+        return None
+    for n in range(2, max_seeds + 1):
+        s = sd / math.sqrt(n) if paired else math.sqrt((sd**2 + sd_base**2) / n)
+        if _t(n - 1, confidence) * s / slope_budget <= half_width:
+            return n
+    return None
+
+
+@dataclass(frozen=True)
+class Power:
+    arm: str
+    criterion: str
+    n: int
+    paired: bool
+    noise_nats: float  # SD over seeds at the crossing (paired: of the difference)
+    noise_pt: float  # the same in points of saving
+    half_width: float  # of the interval at n seeds (fraction); inf when censored or a miss
+    seeds_needed: int | None  # for a half-width of `goal`
+
+
+def power(c: Comparison, arm: Grid, base: Grid, goal: float = 0.05) -> Power:
+    """Noise and seeds of one comparison on FLOPs: the observed SD at the crossing (or the run's
+    end for a miss), the half-width now, and the seeds a half-width of `goal` needs."""
+    s = c.flops_saving
+    budget = float(base.x_end.mean())
+    d, se, _, _ = band(arm.y, base.y[:, -1], c.paired)
+    _, i = crossing(arm.x, d, arm.segment)
+    i = len(d) - 1 if i < 0 else i
+    sd = float(se[i]) * math.sqrt(s.n) if c.paired else float(np.std(arm.y[:, i], ddof=1))
+    sd_base = 0.0 if c.paired else float(np.std(base.y[:, -1], ddof=1))
+    slope = local_slope(arm.x, arm.y.mean(axis=0), arm.segment, i, budget)
+    slope_b = -slope * budget if slope < 0 else math.nan
+    noise = math.hypot(sd, sd_base)
+    need = seeds_for(sd, slope_b, goal, c.paired, sd_base) if slope_b > 0 else None
+    hw = math.inf if s.miss or s.censored else (s.high - s.low) / 2
+    return Power(c.arm, c.criterion, s.n, c.paired, noise,
+                 noise / slope_b if slope_b > 0 else math.inf, hw, need)
+
+
+def end_slope(g: Grid) -> float:
+    """|slope| x B of a mean curve at its end (nats per whole budget; local_slope); nan when it
+    does not fall there."""
+    b = float(g.x_end.mean())
+    slope = local_slope(g.x, g.y.mean(axis=0), g.segment, len(g.x) - 1, b)
+    return -slope * b if slope < 0 else math.nan
+
+
+def baseline_power(g: Grid, goal: float = 0.05) -> Power:
+    """Baseline against baseline on other seeds (unpaired): the noise of its final loss, and the
+    seeds per side that give a half-width of `goal` at the slope of its mean curve's end."""
+    n = g.y.shape[0]
+    sd = float(np.std(g.y[:, -1], ddof=1))
+    slope_b = end_slope(g)
+    need = seeds_for(sd, slope_b, goal, False, sd) if math.isfinite(slope_b) else None
+    noise_pt = math.sqrt(2) * sd / slope_b if math.isfinite(slope_b) else math.inf
+    return Power("baseline", "held-out loss", n, False, sd, noise_pt, math.nan, need)

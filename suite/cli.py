@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tabulate import tabulate  # noqa: E402
 
 from suite import corpus, flops  # noqa: E402
-from suite.claims import ClaimsError  # noqa: E402
+from suite.claims import ClaimsError, load_claims  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
@@ -132,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for a in arms:
         if a not in bench.arms:
             raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    n_seeds = args.seeds if args.seeds is not None else scale.seeds
+    seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)
     from suite.distributed import setup, teardown
@@ -164,9 +165,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if all(r[2] == "completed" for r in rows) else 1
 
 
-SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target loss",
+SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target", "pairing",
                   "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
-                  "loss at equal FLOPs (arm - baseline)"]
+                  "criterion at equal FLOPs (arm - baseline)"]
 
 
 def comparison_tables(root: Path) -> tuple[list[list], list[list], list[str]]:
@@ -179,7 +180,7 @@ def comparison_tables(root: Path) -> tuple[list[list], list[list], list[str]]:
     runs, saving_rows, notes = [], [], []
     for (scale, bench), arms in sorted(groups.items()):
         runs += [[scale, bench, *row] for row in run_rows(arms)]
-        found, n = savings(bench, arms)
+        found, n = savings(bench, arms, load_claims())
         notes += n
         for a in found:
             for y, c in a.by_criterion.items():
@@ -198,8 +199,11 @@ def render_comparison(root: Path) -> str:
                 tabulate(saving_rows, SAVING_HEADERS, tablefmt="github")]
     out += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
     out += [f"FLOP convention: {flops.CONVENTION}.",
-            "Intervals: 95% Student t over seeds (savings: delta method, Welch df). A fall over "
-            "the last 20% of FLOPs at or below 0 means held-out loss had stopped falling."]
+            "Savings: where the arm's mean curve reaches the baseline's mean final value; 95% "
+            "intervals by test inversion, paired by seed where seeds pair (suite/analysis.py). "
+            "A miss did not reach the target within its run; ‡: a lower end censored at the "
+            "run's end. A fall over the last 20% of FLOPs at or below 0 means held-out loss had "
+            "stopped falling."]
     return "\n".join(out)
 
 
@@ -255,6 +259,27 @@ def cmd_gate(args: argparse.Namespace) -> int:
     print(f"\ngate: {'pass' if ok else 'FAIL'} ({fresh} against {ref}; one-sided tests at 5%, "
           "tolerances from each benchmark's [gate] table)")
     return 0 if ok else 1
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from suite.report import POWER_HEADERS, group_runs, power_rows
+
+    root = Path(args.results)
+    folders = [root] if any(root.glob("*/*/seed-*/manifest.json")) else sorted(
+        p for p in root.iterdir() if p.is_dir() and any(p.glob("*/*/seed-*/manifest.json")))
+    if not folders:
+        raise ResultsError(f"{root}: no runs found (a scale folder such as results/tiny, or "
+                           "a results root that holds one)")
+    for folder in folders:
+        for bench, arms in group_runs(folder).items():
+            print(f"\n## {folder.name}/{bench}\n")
+            print(tabulate(power_rows(bench, arms, load_claims(), args.goal), POWER_HEADERS,
+                           tablefmt="github"))
+    print(f"\nNoise: SD over seeds at the crossing of the arm's mean curve with the target "
+          f"(paired: of the arm - baseline difference). Seeds for a 95% half-width of "
+          f"±{100 * args.goal:.0f} pt of FLOPs saved: t(n-1) x noise / sqrt(n) / (|slope| x B) "
+          "(suite/analysis.py: seeds_for).")
+    return 0
 
 
 def cmd_check_operators(args: argparse.Namespace) -> int:
@@ -315,7 +340,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("benchmark")
     r.add_argument("--scale", default="tiny", choices=SCALES)
     r.add_argument("--arms", help="comma-separated arm names (default: all)")
-    r.add_argument("--seeds", type=int, default=1, help="how many seeds")
+    r.add_argument("--seeds", type=int, default=None, help="how many seeds (default: the "
+                   "scale's `seeds`, from the power analysis at tiny; else 1)")
     r.add_argument("--first-seed", type=int, default=0)
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
@@ -363,6 +389,13 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--update-readme", metavar="FILE", help="write the headline table between "
                     "<!-- headline SCALE --> and <!-- end headline SCALE --> of FILE")
     rp.set_defaults(fn=cmd_report)
+    pw = sub.add_parser("power", help="noise per seed and the seeds a ±5 pt saving needs")
+    pw.add_argument("results", nargs="?", default="results/tiny",
+                    help="a scale folder, or a root holding scale folders (default: "
+                    "results/tiny)")
+    pw.add_argument("--goal", type=float, default=0.05,
+                    help="wanted 95%% half-width of FLOPs saved (fraction, default 0.05)")
+    pw.set_defaults(fn=cmd_power)
     g = sub.add_parser("gate", help="exit 1 when a saving regressed against committed results")
     g.add_argument("--fresh", default="runs", help="fresh results root (default: runs)")
     g.add_argument("--reference", default="results", help="committed root (default: results)")

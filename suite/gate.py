@@ -1,9 +1,27 @@
 """The regression gate: fresh runs against the committed reference runs of the same scale.
 
-Exit 0: every reference (benchmark, arm, seed) has a completed fresh run and no saving fell
-significantly below the committed one by more than the benchmark's declared tolerance.
-Exit 1: a regression, or a fresh run that is missing, incomplete or diverged.
-Exit 2: unusable input (no runs, unreadable files): raised as ResultsError by the caller.
+Two tiers (issue 12; error rates by simulation in suite/simulate.py):
+
+- Exact: where the fresh and reference runs of seed n share definition, library versions and
+  device class (device name, threads, precision, processes, accumulation), their curves are
+  compared evaluation by evaluation (every field but wall time). All identical: "numerics
+  unchanged", and nothing more is needed. Otherwise the first evaluation that differs is named
+  with the size of the difference, and the statistical tier decides.
+- Statistical, for every arm including the baseline (each benchmark's [gate] table declares the
+  tolerances):
+  - non-baseline arms: "FLOPs saved to target" (held-out loss; suite/analysis.py's estimator,
+    its own se and df) must not have fallen by more than `tolerance`: one-sided Welch test at 5%
+    of fresh - reference < -tolerance;
+  - every arm: held-out loss at the baseline's budget must not have risen by more than the loss
+    worth `budget_tolerance` of the budget on the reference baseline's mean curve (nats), paired
+    by seed (fresh seed n against reference seed n): one-sided t at 5%;
+  - the baseline: its cost to reach the reference baseline's final loss, as a saving against the
+    reference baseline, must not have fallen below -tolerance (same test).
+
+Exit 0: every reference run has a completed fresh run and nothing regressed. Exit 1: a
+regression, or a fresh run that is missing, incomplete or diverged. Exit 2: unusable input (no
+runs, unreadable files, fresh and reference runs of different definitions): raised as
+ResultsError by the caller.
 """
 
 from __future__ import annotations
@@ -12,10 +30,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy import stats
+
 from suite import analysis
 from suite.results import ResultsError, Run, find_runs
 
-HEADERS = ["benchmark", "arm", "check", "reference", "fresh", "tolerance", "result"]
+HEADERS = ["benchmark", "arm", "tier", "check", "reference", "fresh", "tolerance", "result"]
+ALPHA = 0.05  # one-sided level of every statistical check
+IGNORED_IN_EXACT = {"wall_s"}  # timing is never bit-identical
 
 
 def _index(root: Path) -> dict[tuple[str, str], dict[int, Run]]:
@@ -25,52 +48,183 @@ def _index(root: Path) -> dict[tuple[str, str], dict[int, Run]]:
     return out
 
 
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The first key path where two JSON-like values differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}{k} (only in {'fresh' if k in a else 'reference'})"
+            if (d := first_difference(a[k], b[k], f"{path}{k}.")) is not None:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if (d := first_difference(x, y, f"{path}{i}.")) is not None:
+                return d
+        return None
+    return None if a == b else path.rstrip(".")
+
+
+def check_definitions(fresh: Run, ref: Run) -> None:
+    """Raise ResultsError (exit 2) naming the key where the resolved definitions differ."""
+    a = {k: v for k, v in fresh.manifest["definition"].items() if k != "file"}
+    b = {k: v for k, v in ref.manifest["definition"].items() if k != "file"}
+    if (key := first_difference(a, b)) is not None:
+        raise ResultsError(f"{fresh.path}: its resolved definition differs from the reference "
+                           f"{ref.path} at key {key!r}; a gate compares like with like")
+
+
+def _device_class(r: Run) -> tuple:
+    e, m = r.manifest["environment"], r.manifest
+    return (tuple(sorted(e["versions"].items())), e["device_name"], e["threads"],
+            m.get("precision"), m.get("world_size", 1), m.get("accum", 1))
+
+
+def exact(fresh: Run, ref: Run) -> tuple[str, bool]:
+    """(what the exact tier found, whether the curves are identical). Not comparable runs say
+    why and count as not identical."""
+    if _device_class(fresh) != _device_class(ref):
+        diff = first_difference(dict(zip(("versions", "device", "threads", "precision",
+                                          "processes", "accum"), _device_class(fresh),
+                                         strict=True)),
+                                dict(zip(("versions", "device", "threads", "precision",
+                                          "processes", "accum"), _device_class(ref),
+                                         strict=True)))
+        return f"not comparable: {diff} differs", False
+    if len(fresh.curve) != len(ref.curve):
+        return f"{len(fresh.curve)} evaluations against {len(ref.curve)}", False
+    for i, (f, r) in enumerate(zip(fresh.curve, ref.curve, strict=True)):
+        for k in sorted((set(f) | set(r)) - IGNORED_IN_EXACT):
+            if f.get(k) != r.get(k):
+                a, b = f.get(k), r.get(k)
+                size = (f" ({a - b:+.3g})" if isinstance(a, (int, float))
+                        and isinstance(b, (int, float)) else "")
+                return (f"first difference at evaluation {i + 1} (step {r.get('step')}): {k} "
+                        f"{a!r} against {b!r}{size}"), False
+    return "numerics unchanged", True
+
+
+def fell_below(fresh: analysis.Saving, ref: analysis.Saving, tolerance: float,
+               alpha: float = ALPHA) -> bool | None:
+    """One-sided Welch test that the saving fell by more than `tolerance`: t = (fresh - ref +
+    tolerance) / sqrt(se_f^2 + se_r^2) below -t(1 - alpha, Welch-Satterthwaite df). None when
+    either standard error is not finite (no test is possible)."""
+    se2 = fresh.se**2 + ref.se**2
+    if not math.isfinite(se2):
+        return None
+    margin = fresh.mean - ref.mean + tolerance
+    if se2 == 0:
+        return margin < 0
+    parts = [(s.se**2, s.df) for s in (fresh, ref) if s.se > 0]
+    df = se2**2 / sum(v**2 / max(d, 1.0) for v, d in parts)
+    return margin / math.sqrt(se2) < -float(stats.t.ppf(1 - alpha, df))
+
+
+def rose_above(fresh: list[float], ref: list[float], tolerance: float, paired: bool,
+               alpha: float = ALPHA) -> bool:
+    """One-sided test that mean(fresh) - mean(ref) > tolerance (paired t or Welch)."""
+    iv, se, df = analysis.difference(fresh, ref, paired)
+    if not math.isfinite(iv.mean):
+        return True  # nothing finite to compare: the fresh runs did not produce a loss
+    if not math.isfinite(se) or se == 0:
+        return iv.mean > tolerance
+    return (iv.mean - tolerance) / se > float(stats.t.ppf(1 - alpha, df))
+
+
+def loss_tolerance(base: list[Run], fraction: float, y: str = "heldout_loss") -> float:
+    """Nats that the last `fraction` of the budget is worth on the baseline's mean curve: how
+    much its loss falls between (1 - fraction) x B and B (0 if it no longer falls)."""
+    end = float(np.mean([r.curve[-1]["flops"] for r in base]))
+    at = [analysis.value_at(r.curve, end * (1 - fraction), "flops", y) for r in base]
+    fin = [float(r.curve[-1][y]) for r in base]
+    return max(0.0, float(np.nanmean(at) - np.mean(fin)))
+
+
+def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base: list[Run],
+                 new_base: list[Run], rule: Any) -> tuple[list[list], bool]:
+    """Rows of the statistical tier for one arm, and whether all passed."""
+    rows, ok = [], True
+    budget = float(np.mean([r.curve[-1]["flops"] for r in ref_base]))
+    tol_nats = loss_tolerance(ref_base, rule.budget_tolerance)
+    by_seed = sorted({r.seed for r in ref} & {r.seed for r in new})
+    paired = len(by_seed) == len(ref) == len(new) and len(by_seed) > 1
+    lr = [analysis.value_at(r.curve, budget) for r in sorted(ref, key=lambda r: r.seed)]
+    ln = [analysis.value_at(r.curve, budget) for r in sorted(new, key=lambda r: r.seed)]
+    bad = rose_above(ln, lr, tol_nats, paired)
+    ok &= not bad
+    rows.append([bench, arm, "statistical", "held-out loss at the baseline's budget",
+                 analysis.mean_ci(lr).fmt(digits=4), analysis.mean_ci(ln).fmt(digits=4),
+                 f"+{tol_nats:.4f} nats ({rule.budget_tolerance:.0%} of B)",
+                 "FAIL" if bad else "pass"])
+    if arm == "baseline":
+        checks = [("cost to reach the reference baseline's loss, as a saving",
+                   ZERO,
+                   analysis.compare(new, ref_base).flops_saving)]
+    else:
+        checks = [("FLOPs saved to target (held-out loss)",
+                   analysis.compare(ref, ref_base).flops_saving,
+                   analysis.compare(new, new_base).flops_saving)]
+    for name, r_s, n_s in checks:
+        fell = fell_below(n_s, r_s, rule.tolerance)
+        result = "pass (no test: se not finite)" if fell is None else (
+            "FAIL" if fell else "pass")
+        ok &= fell is not True
+        rows.append([bench, arm, "statistical", name, r_s.fmt(), n_s.fmt(),
+                     f"-{rule.tolerance:.0%}", result])
+    return rows, ok
+
+
+# The reference baseline against its own target: a saving of 0 by definition. The fresh
+# baseline's se (paired against the reference seeds) already holds the target's noise.
+ZERO = analysis.Saving(0.0, 0.0, 0.0, 0, 0.0, math.inf, True)
+
+
 def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any]) -> tuple[list, bool]:
-    """Rows of what was checked, and whether everything passed."""
+    """Rows of what was checked, and whether everything passed. Raises ResultsError (exit 2)
+    for unusable input, including fresh and reference runs of different definitions."""
     ref, new = _index(reference_root), _index(fresh_root)
     if not ref:
         raise ResultsError(f"{reference_root}: no reference runs to gate against")
     if not new:
         raise ResultsError(f"{fresh_root}: no fresh runs")
     rows, ok = [], True
-    for (bench, arm), seeds in sorted(ref.items()):
+    for (bench, arm), seeds in sorted(ref.items(), key=lambda kv: (kv[0][0],
+                                                                   kv[0][1] != "baseline",
+                                                                   kv[0][1])):
         fresh = new.get((bench, arm), {})
+        found: list[tuple[int, str, bool]] = []
         for seed, r in sorted(seeds.items()):
             f = fresh.get(seed)
             if not r.complete:
                 continue  # a reference that never completed is no reference
-            status = "missing" if f is None else f.status
-            if status != "completed":
-                rows.append([bench, arm, f"seed {seed} ran", "completed", status, "-", "FAIL"])
+            if f is None or not f.complete:
+                rows.append([bench, arm, "runs", f"seed {seed} ran", "completed",
+                             "missing" if f is None else f.status, "-", "FAIL"])
                 ok = False
-        if arm == "baseline" or bench not in rules:
+                found.append((seed, "not run", False))
+                continue
+            check_definitions(f, r)
+            found.append((seed, *exact(f, r)))
+        identical = all(same for _, _, same in found)
+        differs = [(s, w) for s, w, same in found if not same and w != "not run"]
+        seeds_txt = ",".join(str(s) for s, _, _ in found)
+        if identical:
+            rows.append([bench, arm, "exact", f"seeds {seeds_txt}", "-", "numerics unchanged",
+                         "-", "pass"])
+        elif differs:
+            rows.append([bench, arm, "exact", f"seeds {seeds_txt}", "-",
+                         f"seed {differs[0][0]}: {differs[0][1]}", "-",
+                         "differs: statistical tier"])
+        if identical or bench not in rules:
             continue
-        rule = rules[bench]
-
-        def done(index: dict, a: str, b: str = bench) -> list[Run]:
-            return [r for r in index.get((b, a), {}).values() if r.complete]
-
-        if not (done(ref, arm) and done(ref, "baseline") and done(new, arm)
-                and done(new, "baseline")):
+        done_ref = [r for r in seeds.values() if r.complete]
+        done_new = [r for r in fresh.values() if r.complete]
+        base_ref = [r for r in ref.get((bench, "baseline"), {}).values() if r.complete]
+        base_new = [r for r in new.get((bench, "baseline"), {}).values() if r.complete]
+        if not (done_ref and done_new and base_ref and base_new):
             continue
-        c_ref = analysis.compare(done(ref, arm), done(ref, "baseline"))
-        c_new = analysis.compare(done(new, arm), done(new, "baseline"))
-        for name, r_iv, n_iv, tol, better in (
-            ("FLOPs saved to target", c_ref.flops_saving, c_new.flops_saving, rule.tolerance,
-             True),
-            ("held-out loss at equal FLOPs", c_ref.loss_at_equal_flops,
-             c_new.loss_at_equal_flops, rule.loss_tolerance, False),
-        ):
-            pct = name.startswith("FLOPs")
-            if math.isnan(r_iv.mean):  # the reference never reached the target either
-                result = "pass (no reference value)"
-            elif math.isnan(n_iv.mean):  # the reference did, the fresh runs do not
-                result, ok = "FAIL", False
-            else:
-                fell = analysis.fell_below(n_iv, r_iv, tol, better)
-                result = "FAIL" if fell else "pass"
-                ok &= not fell
-            rows.append([bench, arm, name, r_iv.fmt(pct=pct, digits=1 if pct else 4),
-                         n_iv.fmt(pct=pct, digits=1 if pct else 4),
-                         f"{tol:.0%}" if pct else f"{tol} nats", result])
+        got, good = _statistical(bench, arm, done_ref, done_new, base_ref, base_new,
+                                 rules[bench])
+        rows += got
+        ok &= good
     return rows, ok

@@ -4,6 +4,7 @@ environment behind the numbers, and plots (PNG next to it, linked by relative pa
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,11 @@ from suite.flops import CONVENTION
 from suite.results import ResultsError, Run, find_runs
 
 CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
+CENSORED = ("‡ the interval's lower end lies past the end of the run and its bounded "
+            "extrapolation (the upper band does not reach the target there): censored, read as "
+            "-inf by the verdicts. † an estimate or interval end read off the extrapolation of "
+            "the arm past its end (at most 10% of the baseline's budget).")
+
 
 def group_runs(root: Path) -> dict[str, dict[str, list[Run]]]:
     """benchmark -> arm -> runs (all statuses) of one scale folder."""
@@ -28,16 +34,30 @@ def group_runs(root: Path) -> dict[str, dict[str, list[Run]]]:
 
 
 def saving_cells(c: analysis.Comparison) -> list[str]:
-    """The four measured columns every savings table shows, in this order: FLOPs saved to target,
-    FLOPs saved counting residual blocks only, wall time saved, loss at equal FLOPs."""
-    return [c.flops_saving.fmt(pct=True), c.flops_blocks_saving.fmt(pct=True),
-            c.wall_saving.fmt(pct=True), c.loss_at_equal_flops.fmt(digits=4)]
+    """The measured columns every savings table shows, in this order: pairing, FLOPs saved to
+    target, FLOPs saved counting residual blocks only, wall time saved, the criterion at equal
+    FLOPs (arm - baseline, nats and bits per byte)."""
+    at = c.loss_at_equal_flops.fmt(digits=4)
+    if c.bpb_at_equal_flops is not None:
+        at += f"; {c.bpb_at_equal_flops.fmt(digits=4)} bpb"
+    return ["paired" if c.paired else "unpaired (seeds differ)",
+            c.flops_saving.fmt(), c.flops_blocks_saving.fmt(),
+            c.wall_saving.fmt("wall time"), at]
 
 
 def _claim(claims: list[Claim], bench: str, arm: str, metric: str, criterion: str) -> Claim | None:
     rows = [c for c in claims if (c.benchmark, c.arm, c.metric, c.criterion) ==
             (bench, arm, metric, criterion)]
     return rows[0] if rows else None
+
+
+def judged_on(runs: list[Run], claims: list[Claim], bench: str, arm: str) -> list[str]:
+    """The criteria an arm is judged on: held-out loss always; training loss for paper 2's
+    method (its criterion) and wherever a claim is stated on it."""
+    method = runs[0].manifest.get("method", {}).get("name")
+    train = method == "ode-multilevel" or any(
+        (c.benchmark, c.arm, c.criterion) == (bench, arm, CRITERIA["train_loss"]) for c in claims)
+    return ["heldout_loss", "train_loss"] if train else ["heldout_loss"]
 
 
 @dataclass
@@ -47,10 +67,13 @@ class ArmSavings:
     by_criterion: dict[str, analysis.Comparison]  # CRITERIA key -> against the baseline
 
 
-def savings(bench: str, arms: dict[str, list[Run]]) -> tuple[list[ArmSavings], list[str]]:
+def savings(bench: str, arms: dict[str, list[Run]],
+            claims: list[Claim] | None = None) -> tuple[list[ArmSavings], list[str]]:
     """The one place savings are computed, for `compare`, the report and the README: every arm
     with completed runs (baseline first), each non-baseline arm against the completed baseline on
-    every criterion. Notes name the runs not counted and the arms with nothing to compare to."""
+    the criteria it is judged on. Notes name the runs not counted, the arms with nothing to
+    compare to, censored interval ends, and each arm's declared note (an adaptation, an
+    ablation)."""
     done = {a: [r for r in rs if r.complete] for a, rs in arms.items()}
     base = done.get("baseline", [])
     out, notes = [], []
@@ -61,14 +84,20 @@ def savings(bench: str, arms: dict[str, list[Run]]) -> tuple[list[ArmSavings], l
             notes.append(f"{bench}/{arm}: not counted: {bad}")
         if not ok:
             continue
+        if note := ok[0].manifest.get("method", {}).get("options", {}).get("note"):
+            notes.append(f"{bench}/{arm}: {note}")
         if arm != "baseline" and not base:
             notes.append(f"{bench}/{arm}: no completed baseline to compare with")
-        by = ({y: analysis.compare(ok, base, y=y) for y in CRITERIA}
+        by = ({y: analysis.compare(ok, base, y=y)
+               for y in judged_on(ok, claims or [], bench, arm)}
               if arm != "baseline" and base else {})
         for y, c in by.items():
             if c.extrapolated:
-                notes.append(f"{bench}/{arm} ({CRITERIA[y]}): {c.extrapolated} of {len(ok)} "
-                             "costs extrapolated past the end of the run")
+                notes.append(f"{bench}/{arm} ({CRITERIA[y]}): {c.extrapolated} estimate(s) or "
+                             "interval end(s) read off the bounded extrapolation (†)")
+            if c.censored:
+                notes.append(f"{bench}/{arm} ({CRITERIA[y]}): {c.censored} interval(s) with a "
+                             "censored lower end (‡)")
         out.append(ArmSavings(arm, ok, by))
     return out, notes
 
@@ -79,31 +108,60 @@ def _seeds(runs: list[Run]) -> str:
 
 def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
                scale: str) -> tuple[list[list], list[str]]:
-    """One row per arm and criterion, beside the papers' claims and the rule's verdict; training
-    loss rows only where a claim is judged on training loss."""
-    found, notes = savings(bench, arms)
+    """One row per arm and criterion, beside the papers' claims and the rule's verdict."""
+    found, notes = savings(bench, arms, claims)
     rows = []
     for a in found:
-        final = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in a.runs])
         if not a.by_criterion:
-            rows.append([a.arm, "-", _seeds(a.runs), final.fmt(digits=4), *["-"] * 6])
+            final = analysis.mean_ci([r.curve[-1].get("heldout_loss") for r in a.runs])
+            rows.append([a.arm, "held-out loss", _seeds(a.runs), final.fmt(digits=4), "-",
+                         *["-"] * 5, "-", "-"])
             continue
         for y, c in a.by_criterion.items():
             criterion = CRITERIA[y]
             claim_f = _claim(claims, bench, a.arm, "flops_saved", criterion)
             claim_w = _claim(claims, bench, a.arm, "walltime_saved", criterion)
-            if claim_f is None and claim_w is None and y != "heldout_loss":
-                continue
             v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
                                                                    ("wall", claim_w)) if x)
             rows.append([
-                a.arm, criterion, _seeds(a.runs), final.fmt(digits=4), *saving_cells(c),
-                claim_txt or "-",
+                a.arm, criterion, _seeds(a.runs), c.arm_final.fmt(digits=4),
+                f"{c.target:.4f}", *saving_cells(c), claim_txt or "-",
                 v if scale in rule.claims_at or not claim_f else f"{v} (not the paper's setting)",
             ])
     return rows, notes
+
+
+POWER_HEADERS = ["arm", "criterion", "seeds", "pairing", "noise per seed (nats)",
+                 "noise per seed (pt)", "half-width now (pt)", "seeds for ±5 pt"]
+
+
+def power_rows(bench: str, arms: dict[str, list[Run]], claims: list[Claim],
+               goal: float = 0.05) -> list[list]:
+    """`python -m suite power` and the report: per arm and criterion, the observed noise at the
+    crossing, the half-width at the current seeds and the seeds a half-width of `goal` needs.
+    The baseline's row is baseline against baseline on other seeds (unpaired)."""
+    found, _ = savings(bench, arms, claims)
+    base = next((a.runs for a in found if a.arm == "baseline"), [])
+    rows = []
+    for a in found:
+        if a.arm == "baseline":
+            if len(a.runs) < 2:
+                continue
+            p = analysis.baseline_power(analysis.grid(a.runs, "flops", "heldout_loss"), goal)
+            rows.append([a.arm, "held-out loss (vs itself, other seeds)", p.n, "unpaired",
+                         f"{p.noise_nats:.4f}", f"{100 * p.noise_pt:.1f}", "-",
+                         p.seeds_needed or f"> {analysis.MAX_SEEDS}"])
+            continue
+        for y, c in a.by_criterion.items():
+            p = analysis.power(c, analysis.grid(a.runs, "flops", y),
+                               analysis.grid(base, "flops", y), goal)
+            hw = "censored" if not math.isfinite(p.half_width) else f"{100 * p.half_width:.1f}"
+            rows.append([a.arm, CRITERIA[y], p.n, "paired" if p.paired else "unpaired",
+                         f"{p.noise_nats:.4f}", f"{100 * p.noise_pt:.1f}", hw,
+                         p.seeds_needed or f"> {analysis.MAX_SEEDS}"])
+    return rows
 
 
 RUN_HEADERS = ["arm", "seeds", "completed", "held-out loss start", "held-out loss end",
@@ -131,9 +189,9 @@ def run_rows(arms: dict[str, list[Run]]) -> list[list]:
     return rows
 
 
-HEADERS = ["arm", "criterion", "seeds", "final held-out loss", "FLOPs saved to target",
-           "FLOPs saved, blocks only", "wall time saved to target",
-           "held-out loss at equal FLOPs (arm - baseline)", "claim", "verdict"]
+HEADERS = ["arm", "criterion", "seeds", "final value (mean)", "target", "pairing",
+           "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
+           "criterion at equal FLOPs (arm - baseline)", "claim", "verdict"]
 
 
 def breakdown(arms: dict[str, list[Run]]) -> list[list]:
@@ -243,10 +301,13 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         raise ResultsError(f"{root}: no runs found")
     lines = [f"# Report: {scale} scale", "",
              "Generated by `python -m suite report` from the runs in this folder; every figure "
-             "comes from a run with its manifest.json. Savings are mean [95% interval] (n = "
-             "seeds) of 1 - mean(arm cost) / mean(baseline cost) to reach the baseline's final "
-             "loss (mean over its seeds); costs past the end of a run are extrapolated along "
-             "its tail and flagged. Verdicts follow each benchmark's declared [gate] rule.", "",
+             "comes from a run with its manifest.json. A saving is 1 - C / B, mean [95% "
+             "interval] (n = seeds): B is the baseline's budget, C where the arm's mean curve "
+             "over seeds reaches the target (the baseline's mean final value of the criterion); "
+             "intervals by test inversion, paired by seed where arm and baseline share seeds "
+             "(suite/analysis.py says exactly how). Nothing is extrapolated: an arm that does "
+             "not reach the target within its run is a miss. Verdicts follow each benchmark's "
+             "declared [gate] rule.", "",
              f"FLOP convention: {CONVENTION}.", ""]
     if scale not in ("paper",):
         lines += [f"**This is the {scale} scale, not the papers' setting.** The papers' claims "
@@ -266,10 +327,15 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         lines += ["Runs (a fall over the last 20% of FLOPs at or below 0: held-out loss had "
                   "stopped falling, the data or the schedule ran out):", "",
                   tabulate(run_rows(arms), RUN_HEADERS, tablefmt="github"), ""]
-        lines += [f"Rule: tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} seeds, "
-                  f"interval at most {rule.max_interval:.0%} wide; claims held at: "
-                  f"{', '.join(rule.claims_at)}.", ""]
+        lines += [f"Rule ([gate]): tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} "
+                  f"seeds, an interval that holds 0 and is wider than {rule.max_interval:.0%}: "
+                  f"inconclusive; claims held at: {', '.join(rule.claims_at)}.", ""]
         lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+        if any(f in str(cell) for row in rows for cell in row for f in "‡†"):
+            lines += [CENSORED, ""]
+        lines += ["Seeds and noise (`python -m suite power`; FLOPs saved, at the crossing):", "",
+                  tabulate(power_rows(bench, arms, claims), POWER_HEADERS, tablefmt="github"),
+                  ""]
         lines += ["Cost per level and operator (mean over completed seeds):", "",
                   tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
                                              "share of the arm's FLOPs", "wall s"],
@@ -301,7 +367,7 @@ def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str)
             continue
         for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
             if r[0] != "baseline":
-                rows.append([bench, *[r[i] for i in (0, 1, 4, 6, 8, 9)]])
+                rows.append([bench, *[r[i] for i in (0, 1, 6, 8, 10, 11)]])
     return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "wall time saved",
                            "claim", "verdict"], tablefmt="github")
 

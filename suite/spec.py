@@ -70,12 +70,15 @@ class EvalSpec:
 class GateSpec:
     """The decision rules of this benchmark, written before any run (report and gate)."""
 
-    tolerance: float = _opt(0.10, "how far (absolute fraction) a saving may fall below the "
+    tolerance: float = _opt(0.05, "how far (absolute fraction) a saving may fall below the "
                             "committed one, or below a claim, before it counts", low=0.0)
-    loss_tolerance: float = _opt(0.05, "how far the held-out loss at equal FLOPs may rise above "
-                                 "the committed one (nats)", low=0.0)
+    budget_tolerance: float = _opt(0.05, "the held-out loss at the baseline's budget may rise "
+                                   "by what this fraction of the budget is worth at its end "
+                                   "on the reference baseline's mean curve (nats)",
+                                   low=0.0, high=0.5)
     min_seeds: int = _opt(3, "fewer completed seeds per arm: inconclusive", low=1)
-    max_interval: float = _opt(1.0, "a 95% interval of a saving wider than this: inconclusive",
+    max_interval: float = _opt(0.10, "a 95% interval of a saving that holds 0 and is wider "
+                               "than this: inconclusive; narrower: no saving shown",
                                low=0.0, low_open=True)
     claims_at: tuple = _opt(("paper",), "scales at which the papers' claims are held")
 
@@ -92,6 +95,8 @@ class Scale:
     data: DataSpec
     train: TrainSpec
     eval: EvalSpec
+    # seeds per arm that `run` trains by default: at tiny, from `python -m suite power`
+    seeds: int = 1
     # "eval.every" -> "scales.tiny.eval.every" where the scale overrides it, for error messages
     origin: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -131,7 +136,7 @@ class Benchmark:
 
 METRICS = ("loss", "top1")
 _TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms", "gate"}
-_SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "data", "train", "eval"}
+_SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "seeds", "data", "train", "eval"}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -255,6 +260,8 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
             data=_section(DataSpec, doc, st, "data", file, where),
             train=_section(TrainSpec, doc, st, "train", file, where),
             eval=_section(EvalSpec, doc, st, "eval", file, where),
+            seeds=(_positive_int(st["seeds"], file, f"{where}.seeds", "seeds per arm by "
+                                 "default") if "seeds" in st else 1),
             origin={f"{sec}.{k}": f"{where}.{sec}.{k}" for sec in ("data", "train", "eval")
                     for k in (st.get(sec) or {})},
         )

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from suite import analysis
-from suite.analysis import Cost, cost_to_reach, mean_ci, ratio_saving, value_at, welch_difference
-from suite.results import Run
+from suite.analysis import mean_ci, value_at, welch_difference
+from suite.results import ResultsError, Run
 
 T975_2 = 4.302652729749462  # Student t, 97.5% quantile, 2 degrees of freedom
 T975_4 = 2.7764451051977987  # ... 4 degrees of freedom
@@ -57,55 +57,7 @@ def test_interval_format():
     assert mean_ci([]).fmt() == "n/a"
 
 
-# ---------------------------------------------------------------- cost_to_reach, value_at
-
-
-@pytest.mark.parametrize("target, expected", [
-    (2.5, 15.0),  # between (10, 3) and (20, 2)
-    (3.0, 10.0),  # exactly on an evaluation
-    (1.2, 28.0),
-    (1.0, 30.0),  # the last evaluation
-    (4.0, 0.0),  # the first evaluation already is there
-    (9.0, 0.0),
-])
-def test_cost_to_reach_interpolates(target, expected):
-    c = cost_to_reach(LINE, target)
-    assert c == Cost(pytest.approx(expected), False)
-
-
-def test_cost_to_reach_on_another_axis_and_skipping_missing_values():
-    rows = [{"wall_s": 0.0, "heldout_loss": 4.0}, {"wall_s": 1.0, "heldout_loss": None},
-            {"wall_s": 2.0, "heldout_loss": 2.0}]
-    assert cost_to_reach(rows, 3.0, x="wall_s") == Cost(1.0, False)
-
-
-def test_cost_to_reach_first_crossing_counts():
-    c = cost_to_reach(curve([0, 10, 20, 30], [4.0, 2.0, 3.0, 1.0]), 2.5)
-    assert c == Cost(pytest.approx(7.5), False)
-
-
-def test_not_reached_is_extrapolated_and_flagged():
-    c = cost_to_reach(LINE, 0.5)
-    # last quarter, at least 3 points: slope -0.1 per FLOP; 0.5 below the last 1.0 -> 5 more
-    assert c.extrapolated and c.value == pytest.approx(35.0)
-    long = curve(list(range(0, 120, 10)), [10.0 - i for i in range(12)])  # ends at (110, -1)
-    c = cost_to_reach(long, -2.0)
-    assert c.extrapolated and c.value == pytest.approx(120.0)
-
-
-def test_non_improving_tail_never_reaches():
-    flat = curve([0, 10, 20, 30, 40], [4.0, 2.0, 2.0, 2.0, 2.0])
-    assert cost_to_reach(flat, 1.0) == Cost(math.inf, True)
-    rising = curve([0, 10, 20, 30, 40], [4.0, 2.0, 2.1, 2.2, 2.3])
-    assert cost_to_reach(rising, 1.0) == Cost(math.inf, True)
-    assert cost_to_reach(curve([0], [4.0]), 1.0) == Cost(math.inf, False)
-    assert cost_to_reach([], 1.0).value == math.inf
-
-
-def test_flat_tail_at_real_flop_scales_never_reaches():
-    step = 578519040  # the FLOPs of 10 smoke gpt steps
-    flat = curve([0, step, 2 * step, 3 * step], [9.0, 5.1, 5.1, 5.1])
-    assert cost_to_reach(flat, 1.0) == Cost(math.inf, True)
+# ---------------------------------------------------------------- value_at, tail_drop
 
 
 def test_value_at():
@@ -132,33 +84,6 @@ def test_tail_drop_reads_the_last_fifth_of_level_one_flops():
     flat = [{"flops": f, "heldout_loss": 2.0} for f in (0, 50, 100)]
     assert analysis.tail_drop(flat) == 0.0
     assert math.isnan(analysis.tail_drop(flat[:1]))
-
-
-def test_ratio_saving_of_identical_constant_lists_is_exactly_zero():
-    s = ratio_saving([5.0, 5.0, 5.0], [5.0, 5.0, 5.0])
-    assert (s.mean, s.low, s.high, s.n) == (0.0, 0.0, 0.0, 3)
-
-
-def test_ratio_saving_of_identical_lists_by_hand():
-    s = ratio_saving([1, 2, 3], [1, 2, 3])
-    # r = 1; relative variances 1/12 each; Welch df = 4; half = t(0.975, 4) * sqrt(1/6)
-    half = T975_4 * math.sqrt(1 / 6)
-    assert s.mean == 0.0
-    assert s.low == pytest.approx(-half) and s.high == pytest.approx(half)
-
-
-def test_ratio_saving_halved_costs():
-    s = ratio_saving([5.0, 5.0], [10.0, 10.0])
-    assert (s.mean, s.low, s.high) == (0.5, 0.5, 0.5)
-    s = ratio_saving([4.0, 6.0], [10.0, 10.0])
-    assert s.mean == pytest.approx(0.5) and s.low < 0.5 < s.high
-
-
-def test_ratio_saving_degenerate():
-    assert math.isnan(ratio_saving([1.0, math.inf], [1.0, 2.0]).mean)
-    assert math.isnan(ratio_saving([], [1.0]).mean)
-    one = ratio_saving([1.0], [2.0])
-    assert one.mean == 0.5 and one.low == -math.inf and one.high == math.inf
 
 
 def test_welch_difference_by_hand():
@@ -200,41 +125,99 @@ def synthetic_runs():
     return arm, base
 
 
-def test_compressed_arm_saves_half_at_a_target_every_run_reaches():
-    arm, base = synthetic_runs()
-    c = analysis.compare(arm, base, target=2.0)
-    # every crossing lies on matching evaluations: arm costs are exactly half the baseline's
-    assert c.flops_saving.mean == pytest.approx(0.5, abs=1e-12)
-    assert c.wall_saving.mean == pytest.approx(0.5, abs=1e-12)
-    assert c.flops_saving.contains(0.5) and c.flops_saving.low > 0.3
-    assert c.extrapolated == 0
-    costs = [x.value for x in c.arm_cost_flops]
-    base_costs = [cost_to_reach(r.curve, 2.0).value for r in base]
-    assert costs == pytest.approx([b / 2 for b in base_costs])
-
-
-def test_compressed_arm_saves_about_half_at_the_default_target():
+def test_compressed_arm_saves_exactly_half_paired():
     arm, base = synthetic_runs()
     c = analysis.compare(arm, base)
     finals = [loss(100.0, x) for x in OFFSETS]
-    assert c.target == pytest.approx(np.mean(finals))
-    assert c.base_final.mean == pytest.approx(np.mean(finals))
-    assert 0.4 < c.flops_saving.mean < 0.6 and c.flops_saving.low > 0
-    # at the baseline's budget the arm is ahead: loss(200) - loss(100) for every offset
-    gap = 3.0 * (np.exp(-5.0) - np.exp(-2.5))
-    assert c.loss_at_equal_flops.mean == pytest.approx(gap)
-    assert c.loss_at_equal_flops.high < 0
+    assert c.target == pytest.approx(np.mean(finals)) and c.paired
+    # the arm's mean curve reaches the target at f = 50 (on an evaluation); every seed's
+    # difference to its own baseline is the same, so the paired interval has no width
+    for s in (c.flops_saving, c.wall_saving):
+        assert (s.mean, s.low, s.high) == pytest.approx((0.5, 0.5, 0.5), abs=1e-12)
+        assert not (s.miss or s.censored or s.extrapolated)
+    gap = 3.0 * (np.exp(-5.0) - np.exp(-2.5))  # loss(200) - loss(100), every seed
+    assert c.loss_at_equal_flops.mean == pytest.approx(gap) and c.loss_at_equal_flops.high < 0
+    assert c.bpb_at_equal_flops is None  # no bits per byte in these curves
     assert c.arm == "fast" and c.arm_seeds == [0, 1, 2] and c.base_seeds == [0, 1, 2]
+    assert analysis.verdict(c.flops_saving, 0.25, 0.05, 3, 0.1) == "meets claim"
 
 
-def test_arm_that_cannot_reach_the_target():
+def test_unpaired_when_the_seeds_differ_welch_by_hand():
+    arm, base = synthetic_runs()
+    other = [fake_run("fast", r.seed + 3, r.curve) for r in arm]
+    c = analysis.compare(other, base)
+    assert not c.paired and c.flops_saving.mean == pytest.approx(0.5, abs=1e-12)
+    # at f = 50 the arm's seeds differ by the offsets, as do the baseline's finals: Welch with
+    # equal variances, df = 4; the band reaches T where the mean is t * se above or below it
+    se = math.sqrt(2 * np.var(OFFSETS, ddof=1) / 3)
+    half = T975_4 * se
+    f_first = -20 * math.log((half / 3) + math.exp(-2.5))  # mean curve - half reaches T
+    assert c.flops_saving.high == pytest.approx(1 - f_first / 100, abs=2e-3)
+    assert c.flops_saving.low < 0.5 < c.flops_saving.high
+    assert saving_cells_pairing(c) == "unpaired (seeds differ)"
+
+
+def saving_cells_pairing(c):
+    from suite.report import saving_cells
+    return saving_cells(c)[0]
+
+
+def test_paired_interval_by_hand():
+    """Two seeds, paired. Target 1.1 (baseline finals 1.0 and 1.2); the arm's mean falls from 3.0
+    to 1.0 between 0 and 50 FLOPs, so it reaches 1.1 at 47.5. Per-seed differences at 50 are 0.0
+    and -0.2 (se 0.1, t(0.975, 1) = 12.71): the upper band never reaches the target."""
+    base = [fake_run("baseline", s, curve([0, 50, 100], [3.0, 2.0, v]))
+            for s, v in ((0, 1.0), (1, 1.2))]
+    arm = [fake_run("arm", s, curve([0, 50, 100], [3.0, 1.0, 0.5])) for s in (0, 1)]
+    s = analysis.compare(arm, base).flops_saving
+    assert s.mean == pytest.approx(1 - 47.5 / 100) and s.n == 2 and s.df == 1.0
+    assert s.censored and not s.miss and s.high > s.mean
+    # delta method: se of the difference (0.1) over |slope| x B, the slope a least-squares line
+    # through the crossing evaluation's neighbours (0, 50, 100): -0.025 per FLOP
+    assert np.polyfit([0, 50, 100], [3.0, 1.0, 0.5], 1)[0] == pytest.approx(-0.025)
+    assert s.se == pytest.approx(0.1 / (0.025 * 100))
+
+
+def test_arm_that_cannot_reach_the_target_is_a_miss():
     arm, base = synthetic_runs()
     stuck = [fake_run("stuck", r.seed, [{**row, "heldout_loss": 4.0} for row in r.curve])
              for r in arm]
-    c = analysis.compare(stuck, base)
-    assert all(x == Cost(math.inf, True) for x in c.arm_cost_flops)
-    assert math.isnan(c.flops_saving.mean) and not c.flops_saving.contains(0.0)
-    assert c.flops_saving.fmt(pct=True) == "n/a"
+    s = analysis.compare(stuck, base).flops_saving
+    assert s.miss and s.censored and s.mean == 0.0 and s.over_budget == 0.0
+    assert s.fmt() == "miss: not reached within the baseline's FLOPs than the baseline (n=3)"
+    assert analysis.verdict(s, 0.25, 0.05, 3, 0.1) == "no saving (miss)"
+
+
+def test_extrapolation_is_bounded_flagged_and_counted():
+    """An arm 10% behind the baseline in FLOPs on a straight line: its crossing lies 10% past
+    its end, inside the bounded stretch; 20% behind, outside it: a miss."""
+    base = [fake_run("baseline", s, curve([0, 50, 100], [3.0 + s, 2.0 + s, 1.0 + s]))
+            for s in (0, 1)]
+
+    def slow(k):
+        return [fake_run("slow", s, curve([0, 50, 100], [3.0 + s, 3.0 + s - 50 / 50 / k,
+                                                         3.0 + s - 2 / k])) for s in (0, 1)]
+    near = analysis.compare(slow(1.1), base)
+    s = near.flops_saving
+    assert not s.miss and s.extrapolated >= 1 and near.extrapolated >= 1
+    assert s.mean == pytest.approx(-0.1, abs=1e-9) and "†" in s.fmt()
+    far = analysis.compare(slow(1.25), base).flops_saving
+    assert far.miss and far.over_budget == pytest.approx(analysis.EXTRAPOLATION)
+    assert "not reached within 10% more FLOPs than the baseline" in far.fmt()
+
+
+def test_a_crossing_is_never_interpolated_across_a_coarse_phase():
+    rows = [(0, 5.0, 1), (10, 3.5, 1), (20, 2.0, 2), (30, 2.8, 1), (40, 2.5, 1)]
+    arm = [fake_run("vc", s, [{"flops": f, "step": i, "heldout_loss": v + d, "level": lv}
+                              for i, (f, v, lv) in enumerate(rows)])
+           for s, d in ((0, 0.0), (1, 0.01))]
+    base = [fake_run("baseline", s, curve([0, 20, 40], [5.0, 4.0, 3.0 + d]))
+            for s, d in ((0, 0.0), (1, 0.01))]
+    s = analysis.compare(arm, base).flops_saving
+    # the level-1 model does not exist between 10 and 30: the segment that starts at 30 is
+    # already below the target 3.005, so the crossing is 30 exactly (not 10 < x < 30, and not
+    # the coarse model's dip at 20)
+    assert s.mean == pytest.approx(1 - 30 / 40)
 
 
 @pytest.mark.parametrize("status", ["running", "diverged", "failed", "interrupted"])
@@ -255,27 +238,61 @@ def test_compare_needs_runs_on_both_sides():
         analysis.compare(arm, [])
 
 
+def test_seeds_that_do_not_share_a_grid_are_refused():
+    arm, base = synthetic_runs()
+    short = fake_run("fast", 2, arm[2].curve[:-1])
+    with pytest.raises(ResultsError, match="seed-2: its evaluations .* differ from those of"):
+        analysis.compare(arm[:2] + [short], base)
+
+
 def test_baseline_against_itself_on_other_seeds_saves_nothing(gpt_smoke_runs):
     """The null check, on real runs: the smoke gpt baseline on seeds 3-5 against seeds 0-2."""
     base = [gpt_smoke_runs(s) for s in (0, 1, 2)]
     other = [gpt_smoke_runs(s) for s in (3, 4, 5)]
-    assert all(r.complete for r in base + other)
     c = analysis.compare(other, base)
-    assert c.base_seeds == [0, 1, 2] and c.arm_seeds == [3, 4, 5]
+    assert c.base_seeds == [0, 1, 2] and c.arm_seeds == [3, 4, 5] and not c.paired
     assert c.target == pytest.approx(np.mean([r.curve[-1]["heldout_loss"] for r in base]))
-    assert math.isfinite(c.flops_saving.low) and math.isfinite(c.flops_saving.high)
-    assert c.flops_saving.low < c.flops_saving.high
-    assert c.flops_saving.contains(0.0), c.flops_saving
+    s = c.flops_saving
+    assert not s.miss and s.high > 0 and (s.censored or s.low < 0), s
     assert c.loss_at_equal_flops.contains(0.0), c.loss_at_equal_flops
-    assert abs(c.flops_saving.mean) < 0.25
     back = analysis.compare(base, other)  # and the other way round
-    assert back.flops_saving.contains(0.0) and back.loss_at_equal_flops.contains(0.0)
     assert back.loss_at_equal_flops.mean == pytest.approx(-c.loss_at_equal_flops.mean)
 
 
-def test_a_coarse_level_reaching_the_target_does_not_count():
-    rows = [{"flops": f, "heldout_loss": v, "level": lv}
-            for f, v, lv in [(0, 5.0, 1), (10, 3.0, 2), (20, 3.5, 1), (30, 2.5, 1)]]
-    # the small model (level 2) dips below 3.0 at 10 FLOPs; the target model gets there
-    # between 20 and 30
-    assert cost_to_reach(rows, 3.0).value == pytest.approx(25.0)
+# ---------------------------------------------------------------- verdicts
+
+
+def sv(mean, low, high, n=5, **kw):
+    return analysis.Saving(mean, low, high, n, 0.01, 4.0, True, **kw)
+
+
+@pytest.mark.parametrize("s,claim,expect", [
+    (sv(0.30, 0.20, 0.40), 0.25, "meets claim"),
+    (sv(0.25, 0.21, 0.29), 0.25, "meets claim"),  # lower end reaches 0.25 - 0.05
+    (sv(0.10, 0.05, 0.15), 0.25, "saves, claim excluded"),
+    (sv(0.15, 0.05, 0.25), 0.25, "saves, claim not excluded"),
+    (sv(0.05, 0.01, 0.09), None, "saves"),
+    (sv(-0.2, -0.3, -0.1), 0.25, "no saving"),
+    (sv(-0.05, -0.1, 0.0), 0.25, "no saving"),  # upper end at 0
+    (sv(0.0, -0.02, 0.03), 0.25, "no saving shown (< 3.0 pt)"),  # holds 0, narrow
+    (sv(0.05, -0.1, 0.2), 0.25, "inconclusive"),  # holds 0, wider than 10 pt
+    (sv(0.05, -0.01, 0.05, censored=True), None, "inconclusive"),  # censored: -inf
+    (sv(0.0, -math.inf, 0.03, miss=True, censored=True), 0.25, "no saving (miss)"),
+    (sv(0.30, 0.20, 0.40, n=2), 0.25, "inconclusive (n=2 < 3 seeds)"),
+])
+def test_verdict_rule(s, claim, expect):
+    assert analysis.verdict(s, claim, tolerance=0.05, min_seeds=3, max_interval=0.10) == expect
+
+
+# ---------------------------------------------------------------- power
+
+
+def test_seeds_for_by_hand():
+    # paired: t(n-1) x 0.01 / sqrt(n) / 0.1 is 0.0514 at n = 17 and 0.0497 at n = 18
+    assert analysis._t(16) * 0.01 / math.sqrt(17) / 0.1 == pytest.approx(0.05142, abs=1e-5)
+    assert analysis._t(17) * 0.01 / math.sqrt(18) / 0.1 == pytest.approx(0.04973, abs=1e-5)
+    assert analysis.seeds_for(0.01, 0.1, 0.05, paired=True) == 18
+    # unpaired, equal noise a side: sqrt(2) x 0.01 / sqrt(n): 0.0501 at 33, 0.0493 at 34
+    assert analysis.seeds_for(0.01, 0.1, 0.05, paired=False, sd_base=0.01) == 34
+    assert analysis.seeds_for(0.01, 0.0, 0.05, paired=True) is None
+    assert analysis.seeds_for(1.0, 0.01, 0.05, paired=True) is None  # beyond MAX_SEEDS

@@ -8,45 +8,37 @@ import shutil
 import pytest
 
 from suite import analysis
-from suite.analysis import Interval, fell_below, verdict
 from suite.claims import ClaimsError, load_claims
 from suite.cli import main
+from suite.gate import fell_below, rose_above
 from suite.registry import load_benchmarks
 from suite.report import write_report
 from suite.results import ResultsError, read_run, run_dir
 from suite.runner import run_one
 
-RULE = dict(tolerance=0.1, min_seeds=3, max_interval=1.0)
+
+def sv(mean, se, df=4.0):
+    return analysis.Saving(mean, mean - 2 * se, mean + 2 * se, 5, se, df, True)
 
 
-@pytest.mark.parametrize("iv,claim,expect", [
-    (Interval(0.30, 0.20, 0.40, 3), 0.25, "meets claim"),
-    (Interval(0.10, 0.05, 0.16, 3), 0.25, "meets claim"),  # reaches 0.25 - 0.10
-    (Interval(0.10, 0.05, 0.12, 3), 0.25, "below claim"),
-    # holds both 0 and the claim: a saving no different from none cannot meet a claim
-    (Interval(0.18, -0.02, 0.38, 3), 0.19, "inconclusive"),
-    (Interval(0.02, -0.05, 0.09, 3), 0.25, "below claim"),  # whole interval below claim - tol
-    (Interval(-0.2, -0.3, -0.1, 3), 0.25, "no saving"),
-    (Interval(0.30, 0.20, 0.40, 2), 0.25, "inconclusive"),  # too few seeds
-    (Interval(0.30, -0.9, 1.5, 3), 0.25, "inconclusive"),  # interval too wide
-    (Interval(math.nan, math.nan, math.nan, 3), 0.25, "inconclusive"),  # never reached
-    (Interval(0.05, 0.01, 0.09, 3), None, "saves (no claim)"),  # no claim: above 0
-    (Interval(0.05, -0.01, 0.09, 3), None, "inconclusive"),
-])
-def test_verdict_rule(iv, claim, expect):
-    assert verdict(iv, claim, **RULE) == expect
+def test_one_sided_regression_test_by_hand():
+    ref = sv(0.30, 0.02)
+    assert fell_below(ref, ref, 0.0) is False  # identical: never a regression
+    assert fell_below(sv(0.27, 0.02), ref, 0.05) is False  # within tolerance
+    # fell by 0.15 with tolerance 0.05: t = -0.10 / sqrt(2 x 0.02^2) = -3.54; Welch df 8
+    assert fell_below(sv(0.15, 0.02), ref, 0.05) is True
+    # fell by 0.10: t = -0.05 / 0.0283 = -1.77 > -t(0.95, 8) = -1.86: not significant
+    assert fell_below(sv(0.20, 0.02), ref, 0.05) is False
+    assert fell_below(sv(0.05, math.inf), ref, 0.05) is None  # no test possible
+    assert fell_below(sv(0.20, 0.0), sv(0.30, 0.0), 0.05) is True  # exact: the margin decides
 
 
-def test_one_sided_regression_test():
-    ref = Interval(0.30, 0.25, 0.35, 3)
-    assert not fell_below(ref, ref, 0.0)  # identical: never a regression
-    assert not fell_below(Interval(0.25, 0.20, 0.30, 3), ref, 0.10)  # within tolerance
-    assert fell_below(Interval(0.05, 0.00, 0.10, 3), ref, 0.10)  # clearly worse
-    assert not fell_below(Interval(0.05, -0.9, 1.0, 3), ref, 0.10)  # too uncertain to say
-    # lower is better for a loss gap: a rise beyond the tolerance is the regression
-    gap = Interval(0.0, -0.01, 0.01, 3)
-    assert fell_below(Interval(0.2, 0.19, 0.21, 3), gap, 0.05, higher_is_better=False)
-    assert not fell_below(Interval(0.02, 0.01, 0.03, 3), gap, 0.05, higher_is_better=False)
+def test_loss_rise_test_by_hand():
+    # paired: differences 0.02, 0.03, 0.025 (mean 0.025, se 0.00289); tolerance 0.01:
+    # t = 5.2 > t(0.95, 2) = 2.92
+    assert rose_above([1.02, 1.03, 1.025], [1.0, 1.0, 1.0], 0.01, paired=True)
+    assert not rose_above([1.005, 1.006, 1.004], [1.0, 1.0, 1.0], 0.01, paired=True)
+    assert rose_above([math.nan] * 3, [1.0] * 3, 0.01, paired=True)  # nothing to compare
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +64,33 @@ def test_gate_passes_on_identical_runs(smoke_reference, tmp_path, capsys):
                  "--scale", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "gate: pass" in out and "FAIL" not in out
-    assert re.search(r"\| gpt +\| vcycle +\| FLOPs saved to target .*\| pass", out)
+    assert re.search(r"\| gpt +\| vcycle +\| exact +\| seeds 0,1,2 .*numerics unchanged", out)
+    assert "statistical" not in out  # identical numerics need nothing more
+
+
+def test_gate_exact_tier_names_the_first_difference(smoke_reference, tmp_path, capsys):
+    fresh = _copy(smoke_reference, tmp_path)
+    curve = run_dir(fresh, "smoke", "gpt", "vcycle", 1) / "curve.jsonl"
+    rows = [json.loads(x) for x in curve.read_text().splitlines()]
+    rows[2]["heldout_loss"] += 1e-3
+    curve.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference), "--scale", "smoke"])
+    out = capsys.readouterr().out
+    assert re.search(r"seed 1: first difference at evaluation 3 \(step \d+\): heldout_loss "
+                     r"[0-9.]+ against [0-9.]+ \(\+0\.001\)", out), out
+    assert re.search(r"\| vcycle +\| statistical +\| FLOPs saved to target", out)
+
+
+def test_gate_exit_2_when_the_definitions_differ(smoke_reference, tmp_path, capsys):
+    fresh = _copy(smoke_reference, tmp_path)
+    path = run_dir(fresh, "smoke", "gpt", "vcycle", 0) / "manifest.json"
+    m = json.loads(path.read_text())
+    m["definition"]["scale"]["train"]["lr"] *= 2
+    path.write_text(json.dumps(m))
+    assert main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference),
+                 "--scale", "smoke"]) == 2
+    assert "differs from the reference" in (err := capsys.readouterr().err)
+    assert "at key 'scale.train.lr'" in err
 
 
 def test_gate_fails_on_a_missing_or_diverged_run(smoke_reference, tmp_path, capsys):
@@ -83,13 +101,15 @@ def test_gate_fails_on_a_missing_or_diverged_run(smoke_reference, tmp_path, caps
     assert main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference),
                  "--scale", "smoke"]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"\| gpt +\| vcycle +\| seed 2 ran +\| completed +\| missing", out)
-    assert re.search(r"\| gpt +\| baseline +\| seed 1 ran +\| completed +\| diverged", out)
+    assert re.search(r"\| gpt +\| vcycle +\| runs +\| seed 2 ran +\| completed +\| missing", out)
+    assert re.search(r"\| gpt +\| baseline +\| runs +\| seed 1 ran +\| completed +\| diverged",
+                     out)
     assert "gate: FAIL" in out
 
 
 def test_gate_fails_when_the_arm_got_worse(smoke_reference, tmp_path, capsys):
     """A worse implementation, simulated: every fresh vcycle evaluation 0.3 nats higher."""
+    # (and the baseline untouched: its exact tier passes)
     fresh = _copy(smoke_reference, tmp_path)
     for seed in range(3):
         curve = run_dir(fresh, "smoke", "gpt", "vcycle", seed) / "curve.jsonl"
@@ -99,7 +119,9 @@ def test_gate_fails_when_the_arm_got_worse(smoke_reference, tmp_path, capsys):
     assert main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference),
                  "--scale", "smoke"]) == 1
     out = capsys.readouterr().out
-    assert re.search(r"\| vcycle +\| held-out loss at equal FLOPs .*\| FAIL", out)
+    assert re.search(r"\| vcycle +\| statistical +\| held-out loss at the baseline's budget .*"
+                     r"\| FAIL", out)
+    assert re.search(r"\| baseline +\| exact +\| .*numerics unchanged", out)
 
 
 def test_gate_exit_2_on_unusable_input(smoke_reference, tmp_path, capsys):
@@ -128,7 +150,7 @@ def test_report_tables_claims_and_plots(smoke_reference, tmp_path):
     runs = [read_run(run_dir(root.parent, "smoke", "gpt", "vcycle", s)) for s in range(3)]
     base = [read_run(run_dir(root.parent, "smoke", "gpt", "baseline", s)) for s in range(3)]
     saving = analysis.compare(runs, base).flops_saving
-    assert saving.fmt(pct=True) in text  # the table shows what the analysis computes
+    assert saving.fmt() in text  # the table shows what the analysis computes
     assert "| vcycle   | decoalesce+interpolate |" in text  # the per-operator breakdown
     # the runs table: the fall of held-out loss over the last 20% is the analysis' own figure
     fall = analysis.mean_ci([analysis.tail_drop(r.curve) for r in base]).fmt(digits=4)

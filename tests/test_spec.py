@@ -414,5 +414,5 @@ def test_gate_rule_defaults_and_errors(definition):
     with raises("gate.claims_at", re.escape("unknown scale(s) ['huge']; allowed: smoke, tiny")):
         parse(definition)
     definition["gate"] = {"tolerence": 0.1}
-    with raises("gate.tolerence", "unknown key; allowed: tolerance, loss_tolerance"):
+    with raises("gate.tolerence", "unknown key; allowed: tolerance, budget_tolerance"):
         parse(definition)
