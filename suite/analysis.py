@@ -259,10 +259,12 @@ class Saving:
         if math.isnan(self.mean):
             return "not logged"
         if self.miss:
-            more = ("the baseline's" if abs(self.over_budget) < 0.005
-                    else f"{self.over_budget:.0%} more" if self.over_budget > 0
-                    else f"{-self.over_budget:.0%} less")
-            return f"miss: not reached within {more} {axis} than the baseline (n={self.n})"
+            if abs(self.over_budget) < 0.005:
+                within = f"the baseline's {axis}"
+            else:
+                more = "more" if self.over_budget > 0 else "less"
+                within = f"{abs(self.over_budget):.0%} {more} {axis} than the baseline"
+            return f"miss: not reached within {within} (n={self.n})"
         lo = f"<{100 * self.low:.1f}‡" if self.censored else f"{100 * self.low:.1f}"
         flag = "†" if self.extrapolated else ""
         return f"{100 * self.mean:.1f}%{flag} [{lo}, {100 * self.high:.1f}] (n={self.n})"

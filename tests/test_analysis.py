@@ -184,7 +184,7 @@ def test_arm_that_cannot_reach_the_target_is_a_miss():
              for r in arm]
     s = analysis.compare(stuck, base).flops_saving
     assert s.miss and s.censored and s.mean == 0.0 and s.over_budget == 0.0
-    assert s.fmt() == "miss: not reached within the baseline's FLOPs than the baseline (n=3)"
+    assert s.fmt() == "miss: not reached within the baseline's FLOPs (n=3)"
     assert analysis.verdict(s, 0.25, 0.05, 3, 0.1) == "no saving (miss)"
 
 
