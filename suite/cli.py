@@ -133,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if a not in bench.arms:
             raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
     n_seeds = args.seeds if args.seeds is not None else scale.seeds
+    if n_seeds < 1:
+        raise SpecError("(command line)", "--seeds", f"got {n_seeds}", "an integer >= 1")
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)

@@ -203,3 +203,13 @@ def test_check_operators_prints_exact_round_trips_and_the_reference_drift(capsys
         assert float(rt_ref) < 1e-6 and float(rt_pres) < 1e-6
         assert float(drift_pres) < 1e-4
         assert (float(drift_ref) > 1e-2) == (name in ("gpt2", "decoder"))  # pre-LN, tied
+
+
+def test_run_seeds_default_to_the_scale_and_refuse_zero(capsys, tmp_path):
+    from suite.registry import load_benchmarks
+
+    assert load_benchmarks()["gpt"].scale("smoke").seeds == 1  # undeclared: one seed
+    assert {n: b.scale("tiny").seeds for n, b in load_benchmarks().items()} == {
+        "bert": 26, "bert-large": 10, "deit": 20, "gpt": 11, "ode": 5}  # the power analysis
+    assert main(["run", "gpt", "--scale", "smoke", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds: got 0; allowed: an integer >= 1" in capsys.readouterr().err
