@@ -250,9 +250,16 @@ class TrainBatches:
 
 def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_len: int,
                     n_batches: int, split: str = "heldout") -> list[Batch]:
-    """A fixed evaluation set, independent of the run's seed, so every arm and seed sees the
-    same: from the held-out part, or (`split="train"`) from the training part, for methods
-    judged on training loss (paper 2)."""
+    """A fixed evaluation set of `n_batches` batches, independent of the run's seed, so every
+    arm and seed sees the same: from the held-out part, or (`split="train"`) from the training
+    part, which the runner evaluates as the curve's `train_loss` (paper 2's criterion). Text
+    windows are spread evenly over the part; images too (fewer batches when the part holds
+    fewer images). Raises DataError for an unknown split, n_batches < 1, or a part too small
+    for one window (text) or empty (images), naming the source."""
+    if split not in ("heldout", "train"):
+        raise DataError(f"split {split!r}; allowed: heldout, train")
+    if n_batches < 1:
+        raise DataError(f"{data.source}: {n_batches} evaluation batches; need at least 1")
     g = torch.Generator().manual_seed(0)
     n = batch_size * n_batches
     if isinstance(data, TextData):
@@ -266,6 +273,9 @@ def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_
     else:
         xs, ys = (data.heldout_x, data.heldout_y) if split == "heldout" else (data.train_x,
                                                                               data.train_y)
+        if len(ys) == 0:  # an empty set would make every mean loss 0/0
+            raise DataError(f"{data.source}: no {'held-out' if split == 'heldout' else 'training'}"
+                            " images")
         idx = torch.linspace(0, len(ys) - 1, min(n, len(ys))).long()
         x, y = _images(xs[idx]), ys[idx]
     return list(zip(x.split(batch_size), y.split(batch_size), strict=True))

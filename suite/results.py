@@ -142,6 +142,16 @@ class NullWriter:
         pass
 
 
+# Curve fields that may be null: no running mean yet (the start, right after a transfer), and the
+# old running-mean train_loss of runs written before the training subset was evaluated.
+NULLABLE = ("train_loss_running",)
+OLD_NULLABLE = ("train_loss",)
+
+
+def _bad(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
+
+
 @dataclass
 class Run:
     path: Path
@@ -150,12 +160,44 @@ class Run:
     curve: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def problem(self) -> tuple[str, str] | None:
+        """(status, why) for a run whose summary says completed but whose values are not a
+        result: a null or non-finite evaluated value (written by code from before such a run was
+        marked diverged) -> "diverged"; an empty curve or one without heldout_loss -> "failed".
+        None when there is nothing wrong, or the summary does not claim completion."""
+        s = self.summary
+        if s is None or s.get("status") != COMPLETED:
+            return None
+        if not self.curve:
+            return "failed", "completed, but its curve is empty"
+        new = "evaluation" in self.manifest  # train_loss evaluated on a training subset
+        required = ("heldout_loss", "train_loss") if new else ("heldout_loss",)
+        nullable = NULLABLE if new else NULLABLE + OLD_NULLABLE
+        for i, row in enumerate(self.curve, 1):
+            where = f"curve row {i} (step {row.get('step')})"
+            for k in required:
+                if k not in row:
+                    return "failed", f"{where} has no {k}"
+            for k, v in row.items():
+                if k not in nullable and _bad(v):
+                    return "diverged", f"{where}: {k} is {v} (null: not finite when written)"
+        if "final_heldout_loss" in s and _bad(s["final_heldout_loss"]):
+            return "diverged", f"final_heldout_loss is {s['final_heldout_loss']}"
+        return None
+
+    @property
     def status(self) -> str:
+        """The summary's status (the manifest's while there is none), except that a
+        "completed" run with a `problem` has the problem's status."""
+        if self.problem is not None:
+            return self.problem[0]
         return (self.summary or {}).get("status", self.manifest.get("status", "running"))
 
     @property
     def complete(self) -> bool:
-        return self.summary is not None and self.summary.get("status") == COMPLETED
+        """A result: the summary says completed and every recorded value is a finite number."""
+        return (self.summary is not None and self.summary.get("status") == COMPLETED
+                and self.problem is None)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -170,16 +212,33 @@ class ResultsError(ValueError):
     """A results folder that cannot be read; the message names the file."""
 
 
-def _read_json(path: Path) -> Any:
+def _object(text: str) -> Any:
+    # NaN and Infinity (this suite writes null, another tool may not) read as null, the one
+    # representation of "not a finite number" every reader checks for
+    return json.loads(text, parse_constant=lambda _: None)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        obj = _object(path.read_text())
     except json.JSONDecodeError as e:
         raise ResultsError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 def read_run(path: Path) -> Run:
+    """The run folder at `path`. Raises ResultsError naming the file (and line) that is not
+    valid JSON, not an object, or a manifest without its benchmark, scale, arm or integer seed.
+    NaN and infinities in the files read as None."""
     path = Path(path)
     manifest = _read_json(path / "manifest.json")
+    for key in ("benchmark", "scale_name", "arm_name", "seed"):
+        ok = isinstance(manifest.get(key), int if key == "seed" else str)
+        if not ok or isinstance(manifest.get(key), bool):
+            raise ResultsError(f"{path / 'manifest.json'}: {key} is {manifest.get(key)!r}; "
+                               f"expected {'an integer' if key == 'seed' else 'a name'}")
     summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else None
     curve = []
     cfile = path / "curve.jsonl"
@@ -187,9 +246,12 @@ def read_run(path: Path) -> Run:
         for i, line in enumerate(cfile.read_text().splitlines()):
             if line.strip():
                 try:
-                    curve.append(json.loads(line))
+                    row = _object(line)
                 except json.JSONDecodeError:
                     raise ResultsError(f"{cfile}:{i + 1}: not valid JSON") from None
+                if not isinstance(row, dict):
+                    raise ResultsError(f"{cfile}:{i + 1}: expected a JSON object")
+                curve.append(row)
     return Run(path, manifest, summary, curve)
 
 

@@ -3,11 +3,13 @@ and writes the run folder. Every method runs through `run_one`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,22 @@ from tqdm import tqdm
 from suite import data as dataio
 from suite import distributed, flops, methods
 from suite import multilevel as ML
+from suite.data import Batch
 from suite.distributed import World
 from suite.families import FAMILIES, Family, Inputs, logits
 from suite.registry import USER_SOURCE, inputs_for
 from suite.results import COMPLETED, NullWriter, RunWriter, environment, run_dir
 from suite.spec import Benchmark, Scale, SpecError
-from suite.train import Clock, Diverged, Parallel, evaluate, make_optimizer, train
+from suite.train import (
+    Clock,
+    Diverged,
+    Optim,
+    Parallel,
+    evaluate,
+    lr_factor,
+    make_optimizer,
+    train,
+)
 
 _DATA_CACHE: dict[tuple[str, str, int], dataio.TextData | dataio.ImageData] = {}
 
@@ -113,19 +125,367 @@ def prepare_device(device: str, threads: int | None,
     return dev, threads, pick_precision(dev, precision)
 
 
+@dataclass(frozen=True)
+class EvalSets:
+    """The fixed evaluation sets of a run, independent of its seed and the same for every arm:
+    `heldout` batches and `train`, as many batches from the training split (the "training loss"
+    of paper 2, measured on a fixed subset rather than the last minibatches)."""
+
+    heldout: list[Batch]
+    train: list[Batch]
+    top1: bool
+    bytes_per_token: float | None  # bits per byte need it; None when the data has no bytes
+
+    @classmethod
+    def of(cls, data: dataio.TextData | dataio.ImageData, family: Family,
+           scale: Scale) -> EvalSets:
+        args = (data, family.task, scale.batch_size, scale.seq_len, scale.eval.batches)
+        return cls(dataio.heldout_batches(*args), dataio.heldout_batches(*args, split="train"),
+                   "top1" in scale.eval.metrics, getattr(data, "bytes_per_token", None))
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest records: batches and labelled positions (tokens or images) of each
+        set, and of the two halves of the held-out set that heldout_loss_a / _b are over."""
+        def labelled(batches: list[Batch]) -> int:
+            return sum(int((y != -100).sum()) for _, y in batches)
+
+        cut = len(self.heldout) // 2
+        return {
+            "heldout_batches": len(self.heldout), "train_batches": len(self.train),
+            "heldout_labelled": labelled(self.heldout), "train_labelled": labelled(self.train),
+            "heldout_halves_batches": [cut, len(self.heldout) - cut],
+            "heldout_halves_labelled": [labelled(self.heldout[:cut]),
+                                        labelled(self.heldout[cut:])],
+            "train_loss": "token-weighted mean cross-entropy (nats) on a fixed subset of the "
+                          "training split, the same for every seed and arm",
+            "train_loss_running": "mean minibatch loss over the last loss read-back window",
+            "heldout_loss_a/b": "the held-out loss over the first floor(n/2) and the last "
+                                "ceil(n/2) held-out batches; heldout_loss is their "
+                                "token-weighted mean (an empty half has no value)",
+        }
+
+
+def measure(model: nn.Module, sets: EvalSets, out: Any, dev: torch.device,
+            prec: str) -> dict[str, float]:
+    """The values one evaluation records (losses in nats per token or image; bpb in bits per
+    byte where the data has bytes; top1 a fraction). Not counted in FLOPs or `Clock.wall_s`."""
+    held = evaluate(model, sets.heldout, out, dev, prec, sets.top1, halves=True)
+    row = {"heldout_loss": held["loss"],
+           "train_loss": evaluate(model, sets.train, out, dev, prec, False)["loss"]}
+    row |= {f"heldout_loss_{h}": held[f"loss_{h}"] for h in "ab" if f"loss_{h}" in held}
+    if sets.bytes_per_token:
+        row |= {k.replace("loss", "bpb"): v / math.log(2) / sets.bytes_per_token
+                for k, v in list(row.items())}
+    if sets.top1:
+        row["heldout_top1"] = held["top1"]
+    return row
+
+
+def not_finite(values: dict[str, float]) -> list[str]:
+    """'name=value' for every NaN or infinite value."""
+    return [f"{k}={v}" for k, v in values.items() if not math.isfinite(v)]
+
+
+def _size(model: dict[str, int]) -> dict[str, int]:
+    return {**model, "ffn": model.get("ffn") or 4 * model["hidden"]}
+
+
+def same_updates(plan: methods.Plan, scale: Scale) -> int:
+    """Leading training steps in which the arm makes the baseline's very update: the target
+    model, the same optimiser settings and state, and the same learning rate at every step,
+    before any transfer. Together with the shared initialisation and batches, the two models
+    are identical through that step."""
+    base = methods.optim_of(scale)
+
+    def shape(o: Optim) -> Optim:  # all but the schedule, compared step by step below
+        return dataclasses.replace(o, lr=0.0, warmup=0.0, decay="constant", min_lr_ratio=0.0)
+
+    n = 0
+    for k, s in enumerate(plan.steps):
+        if isinstance(s, methods.Transfer) or s.level != 1 or shape(s.optim) != shape(base) \
+                or _size(s.model) != _size(dict(scale.model)) or (k and not s.keep_optimizer):
+            return n
+        start, total = s.schedule or (0, s.steps)
+        for i in range(s.steps):
+            if n >= scale.steps or s.optim.lr * lr_factor(start + i, total, s.optim) != \
+                    base.lr * lr_factor(n, scale.steps, base):
+                return n
+            n += 1
+    return n
+
+
+def pairing(plan: methods.Plan, scale: Scale, seed: int) -> dict[str, Any]:
+    """What seed `seed` of this arm shares with seed `seed` of the baseline, for the manifest.
+
+    The initialisation: torch.manual_seed(init_seed) right before the first model is built
+    (nothing draws from the global generator in between; the warm-up restores it). The batches:
+    one stream, TrainBatches(batch_seed), whose batch i goes to training step i of the run at
+    whatever level, coarse helper steps included. `main_step_batches` lists [first, last,
+    offset]: the arm's own model's steps first..last draw batches step + offset;
+    `same_updates_as_baseline` counts the leading steps whose update is the baseline's."""
+    trains = [s for s in plan.steps if isinstance(s, methods.Train)]
+    same_init = trains[0].level == 1 and _size(trains[0].model) == _size(dict(scale.model))
+    segments: list[list[int]] = []
+    drawn = main = 0
+    for s in trains:
+        if not s.auxiliary:
+            if segments and segments[-1][2] == drawn - main:
+                segments[-1][1] += s.steps
+            else:
+                segments.append([main + 1, main + s.steps, drawn - main])
+            main += s.steps
+        drawn += s.steps
+    first_transfer = next((i for i, s in enumerate(plan.steps)
+                           if isinstance(s, methods.Transfer)), len(plan.steps))
+    before = sum(s.steps for s in plan.steps[:first_transfer] if isinstance(s, methods.Train))
+    same = min(segments[0][1] if segments[0][2] == 0 else 0, scale.steps)
+    if first_transfer == len(plan.steps):
+        text = "yes: no transfer; training step i draws batch i, as the baseline's step i does"
+    elif len(segments) == 1:
+        text = (f"yes, batches only: every training step i, at any level, draws batch i as the "
+                f"baseline's step i does; the models part at the first transfer (after step "
+                f"{before}) or earlier (same_updates_as_baseline)")
+        if plan.train_steps > scale.steps:
+            text += f"; steps past the baseline's {scale.steps} draw batches it never drew"
+    else:
+        text = (f"until the first transfer (after step {before}): then coarse helper steps draw "
+                f"from the same stream, so the arm's own step t draws batch t + offset "
+                f"(main_step_batches), and the baseline's batches in between go to coarse steps")
+    return {"init_seed": seed, "batch_seed": seed, "eval_sets": "fixed: the same for every "
+            "seed and arm", "shares_init_with_baseline": same_init,
+            "shares_batch_stream_with_baseline": text, "main_steps_on_baseline_batches": same,
+            "main_step_batches": segments, "same_updates_as_baseline": same_updates(plan, scale)}
+
+
+def _dummy_batch(family: Family, inputs: Inputs) -> Batch:
+    if family.data_kind == "images":
+        return (torch.zeros(2, inputs.channels, inputs.image_size, inputs.image_size),
+                torch.zeros(2, dtype=torch.long))
+    return torch.zeros(2, inputs.seq_len, dtype=torch.long), torch.zeros(2, inputs.seq_len,
+                                                                           dtype=torch.long)
+
+
+def warm_up(family: Family, inputs: Inputs, plan: methods.Plan, dev: torch.device,
+            prec: str) -> float:
+    """Pay, outside every clock, the first-call costs a run would otherwise time once per
+    process: every family's model class (suite.families.family_of, called by every operator,
+    imports transformers and timm: 1-2 s), and one training step, one evaluation and each
+    transfer operator of `plan` on a throwaway model of the family a few units wide. The global
+    RNG (CPU, and CUDA on a GPU) is restored, so a seed's curve is bit-identical with or without
+    it. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    for fam in FAMILIES.values():
+        fam.model_class()
+    trains = [s for s in plan.steps if isinstance(s, methods.Train)]
+    k = 2 ** (max(s.level for s in trains) - 1)  # halvable that many times, head size 2
+    size = {**trains[0].model, "hidden": 4 * k, "heads": 2 * k, "ffn": 8 * k, "layers": 2 * k}
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        model = family.build(size, inputs).to(dev)
+        batch = _dummy_batch(family, inputs)
+        optim = dataclasses.replace(trains[0].optim, lr=0.0)  # a throwaway: learn nothing
+
+        def out(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            return logits(family, m, x)
+
+        with contextlib.suppress(Diverged):  # a throwaway's loss means nothing
+            train(model, iter([batch]), 1, optim, 0, Clock(), out, device=dev, precision=prec,
+                  check_every=1)
+        evaluate(model, [batch], out, dev, prec, top1=True, halves=True)
+        transfers = [s for s in plan.steps if isinstance(s, methods.Transfer)]
+        names, seen, saved = {t.operator for t in transfers}, set(), {}
+        for t in transfers:  # until each operator ran once and every coarsening was undone
+            model, _ = apply_transfer(t, model, saved)
+            seen.add(t.operator)
+            if seen == names and not saved:
+                break
+    return time.perf_counter() - t0
+
+
+class _Execution:
+    """One run's state while its plan executes: the model, the clock, the costs per level and
+    operator, and the curve. `run_one` calls `transfer` or `stage` for each plan step."""
+
+    def __init__(self, family: Family, inputs: Inputs, scale: Scale, plan: methods.Plan,
+                 sets: EvalSets, batches: dataio.TrainBatches, writer: RunWriter | NullWriter,
+                 bar: tqdm, world: World, dev: torch.device, prec: str, compile: bool,
+                 accum: int) -> None:
+        self.family, self.inputs, self.scale, self.plan = family, inputs, scale, plan
+        self.sets, self.batches, self.writer, self.bar = sets, batches, writer, bar
+        self.world, self.dev, self.prec, self.compile, self.accum = (world, dev, prec, compile,
+                                                                     accum)
+        self.units = scale.batch_size * (scale.seq_len or 1)  # tokens (or images) per step
+        self.clock = Clock()
+        self.levels: dict[int, dict[str, float]] = {}
+        self.operators: dict[str, dict[str, float]] = {}
+        self.saved: dict[int, nn.Module] = {}
+        self.optimizers: dict[int, torch.optim.Optimizer] = {}  # last optimiser of each level
+        self.curve: list[dict[str, Any]] = []
+        self.main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
+        self.model: nn.Module | None = None
+        self.spread = 0.0  # largest parameter difference between ranks seen after a transfer
+        self.setup_wall_s = 0.0  # stage set-up inside Clock.wall_s: optimisers, DDP wrapping
+
+    def out(self, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return logits(self.family, m, x)
+
+    def log_eval(self, level: int, running: float, event: str | None = None,
+                 timed_here: bool = False) -> None:
+        """Evaluate, then append a curve row; raises Diverged naming the step and every value
+        that is not finite (that row is not written: a curve holds measured numbers only).
+        `timed_here`: add the time to eval_wall_s (train's on_step hook times its own calls)."""
+        t0 = time.perf_counter()
+        try:
+            values = measure(self.model, self.sets, self.out, self.dev, self.prec)
+        finally:
+            if timed_here:
+                self.clock.eval_wall_s += time.perf_counter() - t0
+        if bad := not_finite(values):
+            where = f"after {event}" if event else f"level {level}"
+            raise Diverged(f"evaluation at step {self.main_steps} ({where}): not finite: "
+                           f"{', '.join(bad)}", self.main_steps,
+                           tuple(b.split("=")[0] for b in bad))
+        c = self.clock
+        row = {"step": self.main_steps, "flops": c.flops, "flops_blocks": c.flops_blocks,
+               "wall_s": round(c.wall_s, 4), "level": level, **values}
+        if math.isfinite(running):  # none yet at the start and right after a transfer
+            row["train_loss_running"] = running
+        if event:
+            row["event"] = event
+        self.curve.append(row)
+        self.writer.log(row)
+        self.bar.set_postfix(loss=f"{values['train_loss']:.3f}",
+                             heldout=f"{values['heldout_loss']:.3f}",
+                             tok_s=f"{c.step * self.units / max(c.wall_s, 1e-9):.0f}")
+
+    def transfer(self, step: methods.Transfer) -> None:
+        t0 = time.perf_counter()
+        self.model, op_flops = apply_transfer(step, self.model, self.saved)
+        if self.world.active:  # identical on every rank by construction; measured, then made so
+            self.spread = max(self.spread,
+                              distributed.max_parameter_spread(self.model, self.world))
+            distributed.broadcast_parameters(self.model, self.world)
+        if self.dev.type == "cuda":
+            torch.cuda.synchronize(self.dev)
+        dt = time.perf_counter() - t0
+        self.clock.flops += op_flops
+        self.clock.wall_s += dt
+        op = self.operators.setdefault(step.operator, {"count": 0, "flops": 0, "wall_s": 0.0})
+        op["count"] += 1
+        op["flops"] += op_flops
+        op["wall_s"] += dt
+        if step.operator in EVAL_AFTER:
+            level = step.options.get("to", step.options.get("from", 0) + 1)
+            self.log_eval(level, math.nan, event=step.operator, timed_here=True)
+
+    def _setup(self, step: methods.Train) -> Parallel:
+        """The stage's optimiser and forward (DDP, torch.compile): a cost the method pays at
+        every stage, so inside the clock (`setup_wall_s` says how much of it)."""
+        t0 = time.perf_counter()
+        if not step.keep_optimizer:
+            self.optimizers[step.level] = make_optimizer(self.model, step.optim)
+        par = Parallel(self.world, forward_of(self.model, self.world, self.compile), self.accum)
+        dt = time.perf_counter() - t0
+        self.clock.wall_s += dt
+        self.setup_wall_s += dt
+        return par
+
+    def stage(self, step: methods.Train) -> None:
+        fam, scale, clock = self.family, self.scale, self.clock
+        if self.model is None:
+            self.model = fam.build(step.model, self.inputs).to(self.dev)
+        per_step = flops.train_step_flops(fam, step.model, self.inputs, scale.batch_size)
+        per_step_blocks = flops.train_step_flops(fam, step.model, self.inputs, scale.batch_size,
+                                                 blocks_only=True)
+        lv = self.levels.setdefault(step.level, {"steps": 0, "flops": 0, "flops_blocks": 0,
+                                                 "wall_s": 0.0})
+        before = dataclasses.replace(clock)
+        try:  # a level that diverged or was interrupted still counts what it ran
+            if clock.step == 0:
+                self.log_eval(step.level, math.nan, timed_here=True)  # the curve's start
+
+            def on_step(c: Clock, last: float, s: methods.Train = step) -> None:
+                if s.auxiliary:  # a coarse helper model: the arm's model is not this one
+                    return
+                self.main_steps += 1
+                if self.main_steps % scale.eval.every == 0 or \
+                        self.main_steps == self.plan.main_steps:
+                    self.log_eval(s.level, last)
+
+            par = self._setup(step)
+            train(self.model, self.batches, step.steps, step.optim, per_step, clock, self.out,
+                  on_step, self.dev, self.prec, check_every=math.gcd(scale.eval.every, 10),
+                  progress=lambda n, _loss: self.bar.update(n),
+                  step_flops_blocks=per_step_blocks, schedule=step.schedule,
+                  optimizer=self.optimizers[step.level], parallel=par)
+        finally:
+            lv["steps"] += clock.step - before.step
+            lv["flops"] += clock.flops - before.flops
+            lv["flops_blocks"] += clock.flops_blocks - before.flops_blocks
+            lv["wall_s"] += clock.wall_s - before.wall_s
+
+
+def _manifest(bench: Benchmark, scale_name: str, arm_name: str, seed: int, plan: methods.Plan,
+              data: dataio.TextData | dataio.ImageData, inputs: Inputs, sets: EvalSets,
+              prec: str, device: str, threads: int) -> dict[str, Any]:
+    return {
+        "benchmark": bench.name, "scale_name": scale_name, "arm_name": arm_name, "seed": seed,
+        "definition": bench.resolved(scale_name, arm_name),
+        "method": {"name": plan.method, "options": plan.options},
+        "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in plan.steps],
+        "data": {"source": data.source, "heldout": list(getattr(data, "heldout_names", ())),
+                 "inputs": dataclasses.asdict(inputs)},
+        "evaluation": sets.describe(),
+        "pairing": pairing(plan, bench.scale(scale_name), seed),
+        "precision": prec, "flop_convention": flops.CONVENTION,
+        "environment": environment(device, threads),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _summary(ex: _Execution, world: World, device_name: str, error: str | None,
+             divergence: dict[str, Any] | None, t_start: float, warmup_s: float) -> dict:
+    """The run's totals. `final_*` are those of the last curve row: the last evaluation whose
+    values were all finite (a diverged run's non-finite one is in `error` and `divergence`);
+    None where no evaluation was recorded."""
+    clock, curve = ex.clock, ex.curve
+    final, first = (curve[-1], curve[0]) if curve else ({}, {})
+    return {
+        "steps": clock.step, "planned_steps": ex.plan.train_steps, "flops": clock.flops,
+        "flops_blocks": clock.flops_blocks,
+        "wall_s": clock.wall_s, "setup_wall_s": ex.setup_wall_s,
+        "eval_wall_s": clock.eval_wall_s, "warmup_s": warmup_s,
+        "total_wall_s": time.perf_counter() - t_start,
+        **{f"final_{k}": final.get(k) for k in (
+            "heldout_loss", "heldout_loss_a", "heldout_loss_b", "train_loss",
+            "train_loss_running", "heldout_top1", "heldout_bpb", "train_bpb")},
+        "start_heldout_loss": first.get("heldout_loss"),
+        "start_train_loss": first.get("train_loss"),
+        "levels": {str(k): v for k, v in ex.levels.items()},
+        "operators": ex.operators,
+        "world_size": world.size,
+        "max_rank_spread_after_transfers": ex.spread,
+        "throughput_per_s": clock.step * ex.units / clock.wall_s if clock.wall_s else None,
+        "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
+        "mfu": mfu(clock, device_name, world, ex.prec),
+        "error": error,
+        "divergence": divergence,
+    }
+
+
 def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
             device: str = "cpu", threads: int | None = None, precision: str = "auto",
             progress: bool = True, world: World | None = None, accum: int = 1,
             compile: bool = False) -> Path:
     """Train one arm of one benchmark at one scale with one seed; returns the run folder.
 
-    The folder is a result only if its summary says "completed"; divergence and interruption
-    are written down as such (and an interruption is re-raised after the write). Under torchrun
-    (`world`, from suite.distributed.setup) every rank trains its slice of each global batch and
-    only rank 0 writes."""
+    The folder is a result only if its summary says "completed"; divergence (a NaN or infinite
+    training loss or evaluated value) and interruption are written down as such, and a
+    diverged run returns normally (an outcome, not a crash; an interruption is re-raised after
+    the write, a crash raised). Under torchrun (`world`, from suite.distributed.setup) every
+    rank trains its slice of each global batch and only rank 0 writes."""
     world = world or World()
     scale = bench.scale(scale_name)
-    arm = bench.arms[arm_name]
     family = FAMILIES[bench.family]
     # Unequal micro-batches would weight samples unequally, and too few would never sync DDP.
     if accum < 1 or scale.batch_size % (world.size * accum):
@@ -134,155 +494,46 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
                         f"{world.size} process(es) x --accum {accum} micro-batch(es)",
                         "--accum >= 1 and a batch size divisible by processes x --accum")
     dev, threads, prec = prepare_device(device, threads, precision)
-
     data = load_data(family, scale)
     inputs = inputs_for(family, scale, data)
     for key, msg in family.check(scale.model, inputs):
         raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
-    plan = methods.plan(arm, scale, step_cost(family, scale, inputs))
-    heldout = dataio.heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
-                                scale.eval.batches)
+    plan = methods.plan(bench.arms[arm_name], scale, step_cost(family, scale, inputs))
+    sets = EvalSets.of(data, family, scale)
     batches = dataio.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
-    top1 = "top1" in scale.eval.metrics
-    units = scale.batch_size * (scale.seq_len or 1)  # tokens (or images) per step
-
-    manifest: dict[str, Any] = {
-        "benchmark": bench.name, "scale_name": scale_name, "arm_name": arm_name, "seed": seed,
-        "definition": bench.resolved(scale_name, arm_name),
-        "method": {"name": plan.method, "options": plan.options},
-        "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in plan.steps],
-        "data": {"source": data.source, "heldout": list(getattr(data, "heldout_names", ())),
-                 "inputs": dataclasses.asdict(inputs)},
-        "precision": prec, "flop_convention": flops.CONVENTION,
-        "environment": environment(device, threads),
-        "command": " ".join(sys.argv),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    manifest = _manifest(bench, scale_name, arm_name, seed, plan, data, inputs, sets, prec,
+                         device, threads)
     manifest["world_size"], manifest["accum"], manifest["compile"] = world.size, accum, compile
     path = run_dir(out, scale_name, bench.name, arm_name, seed)
     writer = RunWriter(path, manifest) if world.main else NullWriter(path)
-    spread = 0.0  # largest parameter difference between ranks seen after a transfer
-    clock = Clock()
-    levels: dict[int, dict[str, float]] = {}
-    operators: dict[str, dict[str, float]] = {}
-    saved: dict[int, nn.Module] = {}
-    optimizers: dict[int, torch.optim.Optimizer] = {}  # last optimiser of each level
-    curve: list[dict[str, Any]] = []
-    main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
-    model = None
     bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
                disable=not (progress and world.main), file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
-
-    def log_eval(level: int, last_train: float, event: str | None = None) -> None:
-        t0 = time.perf_counter()
-        ev = evaluate(model, heldout, out_fn, dev, prec, top1)
-        clock.eval_wall_s += time.perf_counter() - t0 if event else 0.0
-        row = {"step": main_steps, "flops": clock.flops, "flops_blocks": clock.flops_blocks,
-               "wall_s": round(clock.wall_s, 4), "level": level, "train_loss": last_train,
-               "heldout_loss": ev["loss"]}
-        if event:
-            row["event"] = event
-        if data_bpb := getattr(data, "bytes_per_token", None):
-            row["heldout_bpb"] = ev["loss"] / math.log(2) / data_bpb
-        if top1:
-            row["heldout_top1"] = ev["top1"]
-        curve.append(row)
-        writer.log(row)
-        bar.set_postfix(loss="-" if math.isnan(last_train) else f"{last_train:.3f}",
-                        heldout=f"{ev['loss']:.3f}",
-                        tok_s=f"{clock.step * units / max(clock.wall_s, 1e-9):.0f}")
-
-    def out_fn(m: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return logits(family, m, x)
-
-    status, error, crash = COMPLETED, None, None
+    ex = _Execution(family, inputs, scale, plan, sets, batches, writer, bar, world, dev, prec,
+                    compile, accum)
+    status, error, crash, divergence, warmup_s = COMPLETED, None, None, None, 0.0
     t_start = time.perf_counter()
     try:
+        warmup_s = warm_up(family, inputs, plan, dev, prec)  # before the seed and any clock
         torch.manual_seed(seed)
         for step in plan.steps:
             if isinstance(step, methods.Transfer):
-                t0 = time.perf_counter()
-                model, op_flops = apply_transfer(step, model, saved)
-                if world.active:  # identical on every rank by construction; measured, then made so
-                    spread = max(spread, distributed.max_parameter_spread(model, world))
-                    distributed.broadcast_parameters(model, world)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                dt = time.perf_counter() - t0
-                clock.flops += op_flops
-                clock.wall_s += dt
-                op = operators.setdefault(step.operator, {"count": 0, "flops": 0, "wall_s": 0.0})
-                op["count"] += 1
-                op["flops"] += op_flops
-                op["wall_s"] += dt
-                if step.operator in EVAL_AFTER:
-                    level = step.options.get("to", step.options.get("from", 0) + 1)
-                    log_eval(level, float("nan"), event=step.operator)
-                continue
-            if model is None:
-                model = family.build(step.model, inputs).to(dev)
-            per_step = flops.train_step_flops(family, step.model, inputs, scale.batch_size)
-            per_step_blocks = flops.train_step_flops(family, step.model, inputs,
-                                                     scale.batch_size, blocks_only=True)
-            lv = levels.setdefault(step.level, {"steps": 0, "flops": 0, "flops_blocks": 0,
-                                                "wall_s": 0.0})
-            before = dataclasses.replace(clock)
-            if clock.step == 0:
-                log_eval(step.level, float("nan"))  # the starting point of the curve
-
-            def on_step(c: Clock, last: float, s: methods.Train = step) -> None:
-                nonlocal main_steps
-                if s.auxiliary:  # a coarse helper model: the arm's model is not this one
-                    return
-                main_steps += 1
-                if main_steps % scale.eval.every == 0 or main_steps == plan.main_steps:
-                    log_eval(s.level, last)
-
-            if not step.keep_optimizer:
-                optimizers[step.level] = make_optimizer(model, step.optim)
-            try:
-                train(model, batches, step.steps, step.optim, per_step, clock, out_fn, on_step,
-                      dev, prec, check_every=math.gcd(scale.eval.every, 10),
-                      progress=lambda n, _loss: bar.update(n),
-                      step_flops_blocks=per_step_blocks, schedule=step.schedule,
-                      optimizer=optimizers[step.level],
-                      parallel=Parallel(world, forward_of(model, world, compile), accum))
-            finally:  # a level that diverged or was interrupted still counts what it ran
-                lv["steps"] += clock.step - before.step
-                lv["flops"] += clock.flops - before.flops
-                lv["flops_blocks"] += clock.flops_blocks - before.flops_blocks
-                lv["wall_s"] += clock.wall_s - before.wall_s
+                ex.transfer(step)
+            else:
+                ex.stage(step)
     except Diverged as e:
         status, error = "diverged", str(e)
+        divergence = {"step": e.step, "quantities": list(e.quantities)}
     except KeyboardInterrupt:
         status, error = "interrupted", "KeyboardInterrupt"
     except Exception as e:  # recorded, then re-raised: a crash is never a result
         status, error, crash = "failed", f"{type(e).__name__}: {e}", e
     finally:
         bar.close()
-    final = curve[-1] if curve else {}
-    summary = {
-        "steps": clock.step, "planned_steps": plan.train_steps, "flops": clock.flops,
-        "flops_blocks": clock.flops_blocks,
-        "wall_s": clock.wall_s, "eval_wall_s": clock.eval_wall_s,
-        "total_wall_s": time.perf_counter() - t_start,
-        "final_heldout_loss": final.get("heldout_loss"),
-        "final_train_loss": final.get("train_loss"),
-        "final_heldout_top1": final.get("heldout_top1"),
-        "final_heldout_bpb": final.get("heldout_bpb"),
-        "start_heldout_loss": curve[0]["heldout_loss"] if curve else None,
-        "levels": {str(k): v for k, v in levels.items()},
-        "operators": operators,
-        "world_size": world.size,
-        "max_rank_spread_after_transfers": spread,
-        "throughput_per_s": clock.step * units / clock.wall_s if clock.wall_s else None,
-        "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
-        "mfu": mfu(clock, manifest["environment"]["device_name"], world, prec),
-        "error": error,
-    }
-    if status == COMPLETED and clock.step != plan.train_steps:
-        status, summary["error"] = "failed", f"ran {clock.step} of {plan.train_steps} steps"
+    summary = _summary(ex, world, manifest["environment"]["device_name"], error, divergence,
+                       t_start, warmup_s)
+    if status == COMPLETED and ex.clock.step != plan.train_steps:
+        status, summary["error"] = "failed", f"ran {ex.clock.step} of {plan.train_steps} steps"
     writer.finish(status, summary)
     if status == "interrupted":
         raise KeyboardInterrupt

@@ -37,7 +37,9 @@ class Optim:
 
 @dataclass
 class Clock:
-    """Cumulative progress of a run; wall time excludes evaluation."""
+    """Cumulative progress of a run. `wall_s` (seconds) is what the method costs: training
+    steps, transfers and each stage's set-up (optimiser, DDP wrapping), never evaluation, which
+    goes to `eval_wall_s`, nor the once-per-process warm-up (suite.runner.warm_up)."""
 
     step: int = 0
     flops: int = 0
@@ -57,7 +59,13 @@ class Parallel:
 
 
 class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss, or a value an evaluation measured, became NaN or infinite. `step` is
+    the step it was seen at and `quantities` what was not finite, for the run's summary."""
+
+    def __init__(self, message: str, step: int | None = None,
+                 quantities: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.step, self.quantities = step, quantities
 
 
 def make_optimizer(model: nn.Module, o: Optim) -> torch.optim.Optimizer:
@@ -101,23 +109,54 @@ def autocast(device: torch.device, precision: str):  # noqa: ANN201
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: list[Batch], out: Callable, device: torch.device,
-             precision: str, top1: bool) -> dict[str, float]:
+def eval_sums(model: nn.Module, batches: list[Batch], out: Callable, device: torch.device,
+              precision: str) -> list[tuple[float, int, int]]:
+    """Per batch: (cross-entropy summed over its labelled positions in nats, labelled positions,
+    correct top-1 predictions). The model is left in the mode it was in."""
     was_training = model.training
     model.eval()
-    total, count, correct = 0.0, 0, 0
+    sums = []
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         with autocast(device, precision):
             loss, z = loss_of(model, (x, y), out)
         n = int((y != -100).sum())
-        total, count = total + float(loss) * n, count + n
-        if top1:
-            correct += int((z.argmax(-1) == y).sum())
+        sums.append((float(loss) * n, n, int((z.argmax(-1) == y).sum())))
     model.train(was_training)
+    return sums
+
+
+def _pooled(sums: list[tuple[float, int, int]]) -> tuple[float, int, int]:
+    total, count, correct = 0.0, 0, 0
+    for s, n, c in sums:  # in batch order: the same float sum as a single pass
+        total, count, correct = total + s, count + n, correct + c
+    return total, count, correct
+
+
+def evaluate(model: nn.Module, batches: list[Batch], out: Callable, device: torch.device,
+             precision: str, top1: bool, halves: bool = False) -> dict[str, float]:
+    """Token-weighted mean cross-entropy over every labelled position of `batches` ("loss",
+    nats per token or image) and, with `top1`, the fraction predicted right ("top1").
+
+    With `halves`, also "loss_a" and "loss_b": the same over the first floor(n/2) and the last
+    ceil(n/2) batches, from the same per-batch sums, so that "loss" is their token-weighted mean
+    (weights "tokens_a", "tokens_b"); a half without a labelled position (one batch: the first
+    half is empty) has no loss key. Raises ValueError when no batch has a labelled position."""
+    sums = eval_sums(model, batches, out, device, precision)
+    total, count, correct = _pooled(sums)
+    if count == 0:
+        raise ValueError(f"evaluation over {len(batches)} batch(es) without a labelled "
+                         "position: the mean loss is undefined (more or larger eval batches)")
     res = {"loss": total / count}
     if top1:
         res["top1"] = correct / count
+    if halves:
+        cut = len(sums) // 2
+        for name, part in (("a", sums[:cut]), ("b", sums[cut:])):
+            s, n, _ = _pooled(part)
+            res[f"tokens_{name}"] = n
+            if n:
+                res[f"loss_{name}"] = s / n
     return res
 
 
@@ -196,7 +235,8 @@ def train(
             pending.clear()
             last = float(values.mean())  # mean over the window: a steadier training loss
             if not torch.isfinite(values).all():
-                raise Diverged(f"training loss {last} at step {clock.step + 1}")
+                raise Diverged(f"training loss {last} at step {clock.step + 1}",
+                               clock.step + 1, ("minibatch training loss",))
         if device.type == "cuda" and i == steps - 1:
             torch.cuda.synchronize(device)
         clock.step += 1
@@ -207,6 +247,8 @@ def train(
             progress(1, last)
         if on_step is not None:
             t1 = time.perf_counter()
-            on_step(clock, last)
-            clock.eval_wall_s += time.perf_counter() - t1
+            try:  # an evaluation that raises (Diverged) still counts the time it took
+                on_step(clock, last)
+            finally:
+                clock.eval_wall_s += time.perf_counter() - t1
     return last

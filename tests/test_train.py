@@ -152,3 +152,58 @@ def test_throughput_probe_reports_the_meter_flops_per_second(tmp_path, monkeypat
     saved = json.loads(file.read_text())
     assert saved["benchmark"] == "gpt" and saved["compile"] is False
     assert saved["environment"]["git"]["commit"]
+
+
+def _labelled_batches():
+    """Three batches with 64, 40 and 16 labelled positions (the rest -100): unequal weights."""
+    g = torch.Generator().manual_seed(5)
+    out = []
+    for keep in (16, 10, 4):
+        w = torch.randint(0, 256, (4, 17), generator=g)
+        y = w[:, 1:].clone()
+        y[:, keep:] = -100
+        out.append((w[:, :-1], y))
+    return out
+
+
+def test_evaluate_halves_are_token_weighted_parts_of_the_loss():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    batches = _labelled_batches()
+    cpu = torch.device("cpu")
+    ev = evaluate(model, batches, out, cpu, "fp32", True, halves=True)
+    assert (ev["tokens_a"], ev["tokens_b"]) == (64, 40 + 16)  # floor / ceil of 3 batches
+    assert ev["loss_a"] == evaluate(model, batches[:1], out, cpu, "fp32", False)["loss"]
+    assert ev["loss_b"] == pytest.approx(evaluate(model, batches[1:], out, cpu, "fp32",
+                                                  False)["loss"], abs=1e-12)
+    mixed = (64 * ev["loss_a"] + 56 * ev["loss_b"]) / 120
+    assert abs(ev["loss"] - mixed) <= 1e-12
+    assert ev["loss"] != (ev["loss_a"] + ev["loss_b"]) / 2  # weighted, not a plain mean
+    plain = evaluate(model, batches, out, cpu, "fp32", True)
+    assert plain["loss"] == ev["loss"] and plain["top1"] == ev["top1"]
+    assert "loss_a" not in plain and 0 <= plain["top1"] <= 1
+
+
+def test_evaluate_one_batch_has_no_first_half_and_no_labels_is_an_error():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    cpu = torch.device("cpu")
+    one = _labelled_batches()[:1]
+    ev = evaluate(model, one, out, cpu, "fp32", False, halves=True)
+    assert "loss_a" not in ev and ev["tokens_a"] == 0 and ev["loss_b"] == ev["loss"]
+    x, y = one[0]
+    with pytest.raises(ValueError, match="evaluation over 1 batch\\(es\\) without a labelled "
+                                         "position"):
+        evaluate(model, [(x, torch.full_like(y, -100))], out, cpu, "fp32", False)
+
+
+def test_diverged_names_its_step_and_quantity():
+    torch.manual_seed(0)
+    model = FAM.build(SIZE, INPUTS)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))
+    clock = Clock(step=7)
+    with pytest.raises(Diverged) as e:
+        train(model, _batches(), 3, Optim("sgd", 0.1), 1, clock, out, check_every=1)
+    assert e.value.step == 8 and e.value.quantities == ("minibatch training loss",)
+    assert str(e.value) == "training loss nan at step 8"
