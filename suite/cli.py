@@ -112,6 +112,11 @@ def _dry_run(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | No
     return 0
 
 
+def _loss(v: float | None) -> str:
+    """A loss for a table; '-' where a run has none (it diverged at its first evaluation)."""
+    return "-" if v is None else f"{v:.4f}"
+
+
 def _benchmark(args: argparse.Namespace) -> Benchmark:
     benches = load_benchmarks(args.benchmarks)
     if args.benchmark not in benches:
@@ -153,8 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     continue
                 r = read_run(path)
                 s = r.summary
-                rows.append([a, seed, r.status, f"{s['start_heldout_loss']:.4f}",
-                             f"{s['final_heldout_loss']:.4f}",
+                rows.append([a, seed, r.status, _loss(s.get("start_heldout_loss")),
+                             _loss(s.get("final_heldout_loss") if r.complete else None),
                              f"{s['final_heldout_top1']:.3f}"
                              if s.get("final_heldout_top1") is not None else "-",
                              _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
