@@ -72,6 +72,11 @@ def check_definitions(fresh: Run, ref: Run) -> None:
     if (key := first_difference(a, b)) is not None:
         raise ResultsError(f"{fresh.path}: its resolved definition differs from the reference "
                            f"{ref.path} at key {key!r}; a gate compares like with like")
+    got, want = fresh.manifest.get("data", {}), ref.manifest.get("data", {})
+    if got.get("source") != want.get("source"):  # e.g. a fallback data set where one is missing
+        raise ResultsError(f"{fresh.path}: it read data {got.get('source')!r}, the reference "
+                           f"{ref.path} read {want.get('source')!r} (key data.source); a gate "
+                           "compares like with like")
 
 
 def _device_class(r: Run) -> tuple:

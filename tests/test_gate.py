@@ -91,6 +91,13 @@ def test_gate_exit_2_when_the_definitions_differ(smoke_reference, tmp_path, caps
                  "--scale", "smoke"]) == 2
     assert "differs from the reference" in (err := capsys.readouterr().err)
     assert "at key 'scale.train.lr'" in err
+    m["definition"]["scale"]["train"]["lr"] /= 2
+    m["data"]["source"] = "mnist-5k fallback"
+    path.write_text(json.dumps(m))
+    assert main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference),
+                 "--scale", "smoke"]) == 2
+    assert "read data 'mnist-5k fallback'" in (err := capsys.readouterr().err)
+    assert "(key data.source)" in err
 
 
 def test_gate_fails_on_a_missing_or_diverged_run(smoke_reference, tmp_path, capsys):
