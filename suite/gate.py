@@ -149,7 +149,10 @@ def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base:
                  new_base: list[Run], rule: Any) -> tuple[list[list], bool]:
     """Rows of the statistical tier for one arm, and whether all passed."""
     rows, ok = [], True
-    budget = float(np.mean([r.curve[-1]["flops"] for r in ref_base]))
+    # the baseline's budget, or where the shortest run ends if earlier (a V-cycle fitted to the
+    # budget ends up to one step short of it), as analysis.compare does
+    budget = min(float(np.mean([r.curve[-1]["flops"] for r in ref_base])),
+                 *(float(r.curve[-1]["flops"]) for r in ref + new))
     tol_nats = loss_tolerance(ref_base, rule.budget_tolerance)
     by_seed = sorted({r.seed for r in ref} & {r.seed for r in new})
     paired = len(by_seed) == len(ref) == len(new) and len(by_seed) > 1
