@@ -64,7 +64,8 @@ def _bench(name: str):  # noqa: ANN202
             args = ["--scale", "tiny", *args]
         session.run(_python(session), "-m", "suite", "run", name, *args, env=ENV, external=True)
 
-    bench.__doc__ = f"Run the {name} benchmark (default: tiny scale, CPU, all arms, 1 seed)."
+    bench.__doc__ = (f"Run the {name} benchmark (default: tiny scale, CPU, all arms, the scale's "
+                     "declared seeds).")
     return bench
 
 

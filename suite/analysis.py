@@ -115,29 +115,17 @@ def difference(a: list[float], b: list[float], paired: bool,
     its standard error and degrees of freedom (inf se with fewer than two values a side)."""
     x, y = np.asarray(a, float), np.asarray(b, float)
     if paired:
-        d = x - y
-        d = d[np.isfinite(d)]
-        if len(d) == 0:
-            return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
-        m = float(d.mean())
-        if len(d) < 2:
-            return Interval(m, -math.inf, math.inf, 1), math.inf, math.nan
-        se, df = float(d.std(ddof=1)) / math.sqrt(len(d)), float(len(d) - 1)
-        n = len(d)
+        keep = np.isfinite(x) & np.isfinite(y)
+        x, y = x[keep], y[keep]
     else:
         x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-        n = min(len(x), len(y))
-        if n == 0:
-            return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
-        m = float(x.mean() - y.mean())
-        if n < 2:
-            return Interval(m, -math.inf, math.inf, n), math.inf, math.nan
-        vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-        se = math.sqrt(vx + vy)
-        df = ((vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-              if se > 0 else float(n - 1))
-    half = _t(df, confidence) * se
-    return Interval(m, m - half, m + half, n), se, df
+    n = len(x) if paired else min(len(x), len(y))
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
+    d, se, df, half = (float(v[0]) for v in band(x[:, None], y, paired, confidence))
+    if not math.isfinite(se):
+        return Interval(d, -math.inf, math.inf, n), math.inf, math.nan
+    return Interval(d, d - half, d + half, n), se, df
 
 
 def welch_difference(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> Interval:

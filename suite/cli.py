@@ -269,7 +269,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_power(args: argparse.Namespace) -> int:
-    from suite.report import POWER_HEADERS, group_runs, power_rows
+    from suite.report import POWER_HEADERS, group_runs, power_rows, savings
 
     root = Path(args.results)
     folders = [root] if any(root.glob("*/*/seed-*/manifest.json")) else sorted(
@@ -280,8 +280,8 @@ def cmd_power(args: argparse.Namespace) -> int:
     for folder in folders:
         for bench, arms in group_runs(folder).items():
             print(f"\n## {folder.name}/{bench}\n")
-            print(tabulate(power_rows(bench, arms, load_claims(), args.goal), POWER_HEADERS,
-                           tablefmt="github"))
+            found, _ = savings(bench, arms, load_claims())
+            print(tabulate(power_rows(found, args.goal), POWER_HEADERS, tablefmt="github"))
     print(f"\nNoise: SD over seeds at the crossing of the arm's mean curve with the target "
           f"(paired: of the arm - baseline difference). Seeds for a 95% half-width of "
           f"±{100 * args.goal:.0f} pt of FLOPs saved: t(n-1) x noise / sqrt(n) / (|slope| x B) "

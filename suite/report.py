@@ -107,9 +107,11 @@ def _seeds(runs: list[Run]) -> str:
 
 
 def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
-               scale: str) -> tuple[list[list], list[str]]:
-    """One row per arm and criterion, beside the papers' claims and the rule's verdict."""
-    found, notes = savings(bench, arms, claims)
+               scale: str, found: tuple[list[ArmSavings], list[str]] | None = None,
+               ) -> tuple[list[list], list[str]]:
+    """One row per arm and criterion, beside the papers' claims and the rule's verdict
+    (`found`: what `savings` already computed for these runs)."""
+    found, notes = found or savings(bench, arms, claims)
     rows = []
     for a in found:
         if not a.by_criterion:
@@ -137,12 +139,11 @@ POWER_HEADERS = ["arm", "criterion", "seeds", "pairing", "noise per seed (nats)"
                  "noise per seed (pt)", "half-width now (pt)", "seeds for ±5 pt"]
 
 
-def power_rows(bench: str, arms: dict[str, list[Run]], claims: list[Claim],
-               goal: float = 0.05) -> list[list]:
-    """`python -m suite power` and the report: per arm and criterion, the observed noise at the
-    crossing, the half-width at the current seeds and the seeds a half-width of `goal` needs.
-    The baseline's row is baseline against baseline on other seeds (unpaired)."""
-    found, _ = savings(bench, arms, claims)
+def power_rows(found: list[ArmSavings], goal: float = 0.05) -> list[list]:
+    """`python -m suite power` and the report: per arm and criterion (`found`, from `savings`),
+    the observed noise at the crossing, the half-width at the current seeds and the seeds a
+    half-width of `goal` needs. The baseline's row is baseline against baseline on other seeds
+    (unpaired)."""
     base = next((a.runs for a in found if a.arm == "baseline"), [])
     rows = []
     for a in found:
@@ -322,7 +323,8 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         if rule is None:
             lines += [f"(no definition named {bench} is loaded: no verdicts)", ""]
             continue
-        rows, notes = comparison(bench, arms, claims, rule, scale)
+        computed = savings(bench, arms, claims)
+        rows, notes = comparison(bench, arms, claims, rule, scale, computed)
         lines += [tabulate(rows, HEADERS, tablefmt="github"), ""]
         lines += ["Runs (a fall over the last 20% of FLOPs at or below 0: held-out loss had "
                   "stopped falling, the data or the schedule ran out):", "",
@@ -334,7 +336,7 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         if any(f in str(cell) for row in rows for cell in row for f in "‡†"):
             lines += [CENSORED, ""]
         lines += ["Seeds and noise (`python -m suite power`; FLOPs saved, at the crossing):", "",
-                  tabulate(power_rows(bench, arms, claims), POWER_HEADERS, tablefmt="github"),
+                  tabulate(power_rows(computed[0]), POWER_HEADERS, tablefmt="github"),
                   ""]
         lines += ["Cost per level and operator (mean over completed seeds):", "",
                   tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
