@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,7 +28,7 @@ from suite.report import (  # noqa: E402
     savings,
     throughput_rows,
 )
-from suite.results import ResultsError, find_runs, read_run  # noqa: E402
+from suite.results import CheckpointError, ResultsError, find_runs, read_run  # noqa: E402
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
 
 
@@ -57,7 +58,9 @@ def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
 
     if FAMILIES[bench.family].data_kind == "images":
         try:
-            return len(dataio.load_images(scale.data.source).train_y)
+            found = dataio.load_images(scale.data.source, scale.data.image_size,
+                                       scale.data.augment)
+            return len(found.train) if hasattr(found, "augment") else len(found.train_y)
         except DataError:
             return None
     if scale.data.source == corpus.NAME:
@@ -125,6 +128,21 @@ def _benchmark(args: argparse.Namespace) -> Benchmark:
     return benches[args.benchmark]
 
 
+def _policy(bench: Benchmark, args: argparse.Namespace) -> Any:
+    """The checkpoint policy: the definition's [checkpoint] table, the command line's first."""
+    from suite.state import Policy
+
+    c = bench.checkpoint
+    every = args.checkpoint_every if args.checkpoint_every is not None else c.every_steps
+    minutes = args.checkpoint_minutes if args.checkpoint_minutes is not None else \
+        c.every_minutes
+    if every < 0 or minutes < 0:
+        raise SpecError("(command line)", "--checkpoint-every" if every < 0 else
+                        "--checkpoint-minutes", "negative", "0 (off) or more")
+    at = os.environ.get("SUITE_SIGNAL_AT_STEP")  # tests: a scheduler's SIGTERM, on cue
+    return Policy(every, minutes, c.keep, int(at) if at else None)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.runner import run_one  # imports torch models; keep `list` fast
 
@@ -143,27 +161,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)
-    from suite.distributed import setup, teardown
+    from suite.distributed import rank0_says, setup, teardown
 
     world, device = setup(args.device)  # torchrun: this rank's place and device
+    policy = _policy(bench, args)
     rows = []
-    completed = False
+    completed = preempted = False
     try:
-        for a in arms:
-            for seed in seeds:
-                path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
-                               args.precision, progress=not args.no_progress, world=world,
-                               accum=args.accum, compile=args.compile)
-                if not world.main:
-                    continue
-                r = read_run(path)
+        for a, seed in ((a, seed) for a in arms for seed in seeds):
+            path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
+                           args.precision, progress=not args.no_progress, world=world,
+                           accum=args.accum, compile=args.compile, resume=args.resume,
+                           policy=policy)
+            r = read_run(path) if world.main else None  # only rank 0 wrote it
+            preempted = rank0_says(r is not None and r.status == "preempted", world, device)
+            if r is not None:
                 s = r.summary
                 rows.append([a, seed, r.status, _loss(s.get("start_heldout_loss")),
                              _loss(s.get("final_heldout_loss") if r.complete else None),
                              f"{s['final_heldout_top1']:.3f}"
                              if s.get("final_heldout_top1") is not None else "-",
                              _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
-        completed = True
+            if preempted:  # the job is being stopped: no further arm or seed starts
+                break
+        completed = not preempted
     finally:
         teardown(completed)
     if world.main:
@@ -256,12 +277,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from suite.gate import HEADERS, check
 
     ref = Path(args.reference) / args.scale
     fresh = Path(args.fresh) / args.scale
-    rows, ok = check(fresh, ref, _rules(args))
+    seeds = _names(args.seeds)
+    try:
+        seeds = [int(n) for n in seeds] if seeds else None
+    except ValueError:
+        raise SpecError("(command line)", "--seeds", f"got {args.seeds!r}",
+                        "comma-separated seed numbers") from None
+    rows, ok = check(fresh, ref, _rules(args), _names(args.only_benchmarks),
+                     _names(args.arms), seeds)
     print(tabulate(rows, HEADERS, tablefmt="github"))
     print(f"\ngate: {'pass' if ok else 'FAIL'} ({fresh} against {ref}; one-sided tests at 5%, "
           "tolerances from each benchmark's [gate] table)")
@@ -337,6 +369,46 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from suite.tokenization import tokenize
+
+    rec = tokenize(args.source, Path(args.out), Path(args.tokenizer) if args.tokenizer else None,
+                   args.train_bpe or 0, args.field, args.heldout_every, args.shard_tokens,
+                   args.name)
+    rows = [[k, rec[k]["documents"], rec[k]["tokens"], rec[k]["bytes"], len(rec[k]["shards"]),
+             f"{rec[k]['bytes'] / rec[k]['tokens']:.3f}"] for k in ("train", "heldout")]
+    print(tabulate(rows, ["split", "documents", "tokens", "bytes", "shards", "bytes/token"],
+                   tablefmt="github"))
+    files = rec["files"]
+    skipped = ", ".join(f"{n} {s}" for s, n in sorted(files.get("skipped", {}).items()))
+    print(f"\n{args.out}: {files['read']} file(s) read" + (f", skipped {skipped}" if skipped
+                                                           else "")
+          + f"; tokenizer {rec['tokenizer']['file']} (vocabulary {rec['tokenizer']['vocab_size']},"
+          f" sha256 {rec['tokenizer']['sha256'][:12]}); train with --data {args.out}")
+    return 0
+
+
+def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
+    tk = sub.add_parser("tokenize", help="text, .jsonl or .parquet -> token shards (HF "
+                        "tokenizers), once")
+    tk.add_argument("source", help="a text file, a folder (its .txt, .md, .rst, .text, "
+                    "suffix-less, .jsonl and .parquet files), or a glob such as 'src/**/*.py'")
+    tk.add_argument("--out", required=True, help="an empty folder for the shards and "
+                    "tokens.json")
+    how = tk.add_mutually_exclusive_group(required=True)
+    how.add_argument("--tokenizer", help="a tokenizer.json (GPT-2's, Llama's, ...)")
+    how.add_argument("--train-bpe", type=int, metavar="VOCAB", help="train a byte-level BPE "
+                     "of VOCAB ids on the training documents here")
+    tk.add_argument("--field", default="text", help=".jsonl key / .parquet column of the "
+                    "text (default: text)")
+    tk.add_argument("--heldout-every", type=int, default=10, help="document i is held out "
+                    "when i %% N == N - 1 (default: 10)")
+    tk.add_argument("--shard-tokens", type=int, default=10**8, help="ids per shard (default: "
+                    "1e8, as modded-nanogpt)")
+    tk.add_argument("--name", default="tokens", help="shard name prefix (default: tokens)")
+    tk.set_defaults(fn=cmd_tokenize)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     p.add_argument("--benchmarks", action="append", metavar="PATH",
@@ -354,8 +426,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
-    r.add_argument("--data", help="your own data: text file or folder, .npy token ids, or an "
-                   "image folder with one subfolder per class")
+    r.add_argument("--data", help="your own data: a text file, folder or glob; token shards "
+                   "(.npy, .bin, a folder or glob of them: see `tokenize`); or an image folder "
+                   "with one subfolder per class")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
     r.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches "
@@ -365,6 +438,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--assume-tflops", type=float, metavar="T",
                    help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--resume", action="store_true", help="go on from each run's newest "
+                   "checkpoint; completed runs are kept, runs never started start")
+    r.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="write the run state "
+                   "every STEPS training steps (default: the definition's [checkpoint])")
+    r.add_argument("--checkpoint-minutes", type=float, metavar="M", help="... or every M "
+                   "minutes of wall time (default 30; SIGTERM, SIGUSR1 and SIGINT always write "
+                   "it and stop the run as preempted)")
     r.set_defaults(fn=cmd_run)
     c = sub.add_parser("compare", help="savings table of a results folder")
     c.add_argument("results", nargs="?", default="runs")
@@ -407,7 +487,14 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--fresh", default="runs", help="fresh results root (default: runs)")
     g.add_argument("--reference", default="results", help="committed root (default: results)")
     g.add_argument("--scale", default="tiny", choices=SCALES)
+    g.add_argument("--only", dest="only_benchmarks", metavar="BENCHMARKS",
+                   help="comma-separated benchmarks to gate (default: every reference)")
+    g.add_argument("--arms", help="comma-separated arms to gate, baseline included (default: "
+                   "all)")
+    g.add_argument("--seeds", help="comma-separated reference seeds to gate (default: all; "
+                   "seed 0 alone is enough for the exact tier)")
     g.set_defaults(fn=cmd_gate)
+    _tokenize_parser(sub)
     return p
 
 
@@ -415,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, DataError, MethodError, ResultsError, ClaimsError, corpus.CorpusError) as e:
+    except (SpecError, DataError, MethodError, ResultsError, ClaimsError, corpus.CorpusError,
+            CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

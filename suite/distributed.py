@@ -135,3 +135,12 @@ def max_parameter_spread(model: nn.Module, world: World) -> float:
             spread = torch.maximum(spread, (hi - lo).abs().max().cpu())
     return float(spread)
 
+
+
+def rank0_says(flag: bool, world: World, device: str = "cpu") -> bool:
+    """Rank 0's `flag` on every rank (one broadcast): for what only rank 0 reads from disk."""
+    if not world.active:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())

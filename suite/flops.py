@@ -48,7 +48,8 @@ def example_input(family: Family, inputs: Inputs, batch: int) -> torch.Tensor:
 def _count(family_name: str, size: tuple[tuple[str, int], ...], inputs: Inputs,
            batch: int) -> tuple[int, int]:
     family = FAMILIES[family_name]
-    with torch.device("cpu"):
+    # the global RNG is the run's: a cold or warm cache (a resumed process) must not move it
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
         model = family.build(dict(size), inputs, eager_attention=True).eval()
     x = example_input(family, inputs, batch)
     logging.getLogger("fvcore").setLevel(logging.ERROR)

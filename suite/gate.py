@@ -34,7 +34,8 @@ import numpy as np
 from scipy import stats
 
 from suite import analysis
-from suite.results import ResultsError, Run, find_runs
+from suite.results import ResultsError, Run, find_runs, first_difference
+from suite.spec import definition_difference
 
 HEADERS = ["benchmark", "arm", "tier", "check", "reference", "fresh", "tolerance", "result"]
 ALPHA = 0.05  # one-sided level of every statistical check
@@ -48,28 +49,11 @@ def _index(root: Path) -> dict[tuple[str, str], dict[int, Run]]:
     return out
 
 
-def first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    """The first key path where two JSON-like values differ, or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if k not in a or k not in b:
-                return f"{path}{k} (only in {'fresh' if k in a else 'reference'})"
-            if (d := first_difference(a[k], b[k], f"{path}{k}.")) is not None:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if (d := first_difference(x, y, f"{path}{i}.")) is not None:
-                return d
-        return None
-    return None if a == b else path.rstrip(".")
-
-
 def check_definitions(fresh: Run, ref: Run) -> None:
-    """Raise ResultsError (exit 2) naming the key where the resolved definitions differ."""
-    a = {k: v for k, v in fresh.manifest["definition"].items() if k != "file"}
-    b = {k: v for k, v in ref.manifest["definition"].items() if k != "file"}
-    if (key := first_difference(a, b)) is not None:
+    """Raise ResultsError (exit 2) naming the key where the resolved definitions differ. A key
+    the schema gained after a run was recorded counts as its default there (spec.defaults)."""
+    if (key := definition_difference(fresh.manifest["definition"],
+                                     ref.manifest["definition"])) is not None:
         raise ResultsError(f"{fresh.path}: its resolved definition differs from the reference "
                            f"{ref.path} at key {key!r}; a gate compares like with like")
     got, want = fresh.manifest.get("data", {}), ref.manifest.get("data", {})
@@ -187,12 +171,38 @@ def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base:
 ZERO = analysis.Saving(0.0, 0.0, 0.0, 0, 0.0, math.inf, True)
 
 
-def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any]) -> tuple[list, bool]:
-    """Rows of what was checked, and whether everything passed. Raises ResultsError (exit 2)
-    for unusable input, including fresh and reference runs of different definitions."""
+def select(ref: dict[tuple[str, str], dict[int, Run]], benchmarks: list[str] | None,
+           arms: list[str] | None, where: Path,
+           seeds: list[int] | None = None) -> dict[tuple[str, str], dict[int, Run]]:
+    """The reference runs a gate requires fresh runs for: all, or those of `benchmarks`,
+    `arms` and `seeds` (a researcher re-runs what a change touched; one seed is enough for the
+    exact tier). The baseline is required with any other arm: the statistical tier measures
+    savings against it. Raises ResultsError naming a benchmark or arm the references do not
+    hold."""
+    for name, have in (("benchmark", {b for b, _ in ref}), ("arm", {a for _, a in ref})):
+        asked = benchmarks if name == "benchmark" else arms
+        if unknown := sorted(set(asked or ()) - have):
+            raise ResultsError(f"{where}: no reference runs of {name} {', '.join(unknown)}; "
+                               f"it holds {', '.join(sorted(have))}")
+    if arms and "baseline" not in arms:
+        raise ResultsError("--arms must include baseline: every other arm's saving is "
+                           "measured against the fresh baseline")
+    return {(b, a): {n: r for n, r in s.items() if seeds is None or n in seeds}
+            for (b, a), s in ref.items()
+            if (not benchmarks or b in benchmarks) and (not arms or a in arms)}
+
+
+def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
+          benchmarks: list[str] | None = None, arms: list[str] | None = None,
+          seeds: list[int] | None = None) -> tuple[list, bool]:
+    """Rows of what was checked, and whether everything passed: every reference run (or those
+    of `benchmarks` and `arms`, see `select`) needs a completed fresh run. Raises ResultsError
+    (exit 2) for unusable input, including fresh and reference runs of different
+    definitions."""
     ref, new = _index(reference_root), _index(fresh_root)
     if not ref:
         raise ResultsError(f"{reference_root}: no reference runs to gate against")
+    ref = select(ref, benchmarks, arms, reference_root, seeds)
     if not new:
         raise ResultsError(f"{fresh_root}: no fresh runs")
     rows, ok = [], True

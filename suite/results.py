@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 COMPLETED = "completed"
-STATUSES = ("running", COMPLETED, "diverged", "interrupted", "failed")
+STATUSES = ("running", COMPLETED, "diverged", "preempted", "interrupted", "failed")
 
 
 def finite(obj: Any) -> Any:
@@ -51,6 +52,23 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The first key path where two JSON-like values differ, or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                return f"{path}{k} (only in {'fresh' if k in a else 'reference'})"
+            if (d := first_difference(a[k], b[k], f"{path}{k}.")) is not None:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if (d := first_difference(x, y, f"{path}{i}.")) is not None:
+                return d
+        return None
+    return None if a == b else path.rstrip(".")
 
 
 def run_dir(root: Path, scale: str, benchmark: str, arm: str, seed: int) -> Path:
@@ -107,7 +125,10 @@ def environment(device: str, threads: int) -> dict[str, Any]:
 class RunWriter:
     """Writes one run folder. Use `finish` exactly once; until then the run is not a result."""
 
-    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any],
+                 resume_curve: list[dict[str, Any]] | None = None) -> None:
+        """A fresh run folder, or (`resume_curve`: the curve a checkpoint holds) one that goes
+        on: its curve is rewritten to those rows, dropping any logged after the checkpoint."""
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         for stale in ("summary.json", "curve.jsonl"):  # a rerun must not inherit a verdict
@@ -115,6 +136,8 @@ class RunWriter:
         self.manifest = {**manifest, "status": "running"}
         atomic_write_json(self.path / "manifest.json", self.manifest)
         self._curve = open(self.path / "curve.jsonl", "a")
+        for row in resume_curve or []:
+            self.log(row)
 
     def log(self, row: dict[str, Any]) -> None:
         self._curve.write(json.dumps(finite(row), sort_keys=True, allow_nan=False) + "\n")
@@ -124,6 +147,8 @@ class RunWriter:
         if status not in STATUSES[1:]:
             raise ValueError(f"finish status {status!r}; allowed: {', '.join(STATUSES[1:])}")
         self._curve.close()
+        if status == COMPLETED:  # a result needs no state to go on from
+            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
         atomic_write_json(self.path / "summary.json", {**summary, "status": status})
         self.manifest["status"] = status
         atomic_write_json(self.path / "manifest.json", self.manifest)
@@ -206,6 +231,10 @@ class Run:
     @property
     def seed(self) -> int:
         return int(self.manifest["seed"])
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or used (suite/state.py); names the file."""
 
 
 class ResultsError(ValueError):

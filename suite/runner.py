@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -21,28 +23,40 @@ from tqdm import tqdm
 from suite import data as dataio
 from suite import distributed, flops, methods
 from suite import multilevel as ML
+from suite import state as ckpt
 from suite.data import Batch
 from suite.distributed import World
 from suite.families import FAMILIES, Family, Inputs, logits
 from suite.registry import USER_SOURCE, inputs_for
-from suite.results import COMPLETED, NullWriter, RunWriter, environment, run_dir
-from suite.spec import Benchmark, Scale, SpecError
+from suite.results import (
+    COMPLETED,
+    CheckpointError,
+    NullWriter,
+    RunWriter,
+    environment,
+    read_run,
+    run_dir,
+)
+from suite.spec import Benchmark, Scale, SpecError, definition_difference
+from suite.state import RunState
 from suite.train import (
     Clock,
     Diverged,
     Optim,
     Parallel,
+    Window,
     evaluate,
     lr_factor,
     make_optimizer,
     train,
 )
 
-_DATA_CACHE: dict[tuple[str, str, int], dataio.TextData | dataio.ImageData] = {}
+_DATA_CACHE: dict[tuple, Any] = {}
 
 
 def load_data(family: Family, scale: Scale) -> dataio.TextData | dataio.ImageData:
-    key = (family.data_kind, scale.data.source, scale.data.vocab_size)
+    key = (family.data_kind, scale.data.source, scale.data.vocab_size, scale.data.image_size,
+           scale.data.augment)
     if key not in _DATA_CACHE:
         if scale.data.source == USER_SOURCE:
             raise SpecError("(command line)", f"scales.{scale.name}.data.source",
@@ -51,7 +65,8 @@ def load_data(family: Family, scale: Scale) -> dataio.TextData | dataio.ImageDat
         if family.data_kind == "text":
             _DATA_CACHE[key] = dataio.load_text(scale.data.source, scale.data.vocab_size or None)
         else:
-            _DATA_CACHE[key] = dataio.load_images(scale.data.source)
+            _DATA_CACHE[key] = dataio.load_images(scale.data.source, scale.data.image_size,
+                                                  scale.data.augment)
     return _DATA_CACHE[key]
 
 
@@ -301,75 +316,100 @@ def warm_up(family: Family, inputs: Inputs, plan: methods.Plan, dev: torch.devic
     return time.perf_counter() - t0
 
 
-class _Execution:
-    """One run's state while its plan executes: the model, the clock, the costs per level and
-    operator, and the curve. `run_one` calls `transfer` or `stage` for each plan step."""
+class Preempted(Exception):  # noqa: N818 - an outcome, like KeyboardInterrupt
+    """A signal asked the run to stop; its state was written to `checkpoint` (None: it could
+    not be, see the message)."""
 
-    def __init__(self, family: Family, inputs: Inputs, scale: Scale, plan: methods.Plan,
-                 sets: EvalSets, batches: dataio.TrainBatches, writer: RunWriter | NullWriter,
-                 bar: tqdm, world: World, dev: torch.device, prec: str, compile: bool,
-                 accum: int) -> None:
-        self.family, self.inputs, self.scale, self.plan = family, inputs, scale, plan
-        self.sets, self.batches, self.writer, self.bar = sets, batches, writer, bar
-        self.world, self.dev, self.prec, self.compile, self.accum = (world, dev, prec, compile,
-                                                                     accum)
-        self.units = scale.batch_size * (scale.seq_len or 1)  # tokens (or images) per step
-        self.clock = Clock()
-        self.levels: dict[int, dict[str, float]] = {}
-        self.operators: dict[str, dict[str, float]] = {}
-        self.saved: dict[int, nn.Module] = {}
-        self.optimizers: dict[int, torch.optim.Optimizer] = {}  # last optimiser of each level
-        self.curve: list[dict[str, Any]] = []
-        self.main_steps = 0  # steps of the arm's own model (coarse helpers of paper 2 excluded)
-        self.model: nn.Module | None = None
-        self.spread = 0.0  # largest parameter difference between ranks seen after a transfer
-        self.setup_wall_s = 0.0  # stage set-up inside Clock.wall_s: optimisers, DDP wrapping
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class Context:
+    """What a run reads but never changes: the workload, the plan, the evaluation sets, where
+    it trains and where it writes."""
+
+    family: Family
+    inputs: Inputs
+    scale: Scale
+    plan: methods.Plan
+    sets: EvalSets
+    world: World
+    dev: torch.device
+    prec: str
+    compile: bool
+    accum: int
+
+    @property
+    def units(self) -> int:  # tokens (or images) per step
+        return self.scale.batch_size * (self.scale.seq_len or 1)
 
     def out(self, m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return logits(self.family, m, x)
+
+
+class _Execution:
+    """Executes a plan over a RunState (suite/state.py): `execute` runs every plan step from
+    the state's position, so that a fresh run and a resumed one take the same path. Writes the
+    curve, and the state whenever the checkpoint policy or a signal asks for it."""
+
+    def __init__(self, ctx: Context, state: RunState, batches: dataio.TrainBatches,
+                 writer: RunWriter | NullWriter, bar: tqdm, policy: ckpt.Policy,
+                 signals: ckpt.Preemption) -> None:
+        self.ctx, self.s, self.batches, self.writer, self.bar = ctx, state, batches, writer, bar
+        self.policy, self.signals = policy, signals
+
+    def execute(self) -> None:
+        for k in range(self.s.position, len(self.ctx.plan.steps)):
+            step = self.ctx.plan.steps[k]
+            if k != self.s.position:
+                self.s.position, self.s.stage_step = k, 0
+            if isinstance(step, methods.Transfer):
+                self.transfer(step)
+            else:
+                self.stage(step)
 
     def log_eval(self, level: int, running: float, event: str | None = None,
                  timed_here: bool = False) -> None:
         """Evaluate, then append a curve row; raises Diverged naming the step and every value
         that is not finite (that row is not written: a curve holds measured numbers only).
         `timed_here`: add the time to eval_wall_s (train's on_step hook times its own calls)."""
-        t0 = time.perf_counter()
+        c, ctx, t0 = self.s.clock, self.ctx, time.perf_counter()
         try:
-            values = measure(self.model, self.sets, self.out, self.dev, self.prec)
+            values = measure(self.s.model, ctx.sets, ctx.out, ctx.dev, ctx.prec)
         finally:
             if timed_here:
-                self.clock.eval_wall_s += time.perf_counter() - t0
+                c.eval_wall_s += time.perf_counter() - t0
         if bad := not_finite(values):
             where = f"after {event}" if event else f"level {level}"
-            raise Diverged(f"evaluation at step {self.main_steps} ({where}): not finite: "
-                           f"{', '.join(bad)}", self.main_steps,
+            raise Diverged(f"evaluation at step {self.s.main_steps} ({where}): not finite: "
+                           f"{', '.join(bad)}", self.s.main_steps,
                            tuple(b.split("=")[0] for b in bad))
-        c = self.clock
-        row = {"step": self.main_steps, "flops": c.flops, "flops_blocks": c.flops_blocks,
+        row = {"step": self.s.main_steps, "flops": c.flops, "flops_blocks": c.flops_blocks,
                "wall_s": round(c.wall_s, 4), "level": level, **values}
         if math.isfinite(running):  # none yet at the start and right after a transfer
             row["train_loss_running"] = running
         if event:
             row["event"] = event
-        self.curve.append(row)
+        self.s.curve.append(row)
         self.writer.log(row)
         self.bar.set_postfix(loss=f"{values['train_loss']:.3f}",
                              heldout=f"{values['heldout_loss']:.3f}",
-                             tok_s=f"{c.step * self.units / max(c.wall_s, 1e-9):.0f}")
+                             tok_s=f"{c.step * ctx.units / max(c.wall_s, 1e-9):.0f}")
 
     def transfer(self, step: methods.Transfer) -> None:
-        t0 = time.perf_counter()
-        self.model, op_flops = apply_transfer(step, self.model, self.saved)
-        if self.world.active:  # identical on every rank by construction; measured, then made so
-            self.spread = max(self.spread,
-                              distributed.max_parameter_spread(self.model, self.world))
-            distributed.broadcast_parameters(self.model, self.world)
-        if self.dev.type == "cuda":
-            torch.cuda.synchronize(self.dev)
+        s, ctx, t0 = self.s, self.ctx, time.perf_counter()
+        s.model, op_flops = apply_transfer(step, s.model, s.saved)
+        if ctx.world.active:  # identical on every rank by construction; measured, then made so
+            s.spread = max(s.spread, distributed.max_parameter_spread(s.model, ctx.world))
+            distributed.broadcast_parameters(s.model, ctx.world)
+        if ctx.dev.type == "cuda":
+            torch.cuda.synchronize(ctx.dev)
         dt = time.perf_counter() - t0
-        self.clock.flops += op_flops
-        self.clock.wall_s += dt
-        op = self.operators.setdefault(step.operator, {"count": 0, "flops": 0, "wall_s": 0.0})
+        s.clock.flops += op_flops
+        s.clock.wall_s += dt
+        op = s.operators.setdefault(step.operator, {"count": 0, "flops": 0, "wall_s": 0.0})
         op["count"] += 1
         op["flops"] += op_flops
         op["wall_s"] += dt
@@ -378,82 +418,169 @@ class _Execution:
             self.log_eval(level, math.nan, event=step.operator, timed_here=True)
 
     def _setup(self, step: methods.Train) -> Parallel:
-        """The stage's optimiser and forward (DDP, torch.compile): a cost the method pays at
-        every stage, so inside the clock (`setup_wall_s` says how much of it)."""
-        t0 = time.perf_counter()
-        if not step.keep_optimizer:
-            self.optimizers[step.level] = make_optimizer(self.model, step.optim)
-        par = Parallel(self.world, forward_of(self.model, self.world, self.compile), self.accum)
+        """The stage's optimiser (unless it goes on with one, or a resume restored it) and
+        forward (DDP, torch.compile): a cost the method pays at every stage, so inside the
+        clock (`setup_wall_s` says how much of it)."""
+        s, ctx, t0 = self.s, self.ctx, time.perf_counter()
+        if s.stage_step == 0 and not step.keep_optimizer:
+            s.optimizers[step.level] = (s.position, make_optimizer(s.model, step.optim))
+        par = Parallel(ctx.world, forward_of(s.model, ctx.world, ctx.compile), ctx.accum)
         dt = time.perf_counter() - t0
-        self.clock.wall_s += dt
-        self.setup_wall_s += dt
+        s.clock.wall_s += dt
+        s.setup_wall_s += dt
         return par
 
     def stage(self, step: methods.Train) -> None:
-        fam, scale, clock = self.family, self.scale, self.clock
-        if self.model is None:
-            self.model = fam.build(step.model, self.inputs).to(self.dev)
-        per_step = flops.train_step_flops(fam, step.model, self.inputs, scale.batch_size)
-        per_step_blocks = flops.train_step_flops(fam, step.model, self.inputs, scale.batch_size,
-                                                 blocks_only=True)
-        lv = self.levels.setdefault(step.level, {"steps": 0, "flops": 0, "flops_blocks": 0,
-                                                 "wall_s": 0.0})
-        before = dataclasses.replace(clock)
+        s, ctx, clock = self.s, self.ctx, self.s.clock
+        if s.model is None:
+            s.model = ctx.family.build(step.model, ctx.inputs).to(ctx.dev)
+        if s.stage_step == 0:  # a stage reads back its own losses from its first step
+            s.window = Window()
+        lv = s.levels.setdefault(step.level, {"steps": 0, "flops": 0, "flops_blocks": 0,
+                                             "wall_s": 0.0})
+        before, base = dataclasses.replace(clock), clock.step - s.stage_step
         try:  # a level that diverged or was interrupted still counts what it ran
             if clock.step == 0:
                 self.log_eval(step.level, math.nan, timed_here=True)  # the curve's start
-
-            def on_step(c: Clock, last: float, s: methods.Train = step) -> None:
-                if s.auxiliary:  # a coarse helper model: the arm's model is not this one
-                    return
-                self.main_steps += 1
-                if self.main_steps % scale.eval.every == 0 or \
-                        self.main_steps == self.plan.main_steps:
-                    self.log_eval(s.level, last)
-
             par = self._setup(step)
-            train(self.model, self.batches, step.steps, step.optim, per_step, clock, self.out,
-                  on_step, self.dev, self.prec, check_every=math.gcd(scale.eval.every, 10),
-                  progress=lambda n, _loss: self.bar.update(n),
-                  step_flops_blocks=per_step_blocks, schedule=step.schedule,
-                  optimizer=self.optimizers[step.level], parallel=par)
+            train(s.model, self.batches, step.steps, step.optim,
+                  flops.train_step_flops(ctx.family, step.model, ctx.inputs,
+                                         ctx.scale.batch_size), clock, ctx.out,
+                  lambda c, last: self.after_step(c, last, step, base), ctx.dev, ctx.prec,
+                  check_every=check_every(ctx.scale), progress=lambda n, _l: self.bar.update(n),
+                  step_flops_blocks=flops.train_step_flops(ctx.family, step.model, ctx.inputs,
+                                                           ctx.scale.batch_size,
+                                                           blocks_only=True),
+                  schedule=step.schedule, optimizer=s.optimizers[step.level][1], parallel=par,
+                  start=s.stage_step, window=s.window)
         finally:
-            lv["steps"] += clock.step - before.step
-            lv["flops"] += clock.flops - before.flops
-            lv["flops_blocks"] += clock.flops_blocks - before.flops_blocks
-            lv["wall_s"] += clock.wall_s - before.wall_s
+            for key in ("steps", "flops", "flops_blocks", "wall_s"):
+                field_ = "step" if key == "steps" else key
+                lv[key] += getattr(clock, field_) - getattr(before, field_)
+
+    def after_step(self, c: Clock, last: float, step: methods.Train, base: int) -> None:
+        """After every training step (outside the clock): evaluate when due, then write the
+        run's state when the policy or a signal asks; raises Preempted after a signal."""
+        s, scale = self.s, self.ctx.scale
+        s.stage_step = c.step - base
+        if not step.auxiliary:  # a coarse helper model: the arm's model is not this one
+            s.main_steps += 1
+            if s.main_steps % scale.eval.every == 0 or \
+                    s.main_steps == self.ctx.plan.main_steps:
+                self.log_eval(step.level, last)
+        stop, write = self._decide(c.step)
+        if stop or write:
+            written = self.checkpoint(required=stop is not None)
+            if stop:
+                raise Preempted(f"{stop} after step {c.step}", written)
+
+    def _decide(self, step: int) -> tuple[str | None, bool]:
+        """(the signal that asks to stop, whether to write the state) after `step`, the same
+        on every rank: under torchrun a signal and wall time are agreed on where the loop
+        reads losses back (an all-reduce there), so that all ranks act after the same step."""
+        if self.policy.signal_at_step == step:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs before the next line
+        asked, world, p = self.signals.requested, self.ctx.world, self.policy
+        by_steps = bool(p.every_steps) and step % p.every_steps == 0
+        if not world.active:
+            return asked, by_steps or p.due_by_time()
+        if step % check_every(self.ctx.scale):
+            return None, by_steps
+        flag = torch.tensor([1.0 if asked else 0.0, 1.0 if p.due_by_time() else 0.0],
+                            device=self.ctx.dev)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        stop = (asked or "a signal on another rank") if flag[0].item() else None
+        return stop, by_steps or bool(flag[1].item())
+
+    def checkpoint(self, required: bool) -> Path | None:
+        """Rank 0 writes the state and tells every rank whether it could; a failure (disk
+        full) is printed and leaves None. `required`: asked by a signal (the caller stops)."""
+        path, ok = ckpt.path_for(self.writer.path, self.s.clock.step), True
+        if self.ctx.world.main:
+            try:
+                ckpt.write(self.writer.path, self.s.payload(self.batches), self.policy.keep)
+            except CheckpointError as e:
+                ok = False
+                print(f"checkpoint not written{' (stopping anyway)' if required else ''}: {e}",
+                      file=sys.stderr)
+        if self.ctx.world.active:
+            flag = torch.tensor([1.0 if ok else 0.0], device=self.ctx.dev)
+            torch.distributed.broadcast(flag, src=0)
+            ok = bool(flag.item())
+        self.policy.written()
+        return path if ok else None
 
 
-def _manifest(bench: Benchmark, scale_name: str, arm_name: str, seed: int, plan: methods.Plan,
-              data: dataio.TextData | dataio.ImageData, inputs: Inputs, sets: EvalSets,
-              prec: str, device: str, threads: int) -> dict[str, Any]:
+def check_every(scale: Scale) -> int:
+    """Steps between loss read-backs: divides the evaluation interval (and 10)."""
+    return math.gcd(scale.eval.every, 10)
+
+
+def restore(ctx: Context, payload: dict[str, Any], batches: dataio.TrainBatches) -> RunState:
+    """The RunState a checkpoint holds: the models' structure rebuilt by replaying the plan's
+    transfers up to its position on a fresh model (tied tensors tied again), then every
+    weight, optimiser, the batch stream and the RNG loaded."""
+    plan, s = ctx.plan, RunState()
+    first = next(t for t in plan.steps if isinstance(t, methods.Train))
+    model = ctx.family.build(first.model, ctx.inputs).to(ctx.dev)
+    for t in plan.steps[: payload["position"]]:
+        if isinstance(t, methods.Transfer):
+            model, _ = apply_transfer(t, model, s.saved)
+    s.model = model
+    model.load_state_dict(payload["model"])
+    for level, m in s.saved.items():
+        m.load_state_dict(payload["saved"][level])
+    for level, o in payload["optimizers"].items():
+        owner = model if o["owner"] == "model" else s.saved[int(o["owner"].split(":")[1])]
+        opt = make_optimizer(owner, plan.steps[o["stage"]].optim)
+        opt.load_state_dict(o["state"])
+        s.optimizers[int(level)] = (o["stage"], opt)
+    s.position, s.stage_step = payload["position"], payload["stage_step"]
+    s.clock = Clock(**payload["clock"])
+    s.main_steps, s.curve = payload["main_steps"], payload["curve"]
+    s.levels = {int(k): v for k, v in payload["levels"].items()}
+    s.operators, s.spread = payload["operators"], payload["spread"]
+    s.setup_wall_s = payload["setup_wall_s"]
+    s.window = Window([t.to(ctx.dev) for t in payload["window"]["pending"]],
+                      payload["window"]["last"])
+    batches.load_state_dict(payload["rng"]["batches"])
+    ckpt.restore_rng(payload["rng"])
+    return s
+
+
+def _manifest(bench: Benchmark, scale_name: str, arm_name: str, seed: int, ctx: Context,
+              data: dataio.TextData | dataio.ImageData, device: str,
+              threads: int) -> dict[str, Any]:
     return {
         "benchmark": bench.name, "scale_name": scale_name, "arm_name": arm_name, "seed": seed,
         "definition": bench.resolved(scale_name, arm_name),
-        "method": {"name": plan.method, "options": plan.options},
-        "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in plan.steps],
+        "method": {"name": ctx.plan.method, "options": ctx.plan.options},
+        "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in ctx.plan.steps],
         "data": {"source": data.source, "heldout": list(getattr(data, "heldout_names", ())),
-                 "inputs": dataclasses.asdict(inputs)},
-        "evaluation": sets.describe(),
-        "pairing": pairing(plan, bench.scale(scale_name), seed),
-        "precision": prec, "flop_convention": flops.CONVENTION,
+                 "inputs": dataclasses.asdict(ctx.inputs),
+                 **({"files": data.files} if getattr(data, "files", None) else {})},
+        "evaluation": ctx.sets.describe(),
+        "pairing": pairing(ctx.plan, ctx.scale, seed),
+        "precision": ctx.prec, "flop_convention": flops.CONVENTION,
         "environment": environment(device, threads),
+        "world_size": ctx.world.size, "accum": ctx.accum, "compile": ctx.compile,
+        "checkpoint": dataclasses.asdict(bench.checkpoint),
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
-def _summary(ex: _Execution, world: World, device_name: str, error: str | None,
+def _summary(ctx: Context, s: RunState, device_name: str, error: str | None,
              divergence: dict[str, Any] | None, t_start: float, warmup_s: float) -> dict:
     """The run's totals. `final_*` are those of the last curve row: the last evaluation whose
     values were all finite (a diverged run's non-finite one is in `error` and `divergence`);
     None where no evaluation was recorded."""
-    clock, curve = ex.clock, ex.curve
+    clock, curve = s.clock, s.curve
     final, first = (curve[-1], curve[0]) if curve else ({}, {})
     return {
-        "steps": clock.step, "planned_steps": ex.plan.train_steps, "flops": clock.flops,
+        "steps": clock.step, "planned_steps": ctx.plan.train_steps, "flops": clock.flops,
         "flops_blocks": clock.flops_blocks,
-        "wall_s": clock.wall_s, "setup_wall_s": ex.setup_wall_s,
+        "wall_s": clock.wall_s, "setup_wall_s": s.setup_wall_s,
         "eval_wall_s": clock.eval_wall_s, "warmup_s": warmup_s,
         "total_wall_s": time.perf_counter() - t_start,
         **{f"final_{k}": final.get(k) for k in (
@@ -461,30 +588,24 @@ def _summary(ex: _Execution, world: World, device_name: str, error: str | None,
             "train_loss_running", "heldout_top1", "heldout_bpb", "train_bpb")},
         "start_heldout_loss": first.get("heldout_loss"),
         "start_train_loss": first.get("train_loss"),
-        "levels": {str(k): v for k, v in ex.levels.items()},
-        "operators": ex.operators,
-        "world_size": world.size,
-        "max_rank_spread_after_transfers": ex.spread,
-        "throughput_per_s": clock.step * ex.units / clock.wall_s if clock.wall_s else None,
+        "levels": {str(k): v for k, v in s.levels.items()},
+        "operators": s.operators,
+        "world_size": ctx.world.size,
+        "max_rank_spread_after_transfers": s.spread,
+        "throughput_per_s": clock.step * ctx.units / clock.wall_s if clock.wall_s else None,
         "achieved_flops_per_s": clock.flops / clock.wall_s if clock.wall_s else None,
-        "mfu": mfu(clock, device_name, world, ex.prec),
+        "mfu": mfu(clock, device_name, ctx.world, ctx.prec),
         "error": error,
         "divergence": divergence,
     }
 
 
-def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
-            device: str = "cpu", threads: int | None = None, precision: str = "auto",
-            progress: bool = True, world: World | None = None, accum: int = 1,
-            compile: bool = False) -> Path:
-    """Train one arm of one benchmark at one scale with one seed; returns the run folder.
-
-    The folder is a result only if its summary says "completed"; divergence (a NaN or infinite
-    training loss or evaluated value) and interruption are written down as such, and a
-    diverged run returns normally (an outcome, not a crash; an interruption is re-raised after
-    the write, a crash raised). Under torchrun (`world`, from suite.distributed.setup) every
-    rank trains its slice of each global batch and only rank 0 writes."""
-    world = world or World()
+def _context(bench: Benchmark, scale_name: str, arm_name: str, device: str,
+             threads: int | None, precision: str, world: World, accum: int,
+             compile: bool) -> tuple[Context, dataio.TextData | dataio.ImageData, int]:
+    """Everything checked and built before a run trains: raises SpecError naming the key for
+    a batch that does not split over processes x micro-batches or a model the data cannot
+    feed. Returns the context, the data and the CPU threads."""
     scale = bench.scale(scale_name)
     family = FAMILIES[bench.family]
     # Unequal micro-batches would weight samples unequally, and too few would never sync DDP.
@@ -499,42 +620,105 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     for key, msg in family.check(scale.model, inputs):
         raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
     plan = methods.plan(bench.arms[arm_name], scale, step_cost(family, scale, inputs))
-    sets = EvalSets.of(data, family, scale)
-    batches = dataio.TrainBatches(data, family.task, scale.batch_size, scale.seq_len, seed)
-    manifest = _manifest(bench, scale_name, arm_name, seed, plan, data, inputs, sets, prec,
-                         device, threads)
-    manifest["world_size"], manifest["accum"], manifest["compile"] = world.size, accum, compile
+    ctx = Context(family, inputs, scale, plan, EvalSets.of(data, family, scale), world, dev,
+                  prec, compile, accum)
+    return ctx, data, threads
+
+
+def _resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dict | None]:
+    """(checkpoint, its run's manifest) to resume from, or (None, None) to start afresh.
+    Raises CheckpointError when the run folder's definition differs from this run's."""
+    found = ckpt.latest(path)
+    if found is None or not (path / "manifest.json").exists():
+        return None, None
+    old = read_run(path).manifest
+    ours = json.loads(json.dumps(manifest["definition"]))  # as written: tuples are lists
+    if (key := definition_difference(ours, old["definition"])) is not None:
+        raise CheckpointError(f"{found}: was written by a run whose definition differs at "
+                              f"{key!r}; resume it with the definition it started with")
+    return found, old
+
+
+def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Path,
+            device: str = "cpu", threads: int | None = None, precision: str = "auto",
+            progress: bool = True, world: World | None = None, accum: int = 1,
+            compile: bool = False, resume: bool = False,
+            policy: ckpt.Policy | None = None) -> Path:
+    """Train one arm of one benchmark at one scale with one seed; returns the run folder.
+
+    The folder is a result only if its summary says "completed"; divergence (a NaN or infinite
+    training loss or evaluated value), preemption (SIGTERM, SIGUSR1, SIGINT: the state is
+    written, the run stops as "preempted") and interruption are written down as such; a
+    diverged or preempted run returns normally (an outcome, not a crash; a crash is raised
+    after the write). With `resume`, a completed run is left as it is and one with a
+    checkpoint goes on from its newest (suite/state.py); the manifest lists each resume.
+    Under torchrun (`world`) every rank trains its slice of each global batch; rank 0 writes
+    and every rank reads a checkpoint."""
+    world = world or World()
+    ctx, data, threads = _context(bench, scale_name, arm_name, device, threads, precision,
+                                  world, accum, compile)
     path = run_dir(out, scale_name, bench.name, arm_name, seed)
-    writer = RunWriter(path, manifest) if world.main else NullWriter(path)
-    bar = tqdm(total=plan.train_steps, desc=f"{bench.name}/{arm_name}/seed-{seed}",
-               disable=not (progress and world.main), file=sys.stderr,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
-    ex = _Execution(family, inputs, scale, plan, sets, batches, writer, bar, world, dev, prec,
-                    compile, accum)
-    status, error, crash, divergence, warmup_s = COMPLETED, None, None, None, 0.0
-    t_start = time.perf_counter()
-    try:
-        warmup_s = warm_up(family, inputs, plan, dev, prec)  # before the seed and any clock
+    if resume and (path / "summary.json").exists() and read_run(path).complete:
+        return path
+    manifest = _manifest(bench, scale_name, arm_name, seed, ctx, data, device, threads)
+    batches = dataio.TrainBatches(data, ctx.family.task, ctx.scale.batch_size,
+                                  ctx.scale.seq_len, seed)
+    found, old = _resume_point(path, manifest) if resume else (None, None)
+    policy = policy or ckpt.Policy(bench.checkpoint.every_steps,
+                                   bench.checkpoint.every_minutes, bench.checkpoint.keep)
+    t_start, warmup_s = time.perf_counter(), 0.0
+    warmup_s = warm_up(ctx.family, ctx.inputs, ctx.plan, ctx.dev, ctx.prec)  # outside clocks
+    if found is not None:
+        state = restore(ctx, ckpt.read(found), batches)
+        manifest = {**old, "resumes": [*old.get("resumes", []), {
+            "checkpoint": found.name, "step": state.clock.step,
+            "git": manifest["environment"]["git"], "command": manifest["command"],
+            "started": manifest["started"]}]}
+    else:
         torch.manual_seed(seed)
-        for step in plan.steps:
-            if isinstance(step, methods.Transfer):
-                ex.transfer(step)
-            else:
-                ex.stage(step)
+        state = RunState()
+    writer: RunWriter | NullWriter = (RunWriter(path, manifest, resume_curve=state.curve
+                                                if found is not None else None)
+                                      if world.main else NullWriter(path))
+    return _execute(ctx, state, batches, writer, policy, progress, bench.name, t_start,
+                    warmup_s, manifest["environment"]["device_name"])
+
+
+def _execute(ctx: Context, state: RunState, batches: dataio.TrainBatches,
+             writer: RunWriter | NullWriter, policy: ckpt.Policy, progress: bool, name: str,
+             t_start: float, warmup_s: float, device_name: str) -> Path:
+    """Run the plan from the state's position and write the outcome (see run_one)."""
+    bar = tqdm(total=ctx.plan.train_steps, initial=state.clock.step,
+               desc=f"{name}/{writer.path.parent.name}/{writer.path.name}",
+               disable=not (progress and ctx.world.main), file=sys.stderr,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
+    signals = ckpt.Preemption().install()
+    ex = _Execution(ctx, state, batches, writer, bar, policy, signals)
+    status, error, crash, divergence = COMPLETED, None, None, None
+    try:
+        ex.execute()
     except Diverged as e:
         status, error = "diverged", str(e)
         divergence = {"step": e.step, "quantities": list(e.quantities)}
+    except Preempted as e:
+        status, error = ("preempted", f"{e}; state in {e.checkpoint.name}") if e.checkpoint \
+            else ("interrupted", f"{e}; no checkpoint could be written")
     except KeyboardInterrupt:
         status, error = "interrupted", "KeyboardInterrupt"
     except Exception as e:  # recorded, then re-raised: a crash is never a result
         status, error, crash = "failed", f"{type(e).__name__}: {e}", e
     finally:
         bar.close()
-    summary = _summary(ex, world, manifest["environment"]["device_name"], error, divergence,
-                       t_start, warmup_s)
-    if status == COMPLETED and ex.clock.step != plan.train_steps:
-        status, summary["error"] = "failed", f"ran {ex.clock.step} of {plan.train_steps} steps"
+        signals.restore()
+    summary = _summary(ctx, state, device_name, error, divergence, t_start, warmup_s)
+    if status == COMPLETED and state.clock.step != ctx.plan.train_steps:
+        status, summary["error"] = "failed", f"ran {state.clock.step} of " \
+            f"{ctx.plan.train_steps} steps"
     writer.finish(status, summary)
+    if status == "preempted" and ctx.world.main:
+        again = " ".join(["python -m suite", *sys.argv[1:]])
+        print(f"{writer.path}: preempted ({error}); continue with:\n  "
+              f"{again if '--resume' in again else again + ' --resume'}", file=sys.stderr)
     if status == "interrupted":
         raise KeyboardInterrupt
     if crash is not None:

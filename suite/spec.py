@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suite.results import first_difference
+
 SCALES = ("smoke", "tiny", "small", "paper")
 
 
@@ -43,7 +45,13 @@ class DataSpec:
     source: str = _opt(REQUIRED, "shakespeare, offline-en, fashion-mnist, mnist-5k, a path, "
                             "or 'user'")
     tokenizer: str = _opt("bytes", "how text becomes ids", choices=("bytes",))
-    vocab_size: int = _opt(0, "vocabulary of a pre-tokenised .npy (0: max id + 1)", low=0)
+    vocab_size: int = _opt(0, "vocabulary of pre-tokenised shards (0: the tokenizer's, from "
+                           "tokens.json, else the largest id + 1)", low=0)
+    image_size: int = _opt(0, "side, in pixels, a folder of images is resized to (0: the first "
+                           "image's)", low=0)
+    augment: str = _opt("none", "training transforms of a folder of images (timm's factory): "
+                        "none, or deit (RandAugment, colour jitter, random erasing)",
+                        choices=("none", "deit"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,18 @@ class GateSpec:
 
 
 @dataclass(frozen=True)
+class CheckpointSpec:
+    """When a run writes its state (suite/state.py). Not part of a run's resolved definition:
+    a resumed run's curve is the uninterrupted one's, so the policy cannot change a result."""
+
+    every_steps: int = _opt(0, "write the run state every N training steps (0: by wall time)",
+                            low=0)
+    every_minutes: float = _opt(30.0, "with every_steps = 0: every M minutes of wall time "
+                                "(0: only when preempted)", low=0.0)
+    keep: int = _opt(2, "checkpoints kept per run (older ones are deleted)", low=1)
+
+
+@dataclass(frozen=True)
 class Scale:
     """Everything one run of one arm needs, with the benchmark's defaults already applied."""
 
@@ -120,6 +140,7 @@ class Benchmark:
     scales: dict[str, Scale]
     arms: dict[str, Arm]
     gate: GateSpec = field(default_factory=GateSpec)
+    checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
 
     def scale(self, name: str) -> Scale:
         if name not in self.scales:
@@ -135,7 +156,8 @@ class Benchmark:
 
 
 METRICS = ("loss", "top1")
-_TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms", "gate"}
+_TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms", "gate",
+        "checkpoint"}
 _SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "seeds", "data", "train", "eval"}
 
 
@@ -280,7 +302,12 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     gate = _parse(GateSpec, gate_doc, file, {"": "gate"})
     if bad := [s for s in gate.claims_at if s not in SCALES]:
         raise SpecError(file, "gate.claims_at", f"unknown scale(s) {bad}", ", ".join(SCALES))
-    return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms, gate)
+    ck_doc = doc.get("checkpoint", {})
+    if not isinstance(ck_doc, dict):
+        raise SpecError(file, "checkpoint", "must be a table")
+    checkpoint = _parse(CheckpointSpec, ck_doc, file, {"": "checkpoint"})
+    return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms, gate,
+                     checkpoint)
 
 
 def load(path: str | Path) -> Benchmark:
@@ -295,6 +322,42 @@ def load(path: str | Path) -> Benchmark:
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(path, "(file)", f"cannot read: {e}") from None
     return parse(doc, path, default_name=path.stem)
+
+
+def defaults() -> dict[str, Any]:
+    """The default of every optional key of a resolved definition's scale, nested as in
+    `Benchmark.resolved`: a key added to the schema after a run was recorded reads, in that
+    run's definition, as this value (the gate compares like with like through it)."""
+    def of(cls: type) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not REQUIRED:
+                out[f.name] = f.default
+            elif f.default_factory is not REQUIRED:  # type: ignore[misc]
+                out[f.name] = f.default_factory()  # type: ignore[misc]
+        return out
+
+    return {"scale": {"data": of(DataSpec), "train": of(TrainSpec), "eval": of(EvalSpec),
+                      "seeds": 1}}
+
+
+def _with_defaults(defn: Any, default: Any) -> Any:
+    """`defn` with every key of `default` it lacks added at its default value."""
+    if not (isinstance(defn, dict) and isinstance(default, dict)):
+        return defn
+    out = dict(defn)
+    for k, v in default.items():
+        out[k] = _with_defaults(out[k], v) if k in out else v
+    return out
+
+
+def definition_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """The first key path where two resolved definitions (manifest["definition"]) differ, or
+    None; the file they came from is not compared, and a key one of them lacks counts as its
+    default (`defaults`)."""
+    a, b = (_with_defaults({k: v for k, v in d.items() if k != "file"}, defaults())
+            for d in (a, b))
+    return first_difference(a, b)
 
 
 def with_data_source(bench: Benchmark, scale: str, source: str) -> Benchmark:

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,15 @@ class Clock:
     flops_blocks: int = 0  # the same, counting only the residual blocks (paper 2's convention)
     wall_s: float = 0.0
     eval_wall_s: float = 0.0
+
+
+@dataclass
+class Window:
+    """Training losses not yet read back from the device, and the mean of the last window
+    read: part of a run's state, so that a resumed run logs the very running mean."""
+
+    pending: list[torch.Tensor] = field(default_factory=list)
+    last: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,47 @@ def evaluate(model: nn.Module, batches: list[Batch], out: Callable, device: torc
     return res
 
 
+def labelled(y: torch.Tensor) -> int:
+    """Positions that carry a label (not -100): tokens for LM, images for classification."""
+    return int((y != -100).sum())
+
+
+def backward(fwd: nn.Module, batch: Batch, out: Callable, par: Parallel,
+             device: torch.device, precision: str) -> torch.Tensor:
+    """Accumulate into `.grad` the gradient of the global batch's mean loss over its labelled
+    positions, from this rank's slice in `par.accum` micro-batches; returns this rank's share
+    of that mean (a 0-d tensor on `device`; the shares of all ranks sum to it).
+
+    Every micro-batch's mean loss is weighted by its labelled positions over the global
+    batch's (a masked-LM micro-batch holds as many masked tokens as its draw gave it), times
+    the number of ranks, which DDP's gradient averaging divides out again. The equal-weight
+    average of micro-batch means is the gradient-accumulation normalisation bug (transformers,
+    October 2024): with BERT it moved one step's gradient 7.7% at accum 2. Weights are exact
+    powers of two where every micro-batch is labelled alike (causal LM, images), so those
+    steps are bit-identical to a plain mean. The batch is the global one: every rank draws
+    the same and counts its labels before slicing (no extra all-reduce)."""
+    x, y = batch
+    total = labelled(y)
+    if par.world.active:
+        x, y = shard(x, par.world), shard(y, par.world)
+    loss = torch.zeros((), device=device)
+    for j, (xm, ym) in enumerate(zip(x.chunk(par.accum), y.chunk(par.accum), strict=True)):
+        n = labelled(ym)
+        if device.type == "cuda":  # pinned host memory: the copy overlaps the step
+            xm, ym = xm.pin_memory(), ym.pin_memory()
+        xm, ym = xm.to(device, non_blocking=True), ym.to(device, non_blocking=True)
+        last_micro = j == par.accum - 1
+        sync = nullcontext() if last_micro or not hasattr(fwd, "no_sync") else fwd.no_sync()
+        with sync:
+            with autocast(device, precision):
+                mean, z = loss_of(fwd, (xm, ym), out)
+            # no label in this slice: a zero that still reaches every parameter (DDP syncs)
+            share = mean * (n / total) if n else z.float().sum() * 0.0
+            (share * par.world.size).backward()
+        loss = loss + share.detach()
+    return loss
+
+
 def train(
     model: nn.Module,
     batches: Iterator[Batch],
@@ -177,6 +227,8 @@ def train(
     schedule: tuple[int, int] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     parallel: Parallel | None = None,
+    start: int = 0,
+    window: Window | None = None,
 ) -> float:
     """Train `model` for `steps` steps with `optimizer` (its state carried over from earlier
     stages) or a fresh one; returns the last loss.
@@ -191,51 +243,40 @@ def train(
     passed on is the mean over that window (over all ranks).
 
     With `parallel`, each step trains on this rank's slice of the global batch in `accum`
-    micro-batches (gradients are synchronised on the last one only): the step is the same
-    for any number of processes and any accumulation.
+    micro-batches (gradients are synchronised on the last one only), weighted by what each
+    holds (`backward`): the step is the same for any number of processes and any
+    accumulation, up to the order of float sums.
+
+    A resumed stage passes `start` (steps of this stage already done) and the run's `window`
+    (losses not yet read back); the loop then goes on exactly as it would have.
     """
     device = device or torch.device("cpu")
-    start, total = schedule or (0, steps)
+    offset, total = schedule or (0, steps)  # where this stage sits in its lr schedule
     opt = optimizer or make_optimizer(model, optim)
     par = parallel or Parallel()
     fwd = par.forward if par.forward is not None else model
     model.train()
-    last = float("nan")
-    pending: list[torch.Tensor] = []
-    for i in range(steps):
+    win = window if window is not None else Window()
+    pending = win.pending
+    for i in range(start, steps):
         t0 = time.perf_counter()
         for g in opt.param_groups:
-            g["lr"] = optim.lr * lr_factor(start + i, total, optim)
-        x, y = next(batches)  # the global batch: every rank draws the same one
-        if par.world.active:
-            x, y = shard(x, par.world), shard(y, par.world)
-        if device.type == "cuda":  # pinned host memory: the copy overlaps the step
-            x, y = x.pin_memory(), y.pin_memory()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss = torch.zeros((), device=device)
-        for j, (xm, ym) in enumerate(zip(x.chunk(par.accum), y.chunk(par.accum), strict=True)):
-            last_micro = j == par.accum - 1
-            sync = nullcontext() if last_micro or not hasattr(fwd, "no_sync") else fwd.no_sync()
-            with sync:
-                with autocast(device, precision):
-                    micro, _ = loss_of(fwd, (xm, ym), out)
-                (micro / par.accum).backward()
-            loss = loss + micro.detach() / par.accum
+            g["lr"] = optim.lr * lr_factor(offset + i, total, optim)
+        loss = backward(fwd, next(batches), out, par, device, precision)
         if optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         pending.append(loss.detach())
         if len(pending) >= check_every or i == steps - 1:
-            window = torch.stack(pending).float()
-            if par.world.active:  # the logged loss is the global batch's, not this slice's
-                torch.distributed.all_reduce(window)
-                window = window / par.world.size
-            values = window.cpu()
+            losses = torch.stack(pending).float()
+            if par.world.active:  # each rank holds its share of the global batch's mean
+                torch.distributed.all_reduce(losses)
+            values = losses.cpu()
             pending.clear()
-            last = float(values.mean())  # mean over the window: a steadier training loss
+            win.last = float(values.mean())  # mean over the window: a steadier training loss
             if not torch.isfinite(values).all():
-                raise Diverged(f"training loss {last} at step {clock.step + 1}",
+                raise Diverged(f"training loss {win.last} at step {clock.step + 1}",
                                clock.step + 1, ("minibatch training loss",))
         if device.type == "cuda" and i == steps - 1:
             torch.cuda.synchronize(device)
@@ -244,11 +285,11 @@ def train(
         clock.flops_blocks += step_flops_blocks
         clock.wall_s += time.perf_counter() - t0
         if progress is not None:
-            progress(1, last)
+            progress(1, win.last)
         if on_step is not None:
             t1 = time.perf_counter()
             try:  # an evaluation that raises (Diverged) still counts the time it took
-                on_step(clock, last)
+                on_step(clock, win.last)
             finally:
                 clock.eval_wall_s += time.perf_counter() - t1
-    return last
+    return win.last

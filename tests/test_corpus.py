@@ -159,7 +159,7 @@ def test_the_data_source_reads_a_built_corpus(tmp_path, monkeypatch):
     C.build(C.default_dir(), root=tmp_path, parts=fake_parts(tmp_path))
     d = D.load_text("offline-en")
     train, held, rec = C.load()
-    assert bytes(d.train.to(torch.uint8).numpy()) == train
+    assert bytes(d.train.ids().to(torch.uint8).numpy()) == train
     assert len(d.heldout) == len(held) and d.heldout_names == ("alpha/j", "beta/j")
     assert d.vocab_size == 256 and rec["sha256"]["train"][:12] in d.source
 

@@ -30,7 +30,9 @@ def shakespeare():
 
 
 def as_bytes(t):
-    return bytes(t.to(torch.uint8).numpy())
+    """The bytes of a Tokens (every shard) or of one tensor of ids."""
+    ids = t if isinstance(t, torch.Tensor) else t.ids()
+    return bytes(ids.to(torch.uint8).numpy())
 
 
 def synthetic(train, heldout=None, vocab=None):
@@ -86,10 +88,10 @@ def test_no_heldout_text_in_training(shakespeare):
 @needs_shakespeare
 def test_split_is_stable_across_loads(shakespeare):
     again = D.load_text("shakespeare")
-    assert torch.equal(again.train, shakespeare.train)
-    assert torch.equal(again.heldout, shakespeare.heldout)
+    assert torch.equal(again.train.ids(), shakespeare.train.ids())
+    assert torch.equal(again.heldout.ids(), shakespeare.heldout.ids())
     assert again.heldout_names == shakespeare.heldout_names
-    assert shakespeare.train.dtype == torch.int64 and shakespeare.train.dim() == 1
+    assert [p.dtype for p in shakespeare.train.parts] == [np.uint8]  # bytes, one each
 
 
 # ---------------------------------------------------------------- batches
@@ -295,11 +297,14 @@ def test_image_folder(tmp_path):
         (tmp_path / name).mkdir()
         for i in range(10):
             Image.new("L", (8, 8), color=10 * c + i).save(tmp_path / name / f"{i:02d}.png")
-    d = D.load_images(str(tmp_path))
+    d = D.load_images(str(tmp_path))  # streamed: paths, not pixels (tests/test_images.py)
     assert d.num_classes == 2 and d.image_size == 8 and d.channels == 1
-    assert d.train_x.shape == (18, 1, 8, 8) and d.heldout_x.shape == (2, 1, 8, 8)
-    assert d.heldout_y.tolist() == [0, 1]
-    assert d.heldout_x[:, 0, 0, 0].tolist() == [9, 19]  # the 10th image of each class
+    assert len(d.train) == 18 and len(d.heldout) == 2
+    [(x, y)] = D.heldout_batches(d, "classify", 4, 0, 1)
+    assert y.tolist() == [0, 1] and x.shape == (2, 1, 8, 8)
+    # the 10th image of each class, normalised to [-1, 1] as the in-memory sources are
+    assert x[:, 0, 0, 0].tolist() == pytest.approx([(9 / 255 - 0.5) / 0.5,
+                                                    (19 / 255 - 0.5) / 0.5], abs=1e-6)
 
 
 def test_image_folder_errors(tmp_path):
@@ -319,7 +324,7 @@ def test_user_text_file(tmp_path):
     raw = bytes(range(256)) * 4
     path.write_bytes(raw)
     d = D.load_text(str(path))
-    assert len(d.train) == int(len(raw) * 0.9) and len(d.heldout) == len(raw) - len(d.train)
+    assert len(d.heldout) == len(raw) // 10 and len(d.train) == len(raw) - len(d.heldout)
     assert as_bytes(d.train) + as_bytes(d.heldout) == raw
     assert d.vocab_size == 256 and d.bytes_per_token == 1.0 and d.source == str(path)
 
@@ -344,6 +349,28 @@ def test_user_text_folder_of_two_holds_out_the_last(tmp_path):
     assert as_bytes(d.train) == b"alpha " * 10 and as_bytes(d.heldout) == b"beta " * 10
 
 
+def test_a_folder_says_what_it_read_and_skipped_and_a_glob_reads_the_rest(tmp_path):
+    """Found as a new user: a folder of Python sources read as 'found 0', saying nothing."""
+    for i in range(5):
+        (tmp_path / "pkg" / f"m{i}.py").parent.mkdir(exist_ok=True)
+        (tmp_path / "pkg" / f"m{i}.py").write_text(f"def f{i}(): return {i}\n" * 30)
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG")
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(tmp_path))
+    assert str(e.value) == (f"{tmp_path}: need at least 2 text files to hold out whole works, "
+                            "found 0 (files with suffix .txt, .md, .rst, .text, (none); skipped "
+                            "1 .png, 5 .py: pass a glob such as 'DIR/**/*.py' to read them)")
+    d = D.load_text(str(tmp_path / "**" / "*.py"))
+    assert d.files == {"pattern": str(tmp_path / "**" / "*.py"), "read": 5, "skipped": {}}
+    assert len(d.heldout_names) == 1 and d.heldout_names[0].endswith("m4.py")
+    assert as_bytes(d.heldout) == b"def f4(): return 4\n" * 30
+    (tmp_path / "notes.txt").write_text("a" * 40)
+    (tmp_path / "more.md").write_text("b" * 40)
+    d = D.load_text(str(tmp_path))
+    assert d.files == {"suffixes": [".txt", ".md", ".rst", ".text", ""], "read": 2,
+                       "skipped": {".png": 1, ".py": 5}}
+
+
 def test_folder_with_a_single_file(tmp_path):
     (tmp_path / "only.txt").write_text("x" * 100)
     with pytest.raises(D.DataError, match=re.escape(f"{tmp_path}: need at least 2 text files to "
@@ -364,7 +391,9 @@ def test_npy_tokens(tmp_path):
     d = D.load_text(str(path))
     assert d.vocab_size == 37 and d.bytes_per_token is None
     assert len(d.train) == 900 and len(d.heldout) == 100
-    assert d.train.dtype == torch.int64 and d.heldout[0].item() == 900 % 37
+    assert [p.dtype for p in d.train.parts] == [np.int32]  # as stored, memory-mapped
+    assert isinstance(d.train.parts[0], np.memmap)
+    assert d.heldout.ids()[0].item() == 900 % 37
     d = D.load_text(str(path), vocab_size=100)
     assert d.vocab_size == 100
     x, _ = next(D.TrainBatches(d, "masked-lm", 8, 64, seed=0))
@@ -383,5 +412,6 @@ def test_npy_errors(tmp_path):
         D.load_text(str(floats))
     big = tmp_path / "big.npy"
     np.save(big, np.arange(10))
-    with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, vocab_size=5)")):
+    with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, "
+                                                    "data.vocab_size=5); found 0..9")):
         D.load_text(str(big), vocab_size=5)

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 import suite.distributed as d
 from suite.registry import load_benchmarks
@@ -85,19 +86,50 @@ def test_only_rank_0_wrote(ddp_and_single):
     assert len(list(ddp_out.rglob("manifest.json"))) == len(ARMS)
 
 
-def test_gradient_accumulation_keeps_the_step(tmp_path):
-    bench = load_benchmarks()["gpt"]
+@pytest.mark.parametrize("name", ["bert", "gpt", "deit", "ode"])  # one benchmark per family
+def test_gradient_accumulation_keeps_the_curve(tmp_path, name):
+    bench = load_benchmarks()[name]
     one = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "a", threads=1,
                            progress=False))
-    two = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "b", threads=1,
-                           progress=False, accum=2))
-    diffs = [abs(a["heldout_loss"] - b["heldout_loss"]) for a, b in zip(one.curve, two.curve,
-                                                                        strict=True)]
-    assert max(diffs) < TOLERANCE and two.manifest["accum"] == 2
-    # the path ran: two half-batch means sum in another order than one mean (the running mean
-    # of minibatch losses; the evaluated train_loss may agree to the last bit)
-    assert [r.get("train_loss_running") for r in one.curve] != \
-        [r.get("train_loss_running") for r in two.curve]
+    for accum in (2, 4):
+        more = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / f"k{accum}",
+                                threads=1, progress=False, accum=accum))
+        assert more.manifest["accum"] == accum
+        for key in ("heldout_loss", "train_loss"):
+            diffs = [abs(a[key] - b[key]) for a, b in zip(one.curve, more.curve, strict=True)]
+            assert max(diffs) < TOLERANCE, (accum, key, diffs)
+
+
+GRADIENTS = textwrap.dedent("""
+    import sys, torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    sys.path.insert(0, sys.argv[2])
+    from test_accumulation import BENCH_OF, gradient, setup_family
+    from suite.distributed import setup, teardown
+    world, _ = setup("cpu")
+    grads = {}
+    for name in sorted(BENCH_OF):
+        family, model, batch = setup_family(name)
+        grads[name] = gradient(family, model, batch, 1, world, DDP(model))
+    if world.main:
+        torch.save(grads, sys.argv[1])
+    teardown()
+""")
+
+
+def test_two_processes_give_the_single_process_gradient(ddp_and_single, tmp_path):
+    """Every family: DDP over two ranks, each a slice of the global batch with its own count
+    of labelled positions (BERT's masked tokens differ), gives one process's gradient."""
+    from test_accumulation import BENCH_OF, RELATIVE, gradient, relative, setup_family
+
+    script, saved = tmp_path / "grads.py", tmp_path / "grads.pt"
+    script.write_text(GRADIENTS)
+    done = _torchrun(str(script), str(saved), str(Path(__file__).parent), timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    ddp = torch.load(saved)
+    for name in sorted(BENCH_OF):
+        family, model, batch = setup_family(name)
+        assert relative(ddp[name], gradient(family, model, batch, 1)) < RELATIVE, name
 
 
 @pytest.mark.parametrize(("accum", "world"), [(3, 1), (0, 1), (-2, 1), (4, 4), (1, 3)])
@@ -170,3 +202,26 @@ def test_leave_skips_shutdown_only_after_a_process_group(tmp_path, group):
     assert out.returncode == 3
     expected = "written before leaving" + ("" if group == "group" else "interpreter shutdown ran\n")
     assert out.stdout == expected
+
+
+def test_two_processes_stop_together_and_resume_to_the_same_curve(ddp_and_single, tmp_path):
+    """Both ranks receive SIGTERM after step 7, agree to stop where losses are read back (step
+    10), rank 0 writes the state, and a resumed torchrun draws the uninterrupted curve."""
+    ddp_out, _ = ddp_and_single
+    cmd = ["-m", "suite", "run", "gpt", "--scale", "smoke", "--device", "cpu", "--threads",
+           "1", "--no-progress", "--arms", "baseline", "--out", str(tmp_path)]
+    os.environ["SUITE_SIGNAL_AT_STEP"] = "7"
+    try:
+        stopped = _torchrun(*cmd, timeout=600)
+    finally:
+        del os.environ["SUITE_SIGNAL_AT_STEP"]
+    assert "preempted (SIGTERM after step 10; state in step-00000010.pt)" in stopped.stderr, \
+        (stopped.stdout + stopped.stderr)[-3000:]
+    run = tmp_path / "smoke" / "gpt" / "baseline" / "seed-0"
+    assert read_run(run).status == "preempted"
+    done = _torchrun(*cmd, "--resume", timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    resumed, full = read_run(run), read_run(ddp_out / "smoke" / "gpt" / "baseline" / "seed-0")
+    assert resumed.complete and [r["step"] for r in resumed.manifest["resumes"]] == [10]
+    strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in resumed.curve]
+    assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in full.curve]

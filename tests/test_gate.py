@@ -114,6 +114,31 @@ def test_gate_fails_on_a_missing_or_diverged_run(smoke_reference, tmp_path, caps
     assert "gate: FAIL" in out
 
 
+def test_gate_on_the_arms_a_change_touched(smoke_reference, tmp_path, capsys):
+    fresh = _copy(smoke_reference, tmp_path)
+    shutil.rmtree(run_dir(fresh, "smoke", "gpt", "vcycle", 0).parent)
+    args = ["gate", "--fresh", str(fresh), "--reference", str(smoke_reference), "--scale",
+            "smoke"]
+    assert main(args) == 1  # every reference arm is required by default
+    capsys.readouterr()
+    assert main([*args, "--only", "gpt", "--arms", "baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "vcycle" not in out.split("gate: pass")[0]
+    assert re.search(r"\| gpt +\| baseline +\| exact +\| seeds 0,1,2 .*numerics unchanged", out)
+    shutil.rmtree(run_dir(fresh, "smoke", "gpt", "baseline", 2))
+    assert main([*args, "--arms", "baseline", "--seeds", "0,1"]) == 0  # seed 2 not asked for
+    assert re.search(r"\| gpt +\| baseline +\| exact +\| seeds 0,1 ", capsys.readouterr().out)
+    assert main([*args, "--arms", "baseline", "--seeds", "0,x"]) == 2
+    assert "--seeds: got '0,x'" in capsys.readouterr().err
+    assert main([*args, "--arms", "vcycle"]) == 2
+    assert "--arms must include baseline" in capsys.readouterr().err
+    assert main([*args, "--only", "bert"]) == 2
+    assert "no reference runs of benchmark bert; it holds gpt" in capsys.readouterr().err
+    assert main([*args, "--arms", "baseline,vcycle3"]) == 2
+    assert "no reference runs of arm vcycle3; it holds baseline, vcycle" in \
+        capsys.readouterr().err
+
+
 def test_gate_fails_when_the_arm_got_worse(smoke_reference, tmp_path, capsys):
     """A worse implementation, simulated: every fresh vcycle evaluation 0.3 nats higher."""
     # (and the baseline untouched: its exact tier passes)

@@ -97,8 +97,9 @@ def test_other_final_statuses_are_not_results(tmp_results, status):
 def test_finish_with_a_bad_status(tmp_results, status):
     path = tmp_results / "run"
     w = RunWriter(path, MANIFEST)
+    allowed = "completed, diverged, preempted, interrupted, failed"
     with pytest.raises(ValueError, match=re.escape(f"finish status {status!r}; allowed: "
-                                                   "completed, diverged, interrupted, failed")):
+                                                   f"{allowed}")):
         w.finish(status, {})
     assert not (path / "summary.json").exists()
 

@@ -69,8 +69,9 @@ def test_clock_counts_steps_flops_and_last_loss_is_finite():
 
 
 def test_bf16_autocast_path_runs_on_cpu_and_differs_from_fp32():
-    held = D.heldout_batches(D.TextData(torch.zeros(10), torch.randint(0, 256, (400,)), 256, 1.0,
-                                        "random", ()), "causal-lm", 4, 16, 2)
+    data = D.TextData(torch.zeros(10, dtype=torch.long), torch.randint(0, 256, (400,)), 256, 1.0,
+                      "random", ())
+    held = D.heldout_batches(data, "causal-lm", 4, 16, 2)
     losses = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)

@@ -1,0 +1,107 @@
+"""Images streamed from a class-per-folder tree (issue 13): a generated tree of 2,000 PNGs read
+through a DataLoader with workers and timm's transforms, reproducible and resumable at any
+batch, with nothing but file names held in memory."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from suite import data as D
+from suite import images as streamed
+from suite.registry import load_benchmarks
+from suite.results import read_run
+from suite.runner import run_one
+from suite.spec import with_data_source
+
+CLASSES, PER_CLASS, SIDE = 4, 500, 28
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tree")
+    rng = np.random.default_rng(0)
+    for c in range(CLASSES):
+        (root / f"class{c}").mkdir()
+        for i in range(PER_CLASS):
+            pixels = rng.integers(0, 64, (SIDE, SIDE, 3), dtype=np.uint8) + 60 * c
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i:04d}.png")
+    return root
+
+
+def batches(images, seed, n, start=None):
+    stream = D.TrainBatches(images, "classify", 32, 0, seed)
+    if start is not None:
+        stream.load_state_dict(start)
+    return [next(stream) for _ in range(n)], stream
+
+
+def test_the_tree_is_split_by_whole_files_and_held_as_names(tree):
+    images = D.load_images(str(tree))
+    assert isinstance(images, streamed.FolderImages)
+    assert (images.num_classes, images.channels, images.image_size) == (CLASSES, 3, SIDE)
+    assert len(images.train) == CLASSES * 450 and len(images.heldout) == CLASSES * 50
+    assert all(name.endswith(("9.png",)) for name, _ in images.heldout)
+    # nothing but names and labels: no pixel is read before a batch is drawn
+    held = [v for f in dataclasses.fields(images) if isinstance(v := getattr(images, f.name),
+                                                                 (torch.Tensor, np.ndarray))]
+    assert held == []
+    assert images.source == f"{tree} (4 classes, 1800/200 images, streamed)"
+
+
+@pytest.mark.parametrize("augment", ["none", "deit"])
+def test_streamed_batches_are_reproducible_and_resumable(tree, augment):
+    images = D.load_images(str(tree), augment=augment)
+    assert images.workers >= 1  # worker processes read and transform
+    first, stream = batches(images, 0, 60)  # 60 x 32 > 1800: crosses an epoch
+    x, y = first[0]
+    assert x.shape == (32, 3, SIDE, SIDE) and x.dtype == torch.float32
+    assert 0 <= int(y.min()) and int(y.max()) < CLASSES
+    again, _ = batches(images, 0, 60)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+               for a, b in zip(first, again, strict=True))
+    other, _ = batches(images, 1, 1)
+    assert not torch.equal(other[0][0], first[0][0])
+    # an epoch visits 56 x 32 distinct images of the 1,800 (the last incomplete batch dropped)
+    order = streamed.FolderStream(images, 32, 0)._indices(0)
+    epoch = [i for _ in range(56) for i, _ in next(order)]
+    assert len(set(epoch)) == 56 * 32 and max(epoch) < 1800
+    _, stream = batches(images, 0, 17)
+    state = stream.state_dict()
+    later, _ = batches(images, 0, 10, start=state)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(later, first[17:27], strict=True))
+
+
+def test_the_deit_recipe_is_timms(tree):
+    from timm.data import create_transform
+
+    images = D.load_images(str(tree), augment="deit")
+    names = [type(t).__name__ for t in images.transform(True).transforms]
+    assert names[0] == "RandomResizedCropAndInterpolation" and "RandAugment" in names
+    assert names[-1] == "RandomErasing"
+    want = create_transform((3, SIDE, SIDE), is_training=True, color_jitter=0.3,
+                            auto_augment="rand-m9-mstd0.5-inc1-mmax9", interpolation="bicubic",
+                            re_prob=0.25, re_mode="pixel", re_count=1)
+    assert repr(images.transform(True)) == repr(want)
+
+
+def test_a_bad_tree_is_named(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"not a png")
+    with pytest.raises(D.DataError, match=r"class folder\(s\) \['b'\] hold no image"):
+        D.load_images(str(tmp_path))
+    with pytest.raises(D.DataError, match=r"data.augment = 'autoaug'; allowed: none, deit"):
+        D.load_images(str(tmp_path), augment="autoaug")
+
+
+def test_a_vit_trains_on_the_stream(tree, tmp_path):
+    bench = with_data_source(load_benchmarks()["deit"], "smoke", str(tree))
+    run = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    assert run.complete, run.summary["error"]
+    assert run.manifest["data"]["source"].endswith("1800/200 images, streamed)")
+    assert run.manifest["data"]["inputs"]["channels"] == 3
+    assert run.curve[-1]["heldout_loss"] < run.curve[0]["heldout_loss"]

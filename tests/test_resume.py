@@ -1,0 +1,171 @@
+"""Checkpoint and resume (issue 13): a run stopped at any step -- inside a coarse stage, right
+after a transfer, at its very end -- and resumed draws the uninterrupted run's curve, bit for
+bit on CPU; the signal path, the manifest's resumes and the errors."""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suite import methods
+from suite import state as ckpt
+from suite.distributed import World
+from suite.registry import load_benchmarks
+from suite.results import CheckpointError, read_run
+from suite.runner import _context, run_one
+
+ARMS = [("gpt", "baseline"), ("gpt", "vcycle"), ("bert-large", "vcycle3"),
+        ("ode", "ode-multilevel")]
+TIMING = {"wall_s"}  # the one field a resumed curve may not share
+
+
+def kill_points(bench: str, arm: str) -> list[int]:
+    """Training steps (cumulative, coarse helper steps included) to stop after: the first,
+    the middle of the first stage, the first step after the first and the last transfer, the
+    middle of a coarse stage, one drawn at random (seeded by the arm), the last but one and
+    the last."""
+    ctx, _, _ = _context(load_benchmarks()[bench], "smoke", arm, "cpu", 1, "auto", World(), 1,
+                         False)
+    stages, done, after_transfer = [], 0, False
+    for s in ctx.plan.steps:
+        if isinstance(s, methods.Transfer):
+            after_transfer = True
+            continue
+        stages.append((done, s.steps, s.level, after_transfer))
+        done, after_transfer = done + s.steps, False
+    points = {1, max(1, stages[0][1] // 2), done - 1, done,
+              random.Random(f"{bench}/{arm}").randint(1, done)}
+    moved = [start + 1 for start, _, _, moved in stages if moved]
+    points |= set(moved[:1] + moved[-1:])
+    coarse = [(start, n) for start, n, level, _ in stages if level > 1]
+    if coarse:
+        start, n = coarse[len(coarse) // 2]
+        points.add(start + max(1, n // 2))
+    return sorted(points)
+
+
+def without_timing(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    return {(b, a): read_run(run_one(load_benchmarks()[b], "smoke", a, 0, root, threads=1,
+                                     progress=False)) for b, a in ARMS}
+
+
+@pytest.mark.parametrize(("bench", "arm"), ARMS)
+def test_a_resumed_run_draws_the_uninterrupted_curve(uninterrupted, tmp_path, bench, arm):
+    full = uninterrupted[(bench, arm)]
+    assert full.complete and not (full.path / "checkpoints").exists()
+    b = load_benchmarks()[bench]
+    points = kill_points(bench, arm)
+    assert len(points) >= 3, points
+    for k in points:
+        out = tmp_path / f"k{k}"
+        stopped = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
+                                   policy=ckpt.Policy(every_minutes=0, signal_at_step=k)))
+        assert stopped.status == "preempted", (k, stopped.summary["error"])
+        assert stopped.summary["steps"] == k
+        assert f"SIGTERM after step {k}; state in step-{k:08d}.pt" in stopped.summary["error"]
+        done = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
+                                resume=True))
+        assert done.complete, (k, done.summary["error"])
+        assert without_timing(done.curve) == without_timing(full.curve), k
+        for key in ("steps", "flops", "flops_blocks", "final_heldout_loss", "final_train_loss",
+                    "final_train_loss_running", "operators"):
+            got, want = done.summary[key], full.summary[key]
+            if key == "operators":  # operator wall time differs; counts and FLOPs may not
+                got = {o: {**v, "wall_s": 0} for o, v in got.items()}
+                want = {o: {**v, "wall_s": 0} for o, v in want.items()}
+            assert got == want, (k, key)
+        assert [r["step"] for r in done.manifest["resumes"]] == [k]
+        assert done.manifest["resumes"][0]["checkpoint"] == f"step-{k:08d}.pt"
+        assert not (done.path / "checkpoints").exists()  # a result keeps no state
+
+
+def test_periodic_checkpoints_keep_the_newest(tmp_path):
+    b = load_benchmarks()["gpt"]
+    policy = ckpt.Policy(every_steps=3, keep=2, signal_at_step=10)
+    run = read_run(run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False,
+                           policy=policy))
+    assert run.status == "preempted"
+    kept = sorted(p.name for p in (run.path / "checkpoints").iterdir())
+    assert kept == ["step-00000009.pt", "step-00000010.pt"]  # 3, 6 deleted; 10: the signal
+    payload = ckpt.read(run.path / "checkpoints" / kept[-1])
+    assert payload["clock"]["step"] == 10 and payload["position"] == 0
+    assert payload["stage_step"] == 10 and len(payload["curve"]) == 2  # steps 0 and 10
+
+
+def test_resume_keeps_completed_runs_and_refuses_another_definition(tmp_path):
+    b = load_benchmarks()["gpt"]
+    path = run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False)
+    before = (path / "summary.json").read_text()
+    assert run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False,
+                   resume=True) == path
+    assert (path / "summary.json").read_text() == before  # left as it was
+    run_one(b, "smoke", "vcycle", 0, tmp_path, threads=1, progress=False,
+            policy=ckpt.Policy(every_minutes=0, signal_at_step=4))
+    vpath = path.parent.parent / "vcycle" / "seed-0"
+    manifest = json.loads((vpath / "manifest.json").read_text())
+    manifest["definition"]["scale"]["train"]["lr"] *= 2
+    (vpath / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"step-00000004\.pt: was written by a run whose "
+                                              r"definition differs at 'scale\.train\.lr'"):
+        run_one(b, "smoke", "vcycle", 0, tmp_path, threads=1, progress=False, resume=True)
+
+
+def test_a_broken_checkpoint_is_named(tmp_path):
+    bad = tmp_path / "step-00000001.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=re.escape(f"{bad}: not a readable checkpoint")):
+        ckpt.read(bad)
+
+
+def test_a_full_disk_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(ckpt.shutil, "disk_usage", lambda _: type("U", (), {"free": 10})())
+    with pytest.raises(CheckpointError, match="0.00 GB free, a checkpoint needs"):
+        ckpt.write(tmp_path, {"clock": {"step": 3}, "x": b"", "t": [1] * 10}, keep=2)
+    assert not list((tmp_path / "checkpoints").glob("*"))
+
+
+def test_signals_are_requests_and_the_handlers_come_back():
+    before = signal.getsignal(signal.SIGUSR1)
+    p = ckpt.Preemption().install()
+    os.kill(os.getpid(), signal.SIGUSR1)
+    assert p.requested == "SIGUSR1"
+    p.restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_the_command_line_prints_how_to_continue(tmp_path):
+    """The real path: SIGTERM to the process (sent by itself on cue), the state written, the
+    remaining seeds not started, and the printed command continues to the same result."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SUITE_SIGNAL_AT_STEP": "7",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "suite", "run", "gpt", "--scale", "smoke", "--arms",
+           "baseline", "--seeds", "2", "--threads", "1", "--no-progress", "--out",
+           str(tmp_path)]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 1, first.stderr[-2000:]
+    assert "preempted (SIGTERM after step 7; state in step-00000007.pt); continue with:" in \
+        first.stderr
+    assert "--resume" in first.stderr.splitlines()[-1]
+    assert not (tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").exists()
+    env.pop("SUITE_SIGNAL_AT_STEP")
+    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    done = read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0")
+    fresh = read_run(run_one(load_benchmarks()["gpt"], "smoke", "baseline", 0,
+                             tmp_path / "fresh", threads=1, progress=False))
+    assert without_timing(done.curve) == without_timing(fresh.curve)
+    assert read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").complete

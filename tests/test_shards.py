@@ -1,0 +1,141 @@
+"""Token shards at any size (issue 13): memory-mapped in their stored dtype, exact int64 counts,
+whole held-out shards, ids checked against the definition before training."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from suite import data as D
+from suite import shards as S
+
+
+def write_bin(path, ids, magic=20240520, version=1, dtype=np.uint16, count=None):
+    """An llm.c / modded-nanogpt shard: 256 int32 of header, then the ids."""
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = magic, version, len(ids) if count is None else count
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(np.asarray(ids, dtype=dtype).tobytes())
+    return path
+
+
+def sparse_bin(path, tokens):
+    """A modded-nanogpt shard of `tokens` zero ids that takes no disk: a header, then a hole."""
+    write_bin(path, [], count=tokens)
+    with open(path, "r+b") as f:
+        f.truncate(1024 + 2 * tokens)
+    return path
+
+
+@pytest.mark.parametrize(("magic", "version", "dtype"), [(20240520, 1, np.uint16),
+                                                         (20240801, 7, np.uint32)])
+def test_llmc_shards_are_mapped_in_their_dtype(tmp_path, magic, version, dtype):
+    ids = np.arange(1000, dtype=np.int64) * 61 % 70000 % (np.iinfo(dtype).max + 1)
+    arr, offset = S.read_shard(write_bin(tmp_path / "a.bin", ids, magic, version, dtype))
+    assert isinstance(arr, np.memmap) and arr.dtype == dtype and offset == 1024
+    assert np.array_equal(np.asarray(arr, dtype=np.int64), ids)
+
+
+def test_nanogpt_raw_bin_and_npy(tmp_path):
+    ids = np.arange(500, dtype=np.uint16)
+    ids.tofile(tmp_path / "train.bin")  # nanoGPT's prepare.py: raw uint16, no header
+    arr, offset = S.read_shard(tmp_path / "train.bin")
+    assert arr.dtype == np.uint16 and offset == 0 and np.array_equal(arr, ids)
+    np.save(tmp_path / "t.npy", ids.astype(np.uint32))
+    arr, offset = S.read_shard(tmp_path / "t.npy")
+    assert isinstance(arr, np.memmap) and arr.dtype == np.uint32 and offset == 128
+
+
+def test_bad_token_files_name_the_file(tmp_path):
+    bad = write_bin(tmp_path / "short.bin", np.arange(10), count=20)
+    with pytest.raises(S.ShardError, match=re.escape(f"{bad}: header says 20 tokens of uint16 "
+                                                     "(1064 bytes with the header), the file "
+                                                     "has 1044 bytes")):
+        S.read_shard(bad)
+    odd = tmp_path / "odd.bin"
+    odd.write_bytes(b"abc")
+    with pytest.raises(S.ShardError, match=re.escape(f"{odd}: no llm.c header")):
+        S.read_shard(odd)
+    pattern = str(tmp_path / "x*.npy")
+    with pytest.raises(S.ShardError, match=re.escape(f"{pattern}: no token files (.npy, .bin) "
+                                                     "found")):
+        S.token_files(pattern)
+
+
+def test_windows_never_cross_a_shard_and_counts_are_exact():
+    tokens = S.Tokens([np.arange(0, 10), np.arange(100, 103), np.arange(200, 208)])
+    assert len(tokens) == 21
+    assert tokens.positions(4) == 7 + 0 + 5  # the 3-token shard holds no 4-token window
+    starts = torch.arange(tokens.positions(4))
+    w = tokens.windows(starts, 4, 4)
+    assert w.dtype == torch.int64 and w.shape == (12, 4)
+    assert w[6].tolist() == [6, 7, 8, 9] and w[7].tolist() == [200, 201, 202, 203]
+    assert all(int(r[-1] - r[0]) == 3 for r in w)  # contiguous: inside one shard
+    with pytest.raises(S.ShardError, match=r"window start index 12 out of range \[0, 12\)"):
+        tokens.windows(torch.tensor([12]), 4, 4)
+
+
+def test_spread_is_exact_integer_arithmetic_past_float32():
+    count, n = 10**10 + 7, 33
+    got = S.spread(count, n).tolist()
+    assert got == [i * (count - 1) // (n - 1) for i in range(n)]
+    assert got[-1] == count - 1 and got[0] == 0
+    assert len(set(got)) == n
+    assert S.spread(5, 1).tolist() == [0] and S.spread(1, 3).tolist() == [0, 0, 0]
+
+
+def test_heldout_windows_of_a_large_corpus_are_whole(tmp_path):
+    """Found as a new user (200M-token .npy): a float32 linspace of window starts could not count
+    past 16.7M, and `heldout_batches` stacked windows of 17 and 16 tokens."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    sparse_bin(folder / "fineweb_train_000001.bin", 1000)
+    sparse_bin(folder / "fineweb_val_000000.bin", 40_000_000)
+    data = D.load_text(str(folder), vocab_size=50257)
+    assert data.heldout_names == ("fineweb_val_000000.bin",)
+    assert len(data.heldout) == 40_000_000 and len(data.train) == 1000
+    batches = D.heldout_batches(data, "causal-lm", 4, 16, 8)
+    assert len(batches) == 8 and all(x.shape == (4, 16) == y.shape for x, y in batches)
+
+
+def test_heldout_by_whole_shards_or_the_tail(tmp_path):
+    for i in range(3):
+        write_bin(tmp_path / f"part{i}.bin", np.full(300, i))
+    data = D.load_text(str(tmp_path), vocab_size=10)
+    assert data.heldout_names == ("part2.bin",)
+    assert set(data.heldout.ids().tolist()) == {2} and set(data.train.ids().tolist()) == {0, 1}
+    assert data.source == f"{tmp_path} (3 shard(s), 900 tokens)"
+    one = D.load_text(str(tmp_path / "part1.bin"), vocab_size=10)
+    assert (len(one.train), len(one.heldout)) == (270, 30)
+    assert one.heldout_names == ("last 1/10 of part1.bin",)
+    glob = D.load_text(str(tmp_path / "part[01].bin"), vocab_size=10)
+    assert glob.heldout_names == ("part1.bin",) and len(glob.train) == 300
+
+
+def test_ids_are_checked_against_the_declared_vocabulary(tmp_path):
+    """Found replaying a bug report: ids of a 128,256-word vocabulary wrapped to uint16 trained
+    without a word."""
+    path = tmp_path / "llama.npy"
+    np.save(path, (np.arange(5000) * 7).astype(np.uint16))
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(path), vocab_size=128256)
+    assert str(e.value) == (f"{path}: llama.npy stores ids as uint16, which holds at most 65536 "
+                            "distinct ids, but data.vocab_size = 128256: ids of a larger "
+                            "vocabulary wrapped when it was written; write it as uint32")
+    with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, "
+                                                    "data.vocab_size=100); found 0..34993")):
+        D.load_text(str(path), vocab_size=100)
+    assert D.load_text(str(path)).vocab_size == 34994  # undeclared: the largest id + 1
+
+
+def test_id_range_reads_a_memory_map_in_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "SCAN_CHUNK", 64)
+    ids = (np.arange(1000) * 13 % 997).astype(np.uint16)
+    ids[777] = 5000
+    tokens = S.Tokens.of_files([write_bin(tmp_path / "a.bin", ids)])
+    assert tokens.id_range() == (0, 5000)
+    train, held = tokens.split_tail(10)
+    assert held.id_range() == (int(ids[900:].min()), int(ids[900:].max()))
+    assert train.id_range() == (0, 5000)
