@@ -65,6 +65,7 @@ def main() -> int:
         "crossing) | new width, pt |", "|---|---|---|---|---|---|---|---|", *rows])
     print(table)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             f"# Old and new estimator on the same curves\n\n`python benchmarks/estimators.py "
             f"{args.results} --out {args.out}`; old = suite/analysis.py at {OLD}, new = this "

@@ -1,7 +1,8 @@
 """One step's gradient under accumulation and DDP, every family (issue 13): max relative
 difference from one process at --accum 1, for --accum 2 and 4 and for two gloo processes, and
 the same for the equal-weight mean of micro-batch means (the normalisation bug) for contrast.
-`python benchmarks/gradients.py --out results/gradients.md` (CPU; two processes via torchrun).
+`python benchmarks/gradients.py --out results/paper-path/gradients.md` (CPU; two processes
+via torchrun).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> int:
                        *rows])
     print(table)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             "# One step's gradient under accumulation and DDP\n\n"
             f"`python benchmarks/gradients.py --out {args.out}`: max |g - g1| / max |g1| against "

@@ -1,7 +1,8 @@
 """Resume table (issue 13): for a baseline, a 2- and a 3-level V-cycle and the ODE arm (smoke
 scale, CPU), stop each run at every kill point of tests/test_resume.py (a SIGTERM sent by the
 process itself after that step), resume it, and compare its curve with the uninterrupted run's
-field by field (wall time excluded). `python benchmarks/resume.py --out results/resume.md`.
+field by field (wall time excluded).
+`python benchmarks/resume.py --out results/paper-path/resume.md`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def main() -> int:
                        "|---|---|---|---|---|---|", *rows])
     print(table)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(f"# Stop and resume at smoke scale (CPU)\n\n`python "
                                   f"benchmarks/resume.py --out {args.out}`\n\n{table}\n")
     return 0

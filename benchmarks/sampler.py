@@ -1,6 +1,6 @@
 """Token sampler at corpus scale (issue 13): resident memory and tokens/s while drawing training
 batches from 1e8, 1e9 and 1e10-token shard sets. `nox -s bench-sampler` (or
-`python benchmarks/sampler.py --out results/sampler.md`).
+`python benchmarks/sampler.py --out results/paper-path/sampler.md`).
 
 Each size is a folder of modded-nanogpt `.bin` shards of 1e8 uint16 ids (sparse files: a
 header and a hole, no disk), loaded through the suite's own path (`suite.data.load_text`,
@@ -80,7 +80,13 @@ def main() -> int:
     p.add_argument("--out", help="write the markdown table here too")
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--measure", help=argparse.SUPPRESS)  # the child process: one folder
+    p.add_argument("--make-only", nargs=2, metavar=("DIR", "TOKENS"),
+                   help="only write a sparse shard set of TOKENS ids into DIR")
     args = p.parse_args()
+    if args.make_only:
+        Path(args.make_only[0]).mkdir(parents=True, exist_ok=True)
+        make_shards(Path(args.make_only[0]), int(args.make_only[1]))
+        return 0
     if args.measure:
         print(json.dumps(measure(args.measure, args.batches)))
         return 0
@@ -103,6 +109,7 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(f"# Token sampler at corpus scale\n\n`{' '.join(sys.argv)}`, "
                                   f"batch {BATCH} x {SEQ} tokens, vocabulary {VOCAB}\n\n"
                                   f"{table}\n")
