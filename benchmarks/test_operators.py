@@ -9,7 +9,7 @@ import functools
 import pytest
 import torch
 
-from suite import multilevel as ML
+from suite import operators as ML
 from suite.families import FAMILIES, Inputs
 
 PAPER = {  # name: (family, size, inputs), the papers' configurations

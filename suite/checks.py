@@ -4,10 +4,12 @@ figures (max relative error) for a report or a closing note."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
-from suite import multilevel as ML
-from suite.families import FAMILIES, Inputs, logits
+from suite import operators as ML
+from suite.families import FAMILIES, Inputs, family_of, logits
 
 TEXT = Inputs(seq_len=32, vocab_size=257)
 IMAGES = Inputs(image_size=28, channels=1, num_classes=10)
@@ -34,9 +36,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def operator_exactness(hidden: int = 128, layers: int = 4, heads: int = 4) -> list[list]:
     """Rows: family, round-trip error per scaling, width de-coalescing logit drift per scaling."""
-    size = {"hidden": hidden, "layers": layers, "heads": heads}
+    base = {"hidden": hidden, "layers": layers, "heads": heads}
     rows = []
     for name, fam in FAMILIES.items():
+        size = {**base, **({"kv_heads": heads // 2} if "kv_heads" in fam.optional else {})}
         row: list = [name]
         for scaling in ML.EMBEDDING_SCALINGS:
             small = ML.coalesce(_model(name, size, 1), embedding_scaling=scaling)
@@ -57,3 +60,92 @@ def operator_exactness(hidden: int = 128, layers: int = 4, heads: int = 4) -> li
 HEADERS = ["family", "coalesce(decoalesce(M)) vs M, reference",
            "coalesce(decoalesce(M)) vs M, preserving", "width de-coalescing logit drift, reference",
            "width de-coalescing logit drift, preserving"]
+
+
+# ------------------------------------------------------------------ settings survive operators
+
+def customised(name: str) -> torch.nn.Module:
+    """A model of family `name` built with settings other than the suite's (the issue's ViT:
+    ReLU, dynamic image size, DropPath 0.1, 28 px, patch 7, 1 channel, 10 classes, 32 wide, 4
+    deep, 4 heads), in float64, with one parameter frozen: what every operator must keep."""
+    torch.manual_seed(0)
+    if name == "vit":
+        from timm.models.vision_transformer import VisionTransformer
+
+        model = VisionTransformer(img_size=28, patch_size=7, in_chans=1, num_classes=10,
+                                  embed_dim=32, depth=4, num_heads=4, act_layer=torch.nn.ReLU,
+                                  dynamic_img_size=True, drop_path_rate=0.1, qk_norm=True,
+                                  init_values=1e-3, reg_tokens=1, global_pool="avg")
+    elif name == "decoder":
+        model = FAMILIES[name].build({"hidden": 32, "layers": 4, "heads": 4}, TEXT, True)
+        for blk in model.blocks:
+            blk.residual_scale = 2.0
+    else:
+        fam = FAMILIES[name]
+        cfg = copy.deepcopy(fam.build({"hidden": 32, "layers": 4, "heads": 4}, TEXT, True).config)
+        extra = {"bert": {"hidden_act": "relu", "layer_norm_eps": 1e-5,
+                          "hidden_dropout_prob": 0.1},
+                 "gpt2": {"activation_function": "relu", "layer_norm_epsilon": 1e-4,
+                          "scale_attn_by_inverse_layer_idx": True},
+                 "llama": {"hidden_act": "gelu", "rms_norm_eps": 1e-5, "attention_bias": True,
+                           "mlp_bias": True, "num_key_value_heads": 2}}[name]
+        for key, value in extra.items():
+            setattr(cfg, key, value)
+        model = fam.model_class()(cfg)
+    model = model.double()
+    next(model.parameters()).requires_grad_(False)
+    return model
+
+
+def _after(op: str, model: torch.nn.Module) -> torch.nn.Module:
+    if op == "coalesce":
+        return ML.coalesce(model)
+    if op == "decoalesce":
+        return ML.decoalesce(ML.coalesce(model), like=model)
+    if op == "interpolate":
+        return ML.interpolate(model, ML.decoalesce(ML.coalesce(model), like=model), 0.5)
+    if op == "restrict":
+        return ML.restrict(model, "even", shared="averaged")
+    if op == "prolongate":
+        return ML.prolongate(copy.deepcopy(model), ML.restrict(model, "odd"), "odd", 0.5)
+    return ML.stack(model, 2)
+
+
+def properties(model: torch.nn.Module) -> dict[str, tuple]:
+    """Per parameter (block parameters by their name inside block 0): dtype, device and
+    requires_grad, the properties of a parameter other than its shape."""
+    fam = family_of(model)
+    out = {}
+    for name, p in model.named_parameters():
+        key = name
+        prefix = fam.layout.blocks + "."
+        if name.startswith(prefix):
+            key = prefix + "*." + name[len(prefix):].split(".", 1)[1]
+        out[key] = (p.dtype, p.device.type, p.requires_grad)
+    return out
+
+
+def settings_survival() -> list[list]:
+    """Rows: family, operator, settings kept / compared, parameter properties kept, and what
+    was lost (empty when nothing was)."""
+    rows = []
+    for name, fam in FAMILIES.items():
+        ops = ["coalesce", "decoalesce", "interpolate", "stack"]
+        if fam.layout.euler_blocks:
+            ops[3:3] = ["restrict", "prolongate"]
+        for op in ops:
+            model = customised(name)
+            before, props = fam.settings(model), properties(model)
+            after = _after(op, model)
+            now = fam.settings(after)
+            lost = sorted(k for k in before if now.get(k) != before[k])
+            got = properties(after)
+            bad = sorted(k for k in got if got[k] != props.get(k, got[k]))
+            rows.append([name, op, f"{len(before) - len(lost)}/{len(before)}",
+                         "yes" if not bad else f"no: {', '.join(bad[:3])}",
+                         ", ".join(lost) or "-"])
+    return rows
+
+
+SURVIVAL_HEADERS = ["family", "operator", "settings kept", "parameter dtype, device, "
+                    "requires_grad kept", "lost"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 CLAIMS_FILE = Path(__file__).resolve().parent.parent / "reference" / "claims.toml"
-METRICS = ("flops_saved", "walltime_saved")
+METRICS = ("flops_saved", "walltime_saved", "tokens_saved")
 CRITERIA = ("held-out loss", "training loss")
 
 

@@ -48,6 +48,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_methods(args: argparse.Namespace) -> int:
+    from suite import methods
+
+    print(tabulate(sorted(methods.available().items()), ["method", "what it does"],
+                   tablefmt="github"))
+    print(f"\nPlug-ins: an entry point in group '{methods.ENTRY_POINTS}', or method = "
+          "'package.module:attribute' in a definition (README: Add a method).")
+    return 0
+
+
 def _fmt_flops(x: float) -> str:
     return f"{x:.3g}"
 
@@ -86,7 +96,7 @@ def _dry_run(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | No
     available = _train_tokens(bench, scale)
     rows = []
     for a in arms:
-        p = plan(bench.arms[a], scale, cost)
+        p = plan(bench.arms[a], scale, cost, fam)
         per_level: dict[int, list[int]] = {}
         for s in p.steps:
             if isinstance(s, Train):
@@ -322,13 +332,16 @@ def cmd_power(args: argparse.Namespace) -> int:
 
 
 def cmd_check_operators(args: argparse.Namespace) -> int:
-    from suite.checks import HEADERS, operator_exactness
+    from suite.checks import HEADERS, SURVIVAL_HEADERS, operator_exactness, settings_survival
 
     rows = operator_exactness()
     print(tabulate([[r[0], *(f"{v:.1e}" for v in r[1:])] for r in rows], HEADERS,
                    tablefmt="github"))
     print("\nMax relative error over parameters (round trip) or logits (drift); random models "
-          "128 wide, 4 blocks, 4 heads.")
+          "128 wide, 4 blocks, 4 heads (llama: 2 key/value heads).\n")
+    print(tabulate(settings_survival(), SURVIVAL_HEADERS, tablefmt="github"))
+    print("\nEvery constructor setting but the sizes (Family.settings) of a model built with "
+          "non-default ones (suite/checks.py: customised), before and after each operator.")
     return 0
 
 
@@ -415,6 +428,8 @@ def parser() -> argparse.ArgumentParser:
                    help="definition file or folder (repeatable; default: the built-in registry)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the benchmarks, their scales and arms").set_defaults(fn=cmd_list)
+    sub.add_parser("methods", help="the methods this installation knows, plug-ins included"
+                   ).set_defaults(fn=cmd_methods)
     r = sub.add_parser("run", help="train arms of one benchmark")
     r.add_argument("benchmark")
     r.add_argument("--scale", default="tiny", choices=SCALES)

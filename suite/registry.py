@@ -61,7 +61,7 @@ def validate(b: Benchmark) -> Benchmark:
                             f"top1 needs a classifier, {fam.name} is {fam.task}", "loss")
         for arm in b.arms.values():
             try:
-                plan(arm, s)
+                plan(arm, s, family=fam)
             except MethodError as e:
                 raise SpecError(b.path, e.key, f"{e.problem} (scale {name})") from None
     return b

@@ -127,6 +127,13 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
                                                                    ("wall", claim_w)) if x)
+            # tokens to the same quality (G_stack): shown, never judged, since the growth
+            # phase's tokens cost fewer FLOPs than the target model's
+            tokens = [c for c in claims if (c.benchmark, c.arm, c.metric, c.criterion) ==
+                      (bench, a.arm, "tokens_saved", criterion)]
+            if tokens:
+                claim_txt = " / ".join(filter(None, [claim_txt, "tokens " + ", ".join(
+                    f"{x.value:.1%} ({x.model.split(',')[0]})" for x in tokens) + " (not judged)"]))
             rows.append([
                 a.arm, criterion, _seeds(a.runs), c.arm_final.fmt(digits=4),
                 f"{c.target:.4f}", *saving_cells(c), claim_txt or "-",

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from suite import data as dataio
 from suite import distributed, flops, methods
-from suite import multilevel as ML
+from suite import operators as ML
 from suite import state as ckpt
 from suite.data import Batch
 from suite.distributed import World
@@ -77,32 +77,10 @@ def step_cost(family: Family, scale: Scale, inputs: Inputs) -> methods.StepCost:
 
 def apply_transfer(t: methods.Transfer, model: nn.Module,
                    saved: dict[int, nn.Module]) -> tuple[nn.Module, int]:
-    """Run one Transfer step of a plan; returns the new model and the operator's FLOPs.
-    `saved` keeps each level's model as it was just before it was coalesced: interpolation is
-    always with that model, never with another run's result."""
-    o = t.options
-    ops = {k: o[k] for k in ("depth_pairing", "embedding_scaling") if k in o}
-    if t.operator == "coalesce":
-        saved[o["from"]] = model
-        return ML.coalesce(model, **ops), ML.operator_flops(model, "coalesce")
-    if t.operator == "decoalesce+interpolate":
-        big = saved.pop(o["to"])
-        grown = ML.decoalesce(model, like=big, **ops)
-        cost = ML.operator_flops(big, "decoalesce") + ML.operator_flops(big, "interpolate")
-        return ML.interpolate(big, grown, o["alpha"]), cost
-    if t.operator == "restrict":  # copies only: no arithmetic
-        saved[1] = model
-        return ML.restrict(model, o["parity"], shared=o["shared"],
-                           coarse_step=o["coarse_step"]), 0
-    if t.operator == "prolongate":
-        fine = saved.pop(1)
-        ML.prolongate(fine, model, o["parity"], o["delta"], shared=o["shared"])
-        return fine, ML.operator_flops(model, "interpolate")
-    raise ValueError(f"unknown transfer operator {t.operator!r}")
-
-
-# transfers after which the arm's own model changed size: worth an evaluation point
-EVAL_AFTER = ("coalesce", "decoalesce+interpolate")
+    """Run one Transfer step of a plan (suite/operators: OPERATORS); returns the new model and
+    the operator's FLOPs. `saved` keeps models a later transfer needs, e.g. each level's model
+    as it was just before it was coalesced: interpolation is always with that model."""
+    return ML.apply(t.operator, t.options, model, saved)
 
 
 def forward_of(model: nn.Module, world: World, compile: bool) -> nn.Module | None:
@@ -401,6 +379,7 @@ class _Execution:
     def transfer(self, step: methods.Transfer) -> None:
         s, ctx, t0 = self.s, self.ctx, time.perf_counter()
         s.model, op_flops = apply_transfer(step, s.model, s.saved)
+        check_size(ctx, s.model, step, s.position)
         if ctx.world.active:  # identical on every rank by construction; measured, then made so
             s.spread = max(s.spread, distributed.max_parameter_spread(s.model, ctx.world))
             distributed.broadcast_parameters(s.model, ctx.world)
@@ -413,7 +392,7 @@ class _Execution:
         op["count"] += 1
         op["flops"] += op_flops
         op["wall_s"] += dt
-        if step.operator in EVAL_AFTER:
+        if ML.OPERATORS[step.operator].evaluate_after:
             level = step.options.get("to", step.options.get("from", 0) + 1)
             self.log_eval(level, math.nan, event=step.operator, timed_here=True)
 
@@ -509,6 +488,22 @@ class _Execution:
             ok = bool(flag.item())
         self.policy.written()
         return path if ok else None
+
+
+def check_size(ctx: Context, model: nn.Module, step: methods.Transfer, position: int) -> None:
+    """The plan's size table for the stage right after a transfer against the model the
+    operator built: two rules (the plan's halving, the operator's) must agree, and a plug-in's
+    plan must say what its operators do. Raises OperatorError naming both."""
+    steps = ctx.plan.steps
+    nxt = steps[position + 1] if position + 1 < len(steps) else None
+    if not isinstance(nxt, methods.Train):
+        return
+    built, _, _ = ctx.family.describe(model)
+    want = {**ctx.family.optional, **nxt.model, "ffn": ctx.family.ffn(nxt.model)}
+    got = {k: built.get(k) for k in want}
+    if any(want[k] and got[k] != want[k] for k in want):  # 0: "as the family defaults"
+        raise ML.OperatorError(f"transfer {step.operator!r} (plan step {position}) built "
+                               f"{got}, the plan's next stage is {want}")
 
 
 def check_every(scale: Scale) -> int:
@@ -619,7 +614,7 @@ def _context(bench: Benchmark, scale_name: str, arm_name: str, device: str,
     inputs = inputs_for(family, scale, data)
     for key, msg in family.check(scale.model, inputs):
         raise SpecError(bench.path, f"scales.{scale_name}.model.{key}", msg)
-    plan = methods.plan(bench.arms[arm_name], scale, step_cost(family, scale, inputs))
+    plan = methods.plan(bench.arms[arm_name], scale, step_cost(family, scale, inputs), family)
     ctx = Context(family, inputs, scale, plan, EvalSets.of(data, family, scale), world, dev,
                   prec, compile, accum)
     return ctx, data, threads

@@ -248,7 +248,7 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     family = doc.get("family")
     if not isinstance(family, str):
         raise SpecError(file, "family", f"missing or not a string: {family!r}",
-                        "bert, gpt2, vit, decoder")
+                        "bert, gpt2, vit, decoder, llama")
     for section in ("data", "train", "eval"):
         if section in doc and not isinstance(doc[section], dict):
             raise SpecError(file, section, "must be a table")

@@ -215,4 +215,5 @@ def test_claims_file_errors(tmp_path):
     with pytest.raises(ClaimsError, match=r"claim\[0\]: missing key"):
         load_claims(bad)
     assert all(0 < c.value < 1 for c in load_claims())
-    assert {c.benchmark for c in load_claims()} == {"bert", "gpt", "deit", "bert-large", "ode"}
+    assert {c.benchmark for c in load_claims()} == {"bert", "gpt", "deit", "bert-large", "ode",
+                                                    "llama"}

@@ -1,4 +1,4 @@
-"""Options every method accepts (suite/methods.py COMMON): `note`."""
+"""Options every method accepts (suite/methods/base.py COMMON): `note`."""
 
 import pytest
 

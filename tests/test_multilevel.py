@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from suite.families import FAMILIES, Inputs, family_of, logits
-from suite.multilevel import OperatorError, coalesce, decoalesce, interpolate
+from suite.operators import OperatorError, coalesce, decoalesce, interpolate
 
 TEXT = Inputs(seq_len=16, vocab_size=61)
 IMAGES = Inputs(image_size=28, channels=1, num_classes=10)
@@ -16,6 +16,8 @@ NAMES = sorted(FAMILIES)
 def build(name, hidden=64, layers=4, heads=4, seed=0, eager=True):
     fam = FAMILIES[name]
     size = {"hidden": hidden, "layers": layers, "heads": heads}
+    if name == "llama":  # its default FFN (8/3 x hidden, rounded) does not halve with hidden
+        size["ffn"] = 3 * hidden
     torch.manual_seed(seed)
     if fam.data_kind == "images":
         return fam.build({**size, "patch": 7}, IMAGES, eager).eval()
@@ -58,8 +60,9 @@ def test_sizes_and_parameter_counts_per_level(name):
     big = build(name, hidden=64, layers=4, heads=4)
     small = coalesce(big)
     tiny = coalesce(small)
-    assert size_of(small) | {"patch": 0} == size_of(big) | {"hidden": 32, "layers": 2,
-                                                            "heads": 2, "ffn": 128, "patch": 0}
+    halved = {k: size_of(big)[k] // 2 for k in ("ffn", *FAMILIES[name].width_keys)}
+    assert size_of(small) | {"patch": 0} == size_of(big) | {
+        "hidden": 32, "layers": 2, "heads": 2, **halved, "patch": 0}
     assert size_of(tiny)["hidden"] == 16 and size_of(tiny)["layers"] == 1
     assert size_of(tiny)["hidden"] // size_of(tiny)["heads"] == 16  # head size kept
     n = [sum(p.numel() for p in m.parameters()) for m in (big, small, tiny)]
@@ -100,7 +103,8 @@ def test_depth_pairing_adjacent_and_stacked():
 
 @pytest.mark.parametrize("name,scaling", [("bert", "reference"), ("bert", "preserving"),
                                           ("gpt2", "preserving"), ("decoder", "preserving"),
-                                          ("vit", "reference"), ("vit", "preserving")])
+                                          ("vit", "reference"), ("vit", "preserving"),
+                                          ("llama", "reference"), ("llama", "preserving")])
 def test_width_decoalescing_preserves_the_function(name, scaling):
     """Post-LN BERT is preserved either way; pre-LN tied models need "preserving"; ViT's head
     is untied, so both scalings coincide there."""

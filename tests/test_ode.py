@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from suite import multilevel as ML
+from suite import operators as ML
 from suite.families import FAMILIES, Inputs, logits
 from suite.methods import MethodError, Train, Transfer, plan
 from suite.results import read_run

@@ -223,7 +223,7 @@ def test_manifest_records_provenance(gpt_smoke_runs):
     assert (m["benchmark"], m["scale_name"], m["arm_name"]) == ("gpt", "smoke", "baseline")
     d = m["definition"]
     assert d["benchmark"] == "gpt" and d["family"] == "gpt2"
-    assert d["scale"]["steps"] == 20 and d["scale"]["model"] == {"hidden": 32, "layers": 2,
+    assert d["scale"]["steps"] == 20 and d["scale"]["model"] == {"hidden": 32, "layers": 4,
                                                                   "heads": 2}
     assert d["arm"]["method"] == "baseline"
     env = m["environment"]

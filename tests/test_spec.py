@@ -149,7 +149,7 @@ def test_missing_arms(definition):
 def test_unknown_family(definition):
     definition["family"] = "gpt3"
     b = parse(definition)  # spec does not know families; the registry does
-    with raises("family", "unknown family 'gpt3'; allowed: bert, gpt2, vit, decoder$") as e:
+    with raises("family", "unknown family 'gpt3'; allowed: bert, gpt2, vit, decoder, llama$") as e:
         registry.validate(b)
     assert e.value.key == "family" and e.value.file == FILE
 
@@ -336,14 +336,14 @@ def test_with_data_source_replaces_one_scale(definition):
 
 
 def test_builtin_benchmarks(builtin_benchmarks):
-    assert set(builtin_benchmarks) == {"bert", "gpt", "deit", "bert-large", "ode"}
+    assert set(builtin_benchmarks) == {"bert", "gpt", "deit", "bert-large", "ode", "llama"}
     for name, b in builtin_benchmarks.items():
         assert tuple(b.scales) == SCALES, name
         assert "baseline" in b.arms, name
         assert b.path.endswith(f"{name}.toml")
     families = {n: b.family for n, b in builtin_benchmarks.items()}
     assert families == {"bert": "bert", "bert-large": "bert", "gpt": "gpt2", "deit": "vit",
-                        "ode": "decoder"}
+                        "ode": "decoder", "llama": "llama"}
 
 
 def test_builtin_paper_scales_need_user_data(builtin_benchmarks):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from suite import multilevel as ML
+from suite import operators as ML
 from suite.families import FAMILIES, Inputs
 from suite.methods import MethodError, Train, Transfer, coarser, plan
 from suite.results import read_run
