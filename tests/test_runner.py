@@ -107,7 +107,7 @@ def test_after_the_warm_up_a_first_restrict_imports_nothing(tmp_path):
     code = textwrap.dedent("""
         import sys
         import torch
-        from suite import methods, multilevel, runner
+        from suite import methods, operators, runner
         from suite.families import FAMILIES, Inputs
         from suite.registry import load_benchmarks
         bench = load_benchmarks()["ode"]
@@ -117,8 +117,8 @@ def test_after_the_warm_up_a_first_restrict_imports_nothing(tmp_path):
         runner.warm_up(fam, inputs, plan, torch.device("cpu"), "fp32")
         model = fam.build(bench.scale("smoke").model, inputs)
         seen = set(sys.modules)
-        coarse = multilevel.restrict(model, "even")
-        multilevel.prolongate(model, coarse, "even", 0.25)
+        coarse = operators.restrict(model, "even")
+        operators.prolongate(model, coarse, "even", 0.25)
         print(cold, sorted(set(sys.modules) - seen))
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
