@@ -2,7 +2,8 @@
 # Issue 12's must-show: three regressions injected on scratch branches of a clean clone, each run
 # at tiny scale with the committed seeds and gated against results/tiny; and a plain re-run that
 # passes the exact tier. Each case: a sed on one file, the arms it touches, the gate's verdict.
-#   bash benchmarks/regressions.sh OUT   (hours of CPU; run alone; OUT gets one log per case)
+#   bash benchmarks/regressions.sh OUT   (hours of CPU; run alone; OUT gets one log per case;
+#   ONLY=delta0 runs one case)
 # The patches (chosen before any run):
 #   alpha1  interpolation alpha forced to 1 (the V-cycle keeps only the de-coalesced model)
 #   lrbug   the decay reaches its floor halfway through every stage (hurts every arm, baseline
@@ -14,6 +15,7 @@ src=$(cd "$(dirname "$0")/.." && pwd); py=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
 case_run() {  # name, file, sed expression, benchmark, arms
   local name=$1 file=$2 expr=$3 bench=$4 arms=$5 work=/tmp/regression-$1
+  [[ -z "${ONLY:-}" || ",$ONLY," == *",$name,"* ]] || return 0  # ONLY=delta0,plain: a subset
   rm -rf "$work" && git clone -q "$src" "$work" && cd "$work" || return 1
   if [ -n "$file" ]; then
     git checkout -q -b "scratch-$name"
