@@ -93,22 +93,23 @@ def _bytes_of(files: list[Path]) -> np.ndarray:
     return _tensor(b"\n".join(f.read_bytes() for f in files))
 
 
-def text_files(source: str) -> tuple[list[Path], dict[str, Any]]:
-    """The text files a folder or glob contributes, and a record of what was read and what was
-    skipped, by suffix. A folder gives its files with a suffix in TEXT_SUFFIXES (or none);
-    a glob (`"src/**/*.py"`) gives exactly what it matches."""
+def text_files(source: str, suffixes: tuple[str, ...] = TEXT_SUFFIXES,
+               ) -> tuple[list[Path], dict[str, Any]]:
+    """The files a folder or glob contributes, and a record of what was read and what was
+    skipped, by suffix. A folder gives its files with one of `suffixes` ("" for none); a glob
+    (`"src/**/*.py"`) gives exactly what it matches."""
     path = Path(source).expanduser()
     if any(c in source for c in "*?["):
         found = sorted(Path(p) for p in globlib.glob(str(path), recursive=True)
                        if Path(p).is_file())
         return found, {"pattern": source, "read": len(found), "skipped": {}}
     every = sorted(p for p in path.rglob("*") if p.is_file())
-    read = [p for p in every if p.suffix.lower() in TEXT_SUFFIXES]
+    read = [p for p in every if p.suffix.lower() in suffixes]
     skipped: dict[str, int] = {}
     for p in every:
-        if p.suffix.lower() not in TEXT_SUFFIXES:
+        if p.suffix.lower() not in suffixes:
             skipped[p.suffix or "(none)"] = skipped.get(p.suffix or "(none)", 0) + 1
-    return read, {"suffixes": list(TEXT_SUFFIXES), "read": len(read), "skipped": skipped}
+    return read, {"suffixes": list(suffixes), "read": len(read), "skipped": skipped}
 
 
 def _counts(rec: dict[str, Any]) -> str:

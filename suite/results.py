@@ -38,20 +38,29 @@ def finite(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+def atomic_write(path: Path, write: Any, mode: str = "w") -> None:
+    """`write(file)` into a temporary file in the same folder, fsync, then rename over `path`:
+    a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(finite(obj), f, indent=2, sort_keys=True, default=str, allow_nan=False)
-            f.write("\n")
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """`obj` as strict JSON (NaN as null), written atomically."""
+    def write(f: Any) -> None:
+        json.dump(finite(obj), f, indent=2, sort_keys=True, default=str, allow_nan=False)
+        f.write("\n")
+
+    atomic_write(path, write)
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> str | None:

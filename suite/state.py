@@ -14,10 +14,8 @@ pickled: a resume rebuilds their structure by replaying the plan's transfers on 
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from suite.results import CheckpointError
+from suite.results import CheckpointError, atomic_write
 from suite.train import Clock, Window
 
 FORMAT = 1
@@ -120,16 +118,7 @@ def write(run: Path, payload: dict[str, Any], keep: int) -> Path:
     if free < need:
         raise CheckpointError(f"{path.parent}: {free / 1e9:.2f} GB free, a checkpoint needs "
                               f"about {need / 2e9:.2f} GB (twice that to write it safely)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f), mode="wb")
     for old in sorted(path.parent.glob("step-*.pt"))[:-keep]:
         old.unlink()
     return path

@@ -45,16 +45,7 @@ def _sources(source: str) -> tuple[list[Path], dict[str, Any]]:
     path = Path(source).expanduser()
     if path.is_file():
         return [path], {"read": 1, "skipped": {}}
-    if path.is_dir():
-        every = sorted(p for p in path.rglob("*") if p.is_file())
-        keep = TEXT_SUFFIXES + DOC_SUFFIXES
-        read = [p for p in every if p.suffix.lower() in keep]
-        skipped: dict[str, int] = {}
-        for p in every:
-            if p.suffix.lower() not in keep:
-                skipped[p.suffix or "(none)"] = skipped.get(p.suffix or "(none)", 0) + 1
-        return read, {"suffixes": list(keep), "read": len(read), "skipped": skipped}
-    files, rec = text_files(source)  # a glob, or a path that does not exist
+    files, rec = text_files(source, TEXT_SUFFIXES + DOC_SUFFIXES)  # a folder or a glob
     if not files:
         raise DataError(f"{source}: no such file or folder, and no file matches it as a glob")
     return files, rec
