@@ -3,30 +3,43 @@
 # at tiny scale with the committed seeds and gated against results/tiny; and a plain re-run that
 # passes the exact tier. Each case: a sed on one file, the arms it touches, the gate's verdict.
 #   bash benchmarks/regressions.sh OUT   (hours of CPU; run alone; OUT gets one log per case;
-#   ONLY=delta0 runs one case)
+#   ONLY=delta0 runs one case; the plain re-run takes PLAIN_BENCH, PLAIN_ARMS, PLAIN_SEEDS (how
+#   many, from seed 0; default all the committed ones) and PLAIN_COMMIT (default HEAD: a past
+#   commit re-runs that code, e.g. to show a refactor kept the committed curves bit for bit))
 # The patches (chosen before any run):
 #   alpha1  interpolation alpha forced to 1 (the V-cycle keeps only the de-coalesced model)
 #   lrbug   the decay reaches its floor halfway through every stage (hurts every arm, baseline
 #           included)
 #   delta0  prolongation delta forced to 0 (paper 2's coarse work thrown away)
+# and two that must pass the exact tier (issue 13: the executor refactor moved no value):
+#   identity-gpt, identity-ode  the evaluation windows placed by the float32 rule the gpt and
+#           ode references were made with (shards.spread's integer rule replaced it later), seed
+#           0 only: every evaluation must be bit-identical to the committed curves
 set -uo pipefail
 out=$(realpath -m "$1"); mkdir -p "$out"
 src=$(cd "$(dirname "$0")/.." && pwd); py=${PYTHON:-python}
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
-case_run() {  # name, file, sed expression, benchmark, arms
-  local name=$1 file=$2 expr=$3 bench=$4 arms=$5 work=/tmp/regression-$1
+case_run() {  # name, file, sed expression, benchmark, arms[, seeds, commit]
+  local name=$1 file=$2 expr=$3 bench=$4 arms=$5 n=${6:-} commit=${7:-HEAD}
+  local work=/tmp/regression-$1 seeds=() gate_seeds=()
   [[ -z "${ONLY:-}" || ",$ONLY," == *",$name,"* ]] || return 0  # ONLY=delta0,plain: a subset
   rm -rf "$work" && git clone -q "$src" "$work" && cd "$work" || return 1
+  git checkout -q "$commit" || return 1
+  if [ -n "$n" ]; then
+    seeds=(--seeds "$n"); gate_seeds=(--seeds "$(seq -s, 0 $((n - 1)))")
+  fi
   if [ -n "$file" ]; then
     git checkout -q -b "scratch-$name"
     sed -i "$expr" "$file"
     git diff --quiet && { echo "$name: the patch matched nothing" >> "$out/$name.log"; return 1; }
     git -c user.name=scratch -c user.email=scratch@localhost commit -qam "scratch: $name"
   fi
-  { echo "# $name: $(git log --oneline -1)"; git diff HEAD~1 2>/dev/null | head -20
-    $py -m suite run "$bench" --scale tiny --arms "$arms" --out runs --no-progress | tail -3
-    $py -m suite gate --scale tiny --fresh runs --reference "$src/results" --only "$bench" \
-      --arms "$arms"; echo "gate exit: $?"; } >> "$out/$name.log" 2>&1
+  { echo "# $name: $(git log --oneline -1)"; [ -z "$file" ] || git diff HEAD~1 | head -20
+    $py -m suite run "$bench" --scale tiny --arms "$arms" "${seeds[@]}" --out runs \
+      --no-progress | tail -3
+    cd "$src" && $py -m suite gate --scale tiny --fresh "$work/runs" --reference "$src/results" \
+      --only "$bench" --arms "$arms" "${gate_seeds[@]}"; echo "gate exit: $?"
+  } >> "$out/$name.log" 2>&1
   cd "$src"; rm -rf "$work"
 }
 case_run alpha1 suite/operators/paper1.py \
@@ -38,5 +51,9 @@ case_run lrbug suite/train.py \
 case_run delta0 suite/operators/paper2.py \
   's/prolongate(fine, model, o\["parity"\], o\["delta"\], shared=o\["shared"\])/prolongate(fine, model, o["parity"], 0.0, shared=o["shared"])/' \
   ode baseline,ode-multilevel
-case_run plain "" "" "${PLAIN_BENCH:-deit}" "${PLAIN_ARMS:-baseline,vcycle}"
+old_windows='s|    return torch.arange(n, dtype=torch.long) \* (count - 1) // (n - 1)|    return torch.linspace(0, count - 1, n).long()|'
+case_run identity-gpt suite/shards.py "$old_windows" gpt baseline,vcycle,ode-multilevel 1
+case_run identity-ode suite/shards.py "$old_windows" ode baseline,ode-multilevel 1
+case_run plain "" "" "${PLAIN_BENCH:-deit}" "${PLAIN_ARMS:-baseline,vcycle}" \
+  "${PLAIN_SEEDS:-}" "${PLAIN_COMMIT:-HEAD}"
 echo "logs in $out"

@@ -430,6 +430,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the benchmarks, their scales and arms").set_defaults(fn=cmd_list)
     sub.add_parser("methods", help="the methods this installation knows, plug-ins included"
                    ).set_defaults(fn=cmd_methods)
+    _run_parser(sub)
+    _results_parsers(sub)
+    _tokenize_parser(sub)
+    return p
+
+
+def _run_parser(sub: Any) -> None:
     r = sub.add_parser("run", help="train arms of one benchmark")
     r.add_argument("benchmark")
     r.add_argument("--scale", default="tiny", choices=SCALES)
@@ -461,6 +468,10 @@ def parser() -> argparse.ArgumentParser:
                    "minutes of wall time (default 30; SIGTERM, SIGUSR1 and SIGINT always write "
                    "it and stop the run as preempted)")
     r.set_defaults(fn=cmd_run)
+
+
+def _results_parsers(sub: Any) -> None:
+    """compare, check-operators, throughput, corpus, report, power and gate."""
     c = sub.add_parser("compare", help="savings table of a results folder")
     c.add_argument("results", nargs="?", default="runs")
     c.add_argument("--update", metavar="FILE", help="write the tables between the markers "
@@ -509,8 +520,6 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--seeds", help="comma-separated reference seeds to gate (default: all; "
                    "seed 0 alone is enough for the exact tier)")
     g.set_defaults(fn=cmd_gate)
-    _tokenize_parser(sub)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

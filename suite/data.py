@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -261,28 +261,46 @@ def load_images(source: str, image_size: int = 0, augment: str = "none") -> Imag
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, labels); label -100 is ignored
 
 
-def _mask(tokens: torch.Tensor, vocab: int, g: torch.Generator) -> Batch:
+class RankBatch(NamedTuple):
+    """One rank's rows of a global batch, read without the other ranks' rows, with the number
+    of labelled positions in the whole global batch (what the step's mean divides by)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    labelled: int
+
+
+def _mask(tokens: torch.Tensor, vocab: int, g: torch.Generator, rows: slice = slice(None),
+          global_rows: int | None = None) -> tuple[Batch, int]:
     """BERT masking: 15% of positions predicted; of those 80% [MASK], 10% random, 10% kept.
-    [MASK] is id `vocab`, appended after the data's vocabulary (the model gets vocab + 1)."""
+    [MASK] is id `vocab`, appended after the data's vocabulary (the model gets vocab + 1).
+    `tokens` are rows `rows` of a global batch of `global_rows` rows (default: all of it): the
+    draws are made for the whole global batch, so that every rank and a single process draw
+    alike, and cut to those rows. Returns the batch and the global batch's masked count."""
+    shape = (global_rows or len(tokens), tokens.shape[1])
+    chosen_all = torch.rand(shape, generator=g) < 0.15
+    roll = torch.rand(shape, generator=g)[rows]
+    chosen = chosen_all[rows]
     labels = tokens.clone()
-    chosen = torch.rand(tokens.shape, generator=g) < 0.15
     labels[~chosen] = -100
-    roll = torch.rand(tokens.shape, generator=g)
     x = tokens.clone()
     x[chosen & (roll < 0.8)] = vocab
     rand = chosen & (roll >= 0.8) & (roll < 0.9)
-    x[rand] = torch.randint(0, vocab, tokens.shape, generator=g)[rand]
-    return x, labels
+    x[rand] = torch.randint(0, vocab, shape, generator=g)[rows][rand]
+    return (x, labels), int(chosen_all.sum())
 
 
 def _text_batch(task: str, stream: Tokens, starts: torch.Tensor, seq_len: int,
-                vocab: int, g: torch.Generator) -> Batch:
+                vocab: int, g: torch.Generator, rows: slice = slice(None)) -> RankBatch:
     """`starts` index the window starts of seq_len + 1 tokens (`Tokens.positions`) for either
-    task, so that a seed draws the same places for causal and masked LM."""
+    task, so that a seed draws the same places for causal and masked LM. Only the windows of
+    `rows` are read (a rank's share of the global batch `starts` describes)."""
     if task == "causal-lm":
-        w = stream.windows(starts, seq_len + 1, seq_len + 1)
-        return w[:, :-1], w[:, 1:]
-    return _mask(stream.windows(starts, seq_len, seq_len + 1), vocab, g)
+        w = stream.windows(starts[rows], seq_len + 1, seq_len + 1)
+        return RankBatch(w[:, :-1], w[:, 1:], len(starts) * seq_len)
+    (x, y), labelled = _mask(stream.windows(starts[rows], seq_len, seq_len + 1), vocab, g,
+                             rows, len(starts))
+    return RankBatch(x, y, labelled)
 
 
 def _images(x: torch.Tensor) -> torch.Tensor:
@@ -290,17 +308,29 @@ def _images(x: torch.Tensor) -> torch.Tensor:
 
 
 class TrainBatches:
-    """An endless, seeded stream of training batches: the same seed gives the same batches."""
+    """An endless, seeded stream of training batches: the same seed gives the same batches.
+
+    With `rank` and `ranks` (torchrun), each global batch of `batch_size` rows is drawn alike on
+    every rank, but a rank reads only its rows, `rank * batch_size / ranks` onwards: token
+    windows, images and streamed image files of the other ranks are never read. The stream
+    then yields `RankBatch`es, which carry the global batch's labelled count for the step's
+    mean; with one rank it yields the whole global batch, `(inputs, labels)`. Raises DataError
+    when `batch_size` does not divide over `ranks`, naming the source."""
 
     def __init__(self, data: TextData | ImageData, task: str, batch_size: int, seq_len: int,
-                 seed: int) -> None:
+                 seed: int, rank: int = 0, ranks: int = 1) -> None:
         self.data, self.task, self.bs, self.seq_len = data, task, batch_size, seq_len
+        if ranks < 1 or not 0 <= rank < ranks or batch_size % ranks:
+            raise DataError(f"{data.source}: a batch of {batch_size} cannot be cut into {ranks} "
+                            f"equal rank slices (rank {rank}); batch_size must divide by ranks")
+        n = batch_size // ranks
+        self.ranks, self.rows = ranks, slice(rank * n, (rank + 1) * n)
         self.g = torch.Generator().manual_seed(seed)
         self._perm, self._pos = torch.empty(0, dtype=torch.long), 0
         self._folder = None
         if isinstance(data, images.FolderImages):
             try:
-                self._folder = images.FolderStream(data, batch_size, seed)
+                self._folder = images.FolderStream(data, batch_size, seed, self.rows)
             except images.ImageError as e:
                 raise DataError(str(e)) from e
         if isinstance(data, TextData) and data.train.positions(seq_len + 1) <= 1:
@@ -323,20 +353,26 @@ class TrainBatches:
         if self._folder is not None:
             self._folder.load_state_dict(state["folder"])
 
-    def __next__(self) -> Batch:
+    def __next__(self) -> Batch | RankBatch:
+        batch = self._next_rows()
+        return batch if self.ranks > 1 else (batch.x, batch.y)
+
+    def _next_rows(self) -> RankBatch:
         d = self.data
         if self._folder is not None:
-            return next(self._folder)
+            x, y = next(self._folder)
+            return RankBatch(x, y, self.bs)  # every image is labelled
         if isinstance(d, TextData):
             # int64 bounds; the very last start is never drawn (seeds keep the batches they drew)
             starts = torch.randint(0, d.train.positions(self.seq_len + 1) - 1, (self.bs,),
                                    generator=self.g)
-            return _text_batch(self.task, d.train, starts, self.seq_len, d.vocab_size, self.g)
+            return _text_batch(self.task, d.train, starts, self.seq_len, d.vocab_size, self.g,
+                               self.rows)
         if self._pos + self.bs > len(self._perm):  # new epoch: a fresh seeded permutation
             self._perm, self._pos = torch.randperm(len(d.train_y), generator=self.g), 0
-        idx = self._perm[self._pos : self._pos + self.bs]
+        idx = self._perm[self._pos : self._pos + self.bs][self.rows]
         self._pos += self.bs
-        return _images(d.train_x[idx]), d.train_y[idx]
+        return RankBatch(_images(d.train_x[idx]), d.train_y[idx], self.bs)
 
 
 def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_len: int,
@@ -360,7 +396,7 @@ def heldout_batches(data: TextData | ImageData, task: str, batch_size: int, seq_
             raise DataError(f"{data.source}: {'held-out' if split == 'heldout' else 'training'} "
                             f"part too short for seq_len={seq_len}")
         starts = shards.spread(count, n)  # evenly spread over the works, exact past 2^24
-        x, y = _text_batch(task, stream, starts, seq_len, data.vocab_size, g)
+        x, y, _ = _text_batch(task, stream, starts, seq_len, data.vocab_size, g)
     elif isinstance(data, images.FolderImages):
         try:
             x, y = images.fixed_batches(data, split, batch_size, n, shards.spread)

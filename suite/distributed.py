@@ -6,8 +6,9 @@ operations the runner needs. Imports nothing of ours.
              --rdzv-endpoint HOST:29500 -m suite run gpt --scale small --device cuda
 
 The global batch of a definition is the same for any number of processes: every rank draws the
-same seeded global batch and trains on its own slice of it (DDP averages the gradients), so a run
-on N processes follows the single-process curve.
+same seeded global batch, reads and trains on its own slice of it (`data.TrainBatches` with
+rank and ranks; DDP averages the gradients), so a run on N processes follows the
+single-process curve.
 """
 
 from __future__ import annotations

@@ -146,13 +146,15 @@ def _seed(*parts: int) -> int:
 
 
 class FolderStream:
-    """Endless training batches of a FolderImages, resumable at any batch (`batch`)."""
+    """Endless training batches of a FolderImages, resumable at any batch (`batch`); with
+    `rows`, only those rows of each global batch are read (one rank's share)."""
 
-    def __init__(self, images: FolderImages, batch_size: int, seed: int) -> None:
+    def __init__(self, images: FolderImages, batch_size: int, seed: int,
+                 rows: slice = slice(None)) -> None:
         if len(images.train) < batch_size:
             raise ImageError(f"{images.root}: {len(images.train)} training images, fewer than "
                              f"one batch of {batch_size}")
-        self.images, self.bs, self.seed = images, batch_size, seed
+        self.images, self.bs, self.seed, self.rows = images, batch_size, seed, rows
         self.per_epoch = len(images.train) // batch_size  # an incomplete last batch is dropped
         self.batch = 0
         self._it: Any = None
@@ -164,8 +166,8 @@ class FolderStream:
             g = torch.Generator().manual_seed(_seed(self.seed, epoch))
             order = torch.randperm(len(self.images.train), generator=g)
             for j in range(k, self.per_epoch):
-                idx = order[j * self.bs : (j + 1) * self.bs].tolist()
-                yield [(i, _seed(self.seed, epoch, i)) for i in idx]
+                idx = order[j * self.bs : (j + 1) * self.bs][self.rows].tolist()
+                yield [(i, _seed(self.seed, epoch, i)) for i in idx]  # this rank's files only
             b = (epoch + 1) * self.per_epoch
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:

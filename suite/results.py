@@ -40,10 +40,13 @@ def finite(obj: Any) -> Any:
 
 def atomic_write(path: Path, write: Any, mode: str = "w") -> None:
     """`write(file)` into a temporary file in the same folder, fsync, then rename over `path`:
-    a reader sees the old file or the new one, never half of one."""
+    a reader sees the old file or the new one, never half of one. The file gets the
+    permissions an ordinary `open` would give it (mkstemp's are owner-only: 0600 manifests
+    that no one else on a shared cluster could read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -52,6 +55,12 @@ def atomic_write(path: Path, write: Any, mode: str = "w") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

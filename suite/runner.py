@@ -657,7 +657,7 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         return path
     manifest = _manifest(bench, scale_name, arm_name, seed, ctx, data, device, threads)
     batches = dataio.TrainBatches(data, ctx.family.task, ctx.scale.batch_size,
-                                  ctx.scale.seq_len, seed)
+                                  ctx.scale.seq_len, seed, world.rank, world.size)
     found, old = _resume_point(path, manifest) if resume else (None, None)
     policy = policy or ckpt.Policy(bench.checkpoint.every_steps,
                                    bench.checkpoint.every_minutes, bench.checkpoint.keep)

@@ -248,45 +248,14 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     family = doc.get("family")
     if not isinstance(family, str):
         raise SpecError(file, "family", f"missing or not a string: {family!r}",
-                        "bert, gpt2, vit, decoder, llama")
+                        "a family name (the registry checks it against suite/families/)")
     for section in ("data", "train", "eval"):
         if section in doc and not isinstance(doc[section], dict):
             raise SpecError(file, section, "must be a table")
     scales_doc = doc.get("scales")
     if not isinstance(scales_doc, dict) or not scales_doc:
         raise SpecError(file, "scales", "missing; declare at least one scale", ", ".join(SCALES))
-    scales = {}
-    for sname, st in scales_doc.items():
-        where = f"scales.{sname}"
-        if sname not in SCALES:
-            raise SpecError(file, where, "unknown scale", ", ".join(SCALES))
-        if not isinstance(st, dict):
-            raise SpecError(file, where, "must be a table")
-        for key in st:
-            if key not in _SCALE_KEYS:
-                raise SpecError(file, f"{where}.{key}", "unknown key",
-                                ", ".join(sorted(_SCALE_KEYS)))
-        for key in ("model", "steps", "batch_size"):
-            if key not in st:
-                raise SpecError(file, f"{where}.{key}", "missing")
-        if not isinstance(st["model"], dict):
-            raise SpecError(file, f"{where}.model", "must be a table of sizes, e.g. "
-                            "{ hidden = 128, layers = 4, heads = 4 }")
-        scales[sname] = Scale(
-            name=sname,
-            model=dict(st["model"]),
-            steps=_positive_int(st["steps"], file, f"{where}.steps", "training steps"),
-            batch_size=_positive_int(st["batch_size"], file, f"{where}.batch_size", "batch size"),
-            seq_len=(_positive_int(st["seq_len"], file, f"{where}.seq_len", "tokens per sequence")
-                     if "seq_len" in st else 0),
-            data=_section(DataSpec, doc, st, "data", file, where),
-            train=_section(TrainSpec, doc, st, "train", file, where),
-            eval=_section(EvalSpec, doc, st, "eval", file, where),
-            seeds=(_positive_int(st["seeds"], file, f"{where}.seeds", "seeds per arm by "
-                                 "default") if "seeds" in st else 1),
-            origin={f"{sec}.{k}": f"{where}.{sec}.{k}" for sec in ("data", "train", "eval")
-                    for k in (st.get(sec) or {})},
-        )
+    scales = {sname: _scale(doc, sname, st, file) for sname, st in scales_doc.items()}
     arms_doc = doc.get("arms")
     if not isinstance(arms_doc, dict) or not arms_doc:
         raise SpecError(file, "arms", "missing; declare at least [arms.baseline]")
@@ -308,6 +277,39 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     checkpoint = _parse(CheckpointSpec, ck_doc, file, {"": "checkpoint"})
     return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms, gate,
                      checkpoint)
+
+
+def _scale(doc: dict, sname: str, st: Any, file: str) -> Scale:
+    """One [scales.NAME] table, with the top-level data/train/eval tables under it."""
+    where = f"scales.{sname}"
+    if sname not in SCALES:
+        raise SpecError(file, where, "unknown scale", ", ".join(SCALES))
+    if not isinstance(st, dict):
+        raise SpecError(file, where, "must be a table")
+    for key in st:
+        if key not in _SCALE_KEYS:
+            raise SpecError(file, f"{where}.{key}", "unknown key", ", ".join(sorted(_SCALE_KEYS)))
+    for key in ("model", "steps", "batch_size"):
+        if key not in st:
+            raise SpecError(file, f"{where}.{key}", "missing")
+    if not isinstance(st["model"], dict):
+        raise SpecError(file, f"{where}.model", "must be a table of sizes, e.g. "
+                        "{ hidden = 128, layers = 4, heads = 4 }")
+    return Scale(
+        name=sname,
+        model=dict(st["model"]),
+        steps=_positive_int(st["steps"], file, f"{where}.steps", "training steps"),
+        batch_size=_positive_int(st["batch_size"], file, f"{where}.batch_size", "batch size"),
+        seq_len=(_positive_int(st["seq_len"], file, f"{where}.seq_len", "tokens per sequence")
+                 if "seq_len" in st else 0),
+        data=_section(DataSpec, doc, st, "data", file, where),
+        train=_section(TrainSpec, doc, st, "train", file, where),
+        eval=_section(EvalSpec, doc, st, "eval", file, where),
+        seeds=(_positive_int(st["seeds"], file, f"{where}.seeds", "seeds per arm by default")
+               if "seeds" in st else 1),
+        origin={f"{sec}.{k}": f"{where}.{sec}.{k}" for sec in ("data", "train", "eval")
+                for k in (st.get(sec) or {})},
+    )
 
 
 def load(path: str | Path) -> Benchmark:

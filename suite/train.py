@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.data import Batch
+from suite.data import Batch, RankBatch
 from suite.distributed import World, shard
 
 
@@ -174,7 +174,7 @@ def labelled(y: torch.Tensor) -> int:
     return int((y != -100).sum())
 
 
-def backward(fwd: nn.Module, batch: Batch, out: Callable, par: Parallel,
+def backward(fwd: nn.Module, batch: Batch | RankBatch, out: Callable, par: Parallel,
              device: torch.device, precision: str) -> torch.Tensor:
     """Accumulate into `.grad` the gradient of the global batch's mean loss over its labelled
     positions, from this rank's slice in `par.accum` micro-batches; returns this rank's share
@@ -186,12 +186,16 @@ def backward(fwd: nn.Module, batch: Batch, out: Callable, par: Parallel,
     average of micro-batch means is the gradient-accumulation normalisation bug (transformers,
     October 2024): with BERT it moved one step's gradient 7.7% at accum 2. Weights are exact
     powers of two where every micro-batch is labelled alike (causal LM, images), so those
-    steps are bit-identical to a plain mean. The batch is the global one: every rank draws
-    the same and counts its labels before slicing (no extra all-reduce)."""
-    x, y = batch
-    total = labelled(y)
-    if par.world.active:
-        x, y = shard(x, par.world), shard(y, par.world)
+    steps are bit-identical to a plain mean. `batch` is either the global one, which every
+    rank counts and then slices, or (`RankBatch`, what `TrainBatches` yields under torchrun)
+    this rank's rows with the global count: no extra all-reduce either way."""
+    if isinstance(batch, RankBatch):
+        x, y, total = batch
+    else:
+        x, y = batch
+        total = labelled(y)
+        if par.world.active:
+            x, y = shard(x, par.world), shard(y, par.world)
     loss = torch.zeros((), device=device)
     for j, (xm, ym) in enumerate(zip(x.chunk(par.accum), y.chunk(par.accum), strict=True)):
         n = labelled(ym)

@@ -415,3 +415,44 @@ def test_npy_errors(tmp_path):
     with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, "
                                                     "data.vocab_size=5); found 0..9")):
         D.load_text(str(big), vocab_size=5)
+
+
+@needs_shakespeare
+@pytest.mark.parametrize("task", ["causal-lm", "masked-lm"])
+def test_each_rank_reads_only_its_rows_of_the_global_batch(shakespeare, task, monkeypatch):
+    """Issue 13: under torchrun a rank reads its rows only; the ranks' rows put together are the
+    single-process batch, bit for bit, and each carries the global batch's labelled count."""
+    whole = take(D.TrainBatches(shakespeare, task, 8, 32, seed=5), 3)
+    read, windows = [], D.Tokens.windows
+
+    def counted(self, starts, *rest):
+        read.append(len(starts))
+        return windows(self, starts, *rest)
+
+    monkeypatch.setattr(D.Tokens, "windows", counted)
+    parts = [take(D.TrainBatches(shakespeare, task, 8, 32, seed=5, rank=r, ranks=4), 3)
+             for r in range(4)]
+    assert read == [2] * 12  # 4 ranks x 3 batches, 2 windows each: never the global 8
+    for k, (x, y) in enumerate(whole):
+        assert all(isinstance(p[k], D.RankBatch) for p in parts)
+        assert torch.equal(torch.cat([p[k].x for p in parts]), x)
+        assert torch.equal(torch.cat([p[k].y for p in parts]), y)
+        assert {p[k].labelled for p in parts} == {int((y != -100).sum())}
+    if task == "masked-lm":  # the slices hold different masked counts; the global one is shared
+        assert len({int((p[0].y != -100).sum()) for p in parts}) > 1
+
+
+def test_in_memory_images_are_cut_into_rank_rows():
+    images = D.load_images("mnist-5k")
+    x, y = next(D.TrainBatches(images, "classify", 6, 0, seed=2))
+    parts = [next(D.TrainBatches(images, "classify", 6, 0, seed=2, rank=r, ranks=3))
+             for r in range(3)]
+    assert [p.x.shape[0] for p in parts] == [2, 2, 2] and {p.labelled for p in parts} == {6}
+    assert torch.equal(torch.cat([p.x for p in parts]), x)
+    assert torch.equal(torch.cat([p.y for p in parts]), y)
+
+
+@needs_shakespeare
+def test_a_batch_that_does_not_divide_over_the_ranks_is_refused(shakespeare):
+    with pytest.raises(D.DataError, match="a batch of 6 cannot be cut into 4 equal rank slices"):
+        D.TrainBatches(shakespeare, "causal-lm", 6, 32, seed=0, rank=1, ranks=4)

@@ -75,6 +75,21 @@ def test_streamed_batches_are_reproducible_and_resumable(tree, augment):
     assert all(torch.equal(a[0], b[0]) for a, b in zip(later, first[17:27], strict=True))
 
 
+def test_a_rank_streams_only_its_rows(tree):
+    """Issue 13: under torchrun a rank's loader opens its share of each global batch's files
+    only; the shares put together are the single-process batch."""
+    images = D.load_images(str(tree))
+    whole, _ = batches(images, 3, 2)
+    order = streamed.FolderStream(images, 32, 3, slice(8, 16))._indices(0)
+    assert len(next(order)) == 8
+    parts = [[next(s) for _ in range(2)] for s in
+             (D.TrainBatches(images, "classify", 32, 0, 3, rank=r, ranks=4) for r in range(4))]
+    for k, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([p[k].x for p in parts]), x)
+        assert torch.equal(torch.cat([p[k].y for p in parts]), y)
+        assert {p[k].labelled for p in parts} == {32}
+
+
 def test_the_deit_recipe_is_timms(tree):
     from timm.data import create_transform
 

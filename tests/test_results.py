@@ -5,6 +5,7 @@ import math
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -43,6 +44,20 @@ def test_atomic_write_json_replaces_and_leaves_no_temp_files(tmp_path):
     atomic_write_json(target, {"b": [1, 2]})
     assert json.loads(target.read_text()) == {"b": [1, 2]}
     assert files_in(target.parent) == ["x.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_get_the_permissions_open_gives(tmp_path, umask):
+    """mkstemp makes owner-only files: manifests, summaries and checkpoints were 0600 while the
+    curve beside them (plain open) was 0644."""
+    old = os.umask(umask)
+    try:
+        atomic_write_json(tmp_path / "m.json", {"a": 1})
+        (tmp_path / "c.jsonl").write_text("{}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o666 & ~umask
+    assert (tmp_path / "m.json").stat().st_mode == (tmp_path / "c.jsonl").stat().st_mode
 
 
 def test_atomic_write_json_failure_keeps_the_old_file(tmp_path):
