@@ -15,6 +15,8 @@
 #   identity-gpt, identity-ode  the evaluation windows placed by the float32 rule the gpt and
 #           ode references were made with (shards.spread's integer rule replaced it later), seed
 #           0 only: every evaluation must be bit-identical to the committed curves
+#   identity-gpt-ablations, identity-ode-ablations  the same, for the ablation arms (with the
+#           baseline, so the gate has a pair)
 set -uo pipefail
 out=$(realpath -m "$1"); mkdir -p "$out"
 src=$(cd "$(dirname "$0")/.." && pwd); py=${PYTHON:-python}
@@ -54,6 +56,9 @@ case_run delta0 suite/operators/paper2.py \
 old_windows='s|    return torch.arange(n, dtype=torch.long) \* (count - 1) // (n - 1)|    return torch.linspace(0, count - 1, n).long()|'
 case_run identity-gpt suite/shards.py "$old_windows" gpt baseline,vcycle,ode-multilevel 1
 case_run identity-ode suite/shards.py "$old_windows" ode baseline,ode-multilevel 1
+case_run identity-gpt-ablations suite/shards.py "$old_windows" gpt baseline,vcycle-preserving 1
+case_run identity-ode-ablations suite/shards.py "$old_windows" ode \
+  baseline,ode-step2,ode-delta05,ode-until-scaled,ode-shared-averaged 1
 case_run plain "" "" "${PLAIN_BENCH:-deit}" "${PLAIN_ARMS:-baseline,vcycle}" \
   "${PLAIN_SEEDS:-}" "${PLAIN_COMMIT:-HEAD}"
 echo "logs in $out"
