@@ -26,6 +26,7 @@ ResultsError by the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,15 @@ def exact(fresh: Run, ref: Run) -> tuple[str, bool]:
 def fell_below(fresh: analysis.Saving, ref: analysis.Saving, tolerance: float,
                alpha: float = ALPHA) -> bool | None:
     """One-sided Welch test that the saving fell by more than `tolerance`: t = (fresh - ref +
-    tolerance) / sqrt(se_f^2 + se_r^2) below -t(1 - alpha, Welch-Satterthwaite df). None when
-    either standard error is not finite (no test is possible)."""
+    tolerance) / sqrt(se_f^2 + se_r^2) below -t(1 - alpha, Welch-Satterthwaite df).
+
+    A fresh miss (its mean curve never reaches the target) has no standard error, but its mean
+    is an upper bound on the saving (analysis.Saving): it is tested as a point at that bound
+    against the reference's own noise, so a bound that fell by more than `tolerance` FAILs and
+    one that did not passes. None when the reference's standard error is not finite either
+    (no test is possible)."""
+    if fresh.miss and math.isfinite(ref.se):
+        fresh = dataclasses.replace(fresh, se=0.0, df=math.inf)
     se2 = fresh.se**2 + ref.se**2
     if not math.isfinite(se2):
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,18 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
             rows.append([
                 a.arm, criterion, _seeds(a.runs), c.arm_final.fmt(digits=4),
                 f"{c.target:.4f}", *saving_cells(c), claim_txt or "-",
-                v if scale in rule.claims_at or not claim_f else f"{v} (not the paper's setting)",
+                _qualified(v, rule, scale, claim_f is not None),
             ])
     return rows, notes
+
+
+def _qualified(verdict: str, rule: Any, scale: str, has_claim: bool) -> str:
+    """The verdict with what the [gate] rule says about this scale in brackets."""
+    why = [s for s, on in (("not the paper's setting",
+                            has_claim and scale not in rule.claims_at),
+                           (f"seeds capped: unresolved at {scale}",
+                            scale in rule.unresolved_at)) if on]
+    return f"{verdict} ({'; '.join(why)})" if why else verdict
 
 
 POWER_HEADERS = ["arm", "criterion", "seeds", "pairing", "noise per seed (nats)",
@@ -256,6 +266,36 @@ def throughput_rows(folder: Path, scale: str) -> list[list]:
     return rows
 
 
+REGRESSION_HEADERS = ["case (patch commit)", "benchmark", "arm", "tier", "check", "reference",
+                      "fresh", "result"]
+
+
+def regression_rows(folder: Path, scale: str) -> list[list]:
+    """The gate's rows from the logs of benchmarks/regressions.sh (one per injected patch or
+    re-run) whose fresh runs are at `scale`; exact-tier rows that only hand over to the
+    statistical tier are left out, and each case ends with its gate exit code."""
+    rows = []
+    for f in sorted(folder.glob("*.log")):
+        text = f.read_text().splitlines()
+        head = re.match(r"# (\S+): (\w+)", text[0]) if text else None
+        gate = [m for line in text if (m := re.match(r"gate: \w+ \((\S+) against", line))]
+        if not head or not gate or Path(gate[-1].group(1)).name != scale:
+            continue
+        case = f"{head.group(1)} ({head.group(2)})"
+        table = False
+        for line in text:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| benchmark") and "tier" in cells:
+                table = True
+            elif table and line.startswith("|") and not line.startswith("|--"):
+                if cells[-1] != "differs: statistical tier":
+                    rows.append([case, *cells[:3], *cells[3:6], cells[-1]])
+            elif line.startswith("gate exit:"):
+                rows.append([case, "-", "-", "-", "-", "-", "-", line])
+                table = False
+    return rows
+
+
 def _mean_curve(runs: list[Run], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     end = min(r.curve[-1][x] for r in runs)
     grid = np.linspace(0, end, 200)
@@ -338,7 +378,11 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
                   tabulate(run_rows(arms), RUN_HEADERS, tablefmt="github"), ""]
         lines += [f"Rule ([gate]): tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} "
                   f"seeds, an interval that holds 0 and is wider than {rule.max_interval:.0%}: "
-                  f"inconclusive; claims held at: {', '.join(rule.claims_at)}.", ""]
+                  f"inconclusive; claims held at: {', '.join(rule.claims_at)}"
+                  + (f"; declared unresolved at {scale}: the power analysis asks for more seeds "
+                     "than about 60 CPU-minutes allow, so its seeds are capped and an interval "
+                     "may stay wider than +-5 pt" if scale in rule.unresolved_at else "")
+                  + ".", ""]
         lines += [f"- {n}" for n in notes] + ([""] if notes else [])
         if any(f in str(cell) for row in rows for cell in row for f in "‡†"):
             lines += [CENSORED, ""]
@@ -359,6 +403,15 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
                   "timed steps after warm-up, FLOPs as the meter counts them; MFU against the "
                   "device's bf16 peak, only in bf16 and only for a device in suite/flops.py's "
                   "table.", "", tabulate(speed, THROUGHPUT_HEADERS, tablefmt="github"), ""]
+    regressions = regression_rows(root.parent / "regressions", scale)
+    if regressions:
+        lines += ["## Injected regressions and re-runs", "",
+                  "From `bash benchmarks/regressions.sh` (logs in "
+                  f"`{root.parent.name}/regressions/`, each with its patch): a patch applied on "
+                  "a scratch branch of a clean clone, the arms it touches run at the committed "
+                  "seeds, and `python -m suite gate` against these results. A patch that makes "
+                  "an arm better passes: the gate tests for a fall only.", "",
+                  tabulate(regressions, REGRESSION_HEADERS, tablefmt="github"), ""]
     lines += ["## Environment of the runs", "",
               tabulate(environments(all_runs), ["commit", "dirty", "python", "torch",
                                                 "transformers", "timm", "fvcore", "device",

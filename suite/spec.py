@@ -89,6 +89,10 @@ class GateSpec:
                                "than this: inconclusive; narrower: no saving shown",
                                low=0.0, low_open=True)
     claims_at: tuple = _opt(("paper",), "scales at which the papers' claims are held")
+    unresolved_at: tuple = _opt((), "scales at which the declared seeds cannot resolve a "
+                                "saving to +-5 pt (the power analysis): the report says so "
+                                "beside every verdict there, and the gate's error rates "
+                                "(results/<scale>/SIMULATION.md) are not promised there")
 
 
 @dataclass(frozen=True)
@@ -269,8 +273,9 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     if not isinstance(gate_doc, dict):
         raise SpecError(file, "gate", "must be a table")
     gate = _parse(GateSpec, gate_doc, file, {"": "gate"})
-    if bad := [s for s in gate.claims_at if s not in SCALES]:
-        raise SpecError(file, "gate.claims_at", f"unknown scale(s) {bad}", ", ".join(SCALES))
+    for key in ("claims_at", "unresolved_at"):
+        if bad := [s for s in getattr(gate, key) if s not in SCALES]:
+            raise SpecError(file, f"gate.{key}", f"unknown scale(s) {bad}", ", ".join(SCALES))
     ck_doc = doc.get("checkpoint", {})
     if not isinstance(ck_doc, dict):
         raise SpecError(file, "checkpoint", "must be a table")

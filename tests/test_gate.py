@@ -33,6 +33,24 @@ def test_one_sided_regression_test_by_hand():
     assert fell_below(sv(0.20, 0.0), sv(0.30, 0.0), 0.05) is True  # exact: the margin decides
 
 
+def miss(bound):
+    """A fresh arm that never reaches the target: its mean is an upper bound, se not finite."""
+    return analysis.Saving(bound, -math.inf, bound, 5, math.inf, math.nan, True, miss=True)
+
+
+def test_a_miss_is_tested_at_its_bound():
+    ref = sv(0.30, 0.02)  # df 4: t(0.95, 4) = 2.132
+    # even the bound fell by 0.20 with tolerance 0.05: t = -0.15 / 0.02 = -7.5
+    assert fell_below(miss(0.10), ref, 0.05) is True
+    # the bound fell by 0.08: t = -0.03 / 0.02 = -1.5 > -2.132: the miss may be noise
+    assert fell_below(miss(0.22), ref, 0.05) is False
+    assert fell_below(miss(0.27), ref, 0.05) is False  # within tolerance
+    # against the baseline's exact zero: the margin decides
+    assert fell_below(miss(-0.10), sv(0.0, 0.0), 0.05) is True
+    assert fell_below(miss(0.0), sv(0.0, 0.0), 0.05) is False
+    assert fell_below(miss(0.10), miss(0.30), 0.05) is None  # both misses: no test possible
+
+
 def test_loss_rise_test_by_hand():
     # paired: differences 0.02, 0.03, 0.025 (mean 0.025, se 0.00289); tolerance 0.01:
     # t = 5.2 > t(0.95, 2) = 2.92
@@ -217,3 +235,31 @@ def test_claims_file_errors(tmp_path):
     assert all(0 < c.value < 1 for c in load_claims())
     assert {c.benchmark for c in load_claims()} == {"bert", "gpt", "deit", "bert-large", "ode",
                                                     "llama"}
+
+
+LOG = """# lrbug: 8007c49 scratch: lrbug
+| arm | seed | status |
+|-----|------|--------|
+| baseline | 4 | completed |
+| benchmark | arm | tier | check | reference | fresh | tolerance | result |
+|-----------|-----|------|-------|-----------|-------|-----------|--------|
+| ode | baseline | exact | seeds 0,1 | - | seed 0: first | - | differs: statistical tier |
+| ode | baseline | statistical | loss at budget | 2.5644 | 2.6473 | +0.0002 | FAIL |
+
+gate: FAIL (/tmp/regression-lrbug/runs/tiny against /tmp/regsrc/results/tiny; one-sided)
+gate exit: 1
+"""
+
+
+def test_report_reads_the_regression_logs_of_its_scale(tmp_path):
+    from suite.report import regression_rows
+
+    (tmp_path / "lrbug.log").write_text(LOG)
+    (tmp_path / "other.log").write_text(LOG.replace("runs/tiny", "runs/smoke"))
+    (tmp_path / "broken.log").write_text("not a log of regressions.sh\n")
+    assert regression_rows(tmp_path, "tiny") == [
+        ["lrbug (8007c49)", "ode", "baseline", "statistical",
+         "loss at budget", "2.5644", "2.6473", "FAIL"],
+        ["lrbug (8007c49)", "-", "-", "-", "-", "-", "-", "gate exit: 1"]]
+    assert regression_rows(tmp_path, "paper") == []
+    assert len(regression_rows(tmp_path, "smoke")) == 2

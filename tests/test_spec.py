@@ -413,6 +413,10 @@ def test_gate_rule_defaults_and_errors(definition):
     definition["gate"] = {"claims_at": ["huge"]}
     with raises("gate.claims_at", re.escape("unknown scale(s) ['huge']; allowed: smoke, tiny")):
         parse(definition)
+    assert g.unresolved_at == ()
+    definition["gate"] = {"unresolved_at": ["tiny", "medium"]}
+    with raises("gate.unresolved_at", re.escape("unknown scale(s) ['medium']; allowed:")):
+        parse(definition)
     definition["gate"] = {"tolerence": 0.1}
     with raises("gate.tolerence", "unknown key; allowed: tolerance, budget_tolerance"):
         parse(definition)
