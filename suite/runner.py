@@ -179,11 +179,7 @@ def not_finite(values: dict[str, float]) -> list[str]:
     return [f"{k}={v}" for k, v in values.items() if not math.isfinite(v)]
 
 
-def _size(model: dict[str, int]) -> dict[str, int]:
-    return {**model, "ffn": model.get("ffn") or 4 * model["hidden"]}
-
-
-def same_updates(plan: methods.Plan, scale: Scale) -> int:
+def same_updates(plan: methods.Plan, scale: Scale, family: Family) -> int:
     """Leading training steps in which the arm makes the baseline's very update: the target
     model, the same optimiser settings and state, and the same learning rate at every step,
     before any transfer. Together with the shared initialisation and batches, the two models
@@ -196,7 +192,8 @@ def same_updates(plan: methods.Plan, scale: Scale) -> int:
     n = 0
     for k, s in enumerate(plan.steps):
         if isinstance(s, methods.Transfer) or s.level != 1 or shape(s.optim) != shape(base) \
-                or _size(s.model) != _size(dict(scale.model)) or (k and not s.keep_optimizer):
+                or family.resolved(s.model) != family.resolved(dict(scale.model)) \
+                or (k and not s.keep_optimizer):
             return n
         start, total = s.schedule or (0, s.steps)
         for i in range(s.steps):
@@ -207,7 +204,7 @@ def same_updates(plan: methods.Plan, scale: Scale) -> int:
     return n
 
 
-def pairing(plan: methods.Plan, scale: Scale, seed: int) -> dict[str, Any]:
+def pairing(plan: methods.Plan, scale: Scale, seed: int, family: Family) -> dict[str, Any]:
     """What seed `seed` of this arm shares with seed `seed` of the baseline, for the manifest.
 
     The initialisation: torch.manual_seed(init_seed) right before the first model is built
@@ -217,7 +214,8 @@ def pairing(plan: methods.Plan, scale: Scale, seed: int) -> dict[str, Any]:
     offset]: the arm's own model's steps first..last draw batches step + offset;
     `same_updates_as_baseline` counts the leading steps whose update is the baseline's."""
     trains = [s for s in plan.steps if isinstance(s, methods.Train)]
-    same_init = trains[0].level == 1 and _size(trains[0].model) == _size(dict(scale.model))
+    same_init = trains[0].level == 1 and \
+        family.resolved(trains[0].model) == family.resolved(dict(scale.model))
     segments: list[list[int]] = []
     drawn = main = 0
     for s in trains:
@@ -247,7 +245,8 @@ def pairing(plan: methods.Plan, scale: Scale, seed: int) -> dict[str, Any]:
     return {"init_seed": seed, "batch_seed": seed, "eval_sets": "fixed: the same for every "
             "seed and arm", "shares_init_with_baseline": same_init,
             "shares_batch_stream_with_baseline": text, "main_steps_on_baseline_batches": same,
-            "main_step_batches": segments, "same_updates_as_baseline": same_updates(plan, scale)}
+            "main_step_batches": segments,
+            "same_updates_as_baseline": same_updates(plan, scale, family)}
 
 
 def _dummy_batch(family: Family, inputs: Inputs) -> Batch:
@@ -499,7 +498,7 @@ def check_size(ctx: Context, model: nn.Module, step: methods.Transfer, position:
     if not isinstance(nxt, methods.Train):
         return
     built, _, _ = ctx.family.describe(model)
-    want = {**ctx.family.optional, **nxt.model, "ffn": ctx.family.ffn(nxt.model)}
+    want = ctx.family.resolved(nxt.model)
     got = {k: built.get(k) for k in want}
     if any(want[k] and got[k] != want[k] for k in want):  # 0: "as the family defaults"
         raise ML.OperatorError(f"transfer {step.operator!r} (plan step {position}) built "
@@ -555,7 +554,7 @@ def _manifest(bench: Benchmark, scale_name: str, arm_name: str, seed: int, ctx: 
                  "inputs": dataclasses.asdict(ctx.inputs),
                  **({"files": data.files} if getattr(data, "files", None) else {})},
         "evaluation": ctx.sets.describe(),
-        "pairing": pairing(ctx.plan, ctx.scale, seed),
+        "pairing": pairing(ctx.plan, ctx.scale, seed, ctx.family),
         "precision": ctx.prec, "flop_convention": flops.CONVENTION,
         "environment": environment(device, threads),
         "world_size": ctx.world.size, "accum": ctx.accum, "compile": ctx.compile,

@@ -2,6 +2,7 @@
 changes no number; each stage's set-up is inside the clock; the manifest says what arm and
 baseline seeds share."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -135,12 +136,12 @@ def test_pairing_of_the_baseline_and_the_v_cycle(benches):
     bench = benches["gpt"]
     scale = bench.scale("smoke")
     _, _, base = _plan(bench, "baseline")
-    p = runner.pairing(base, scale, 4)
+    p = runner.pairing(base, scale, 4, FAMILIES['gpt2'])
     assert (p["init_seed"], p["batch_seed"], p["shares_init_with_baseline"]) == (4, 4, True)
     assert p["main_step_batches"] == [[1, 20, 0]] and p["main_steps_on_baseline_batches"] == 20
     assert p["same_updates_as_baseline"] == 20
     _, _, vc = _plan(bench, "vcycle")
-    p = runner.pairing(vc, scale, 4)
+    p = runner.pairing(vc, scale, 4, FAMILIES['gpt2'])
     first = vc.steps[0].steps  # level 1 before coalescing: round(0.05 x 20) = 1 step
     assert p["shares_init_with_baseline"] is True and first == 1
     assert p["main_step_batches"] == [[1, vc.train_steps, 0]]
@@ -156,6 +157,38 @@ def test_pairing_of_the_baseline_and_the_v_cycle(benches):
     assert vc.train_steps > 20
 
 
+@pytest.mark.parametrize("name", ["bert", "bert-large", "deit", "gpt", "llama", "ode"])
+def test_every_level_1_stage_is_the_baseline_model(benches, name):
+    """Level 1 is the target model in every method's plan, at every scale: the same size as
+    the family builds it for the baseline (a fault found by a new-user trial: the ode plan
+    sized llama's FFN by 4 x hidden, not SwiGLU's 8/3 x hidden, yet the manifest claimed a
+    shared initialisation)."""
+    bench = benches[name]
+    fam = FAMILIES[bench.family]
+    for scale_name, scale in bench.scales.items():
+        want = fam.resolved(dict(scale.model))
+        for arm in bench.arms.values():
+            plan = methods.plan(arm, scale, family=fam)
+            level1 = [s for s in plan.steps if isinstance(s, methods.Train) and s.level == 1]
+            assert level1, (name, scale_name, arm.name)
+            for s in level1:
+                assert fam.resolved(s.model) == want, (name, scale_name, arm.name, s.model)
+
+
+def test_llama_ffn_by_its_own_rule_in_plans_and_pairing(benches):
+    """llama at smoke: hidden 32, SwiGLU's FFN 88 (8/3 x 32, rounded up to a multiple of 8),
+    not 4 x 32 = 128; a plan whose first stage has FFN 128 shares no initialisation."""
+    bench, fam = benches["llama"], FAMILIES["llama"]
+    scale = bench.scale("smoke")
+    plan = methods.plan(bench.arms["ode-multilevel"], scale, family=fam)
+    assert plan.steps[0].model["ffn"] == fam.resolved(dict(scale.model))["ffn"] == 88
+    assert runner.pairing(plan, scale, 0, fam)["shares_init_with_baseline"] is True
+    wide = methods.Plan(plan.method, plan.options, (dataclasses.replace(
+        plan.steps[0], model={**plan.steps[0].model, "ffn": 128}), *plan.steps[1:]))
+    assert runner.pairing(wide, scale, 0, fam)["shares_init_with_baseline"] is False
+    assert runner.same_updates(wide, scale, fam) == 0
+
+
 def test_same_updates_stop_where_the_learning_rate_differs(benches):
     """gpt at tiny: the V-cycle's first stage (30 steps of linear warm-up to the peak) is the
     baseline's warm-up of round(0.05 x 600) = 30 steps, update for update. With the
@@ -165,9 +198,9 @@ def test_same_updates_stop_where_the_learning_rate_differs(benches):
     scale = bench.scale("tiny")
     arm = bench.arms["vcycle"]
     plan = methods.plan(arm, scale)
-    assert plan.steps[0].steps == 30 and runner.same_updates(plan, scale) == 30
+    assert plan.steps[0].steps == 30 and runner.same_updates(plan, scale, FAMILIES['gpt2']) == 30
     own = type(arm)(arm.name, arm.method, {**arm.options, "first_stage": "schedule"})
-    assert runner.same_updates(methods.plan(own, scale), scale) == 0
+    assert runner.same_updates(methods.plan(own, scale), scale, FAMILIES['gpt2']) == 0
 
 
 def test_pairing_of_the_ode_arm_counts_the_coarse_batches(benches):
@@ -176,7 +209,7 @@ def test_pairing_of_the_ode_arm_counts_the_coarse_batches(benches):
     bench = benches["ode"]
     _, _, plan = _plan(bench, "ode-multilevel", "tiny")
     assert plan.options["coarse_steps_run"] == 4 and plan.options["coarse_until"] == 35
-    p = runner.pairing(plan, bench.scale("tiny"), 0)
+    p = runner.pairing(plan, bench.scale("tiny"), 0, FAMILIES["decoder"])
     assert p["shares_init_with_baseline"] is True
     assert p["main_step_batches"] == [[t, t, 8 * (t - 1)] for t in range(1, 36)] + \
         [[36, 600, 280]]

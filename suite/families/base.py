@@ -80,6 +80,13 @@ class Family:
     def ffn(self, size: dict[str, int]) -> int:
         return size.get("ffn") or self.default_ffn(size["hidden"])
 
+    def resolved(self, size: dict[str, int]) -> dict[str, int]:
+        """`size` with every key the family defaults filled in (its optional keys, and the FFN
+        width by the family's own rule: 4 x hidden, or llama's SwiGLU 8/3 x hidden): the model
+        the family builds from `size`. Compare sizes through this, never by a rule of your
+        own."""
+        return {**self.optional, **size, "ffn": self.ffn(size)}
+
     def check(self, size: dict, inputs: Inputs) -> list[tuple[str, str]]:
         """Problems with `size` as (key, message) pairs; empty when the family can build it."""
         errs: list[tuple[str, str]] = []
@@ -111,7 +118,7 @@ class Family:
         and the family's `width_keys`, head size kept) and half the depth. The one halving
         rule: plans size their levels with it and coalesce builds with it. Raises ValueError
         naming the dimension that does not halve evenly."""
-        out = {**self.optional, **size, "ffn": self.ffn(size)}
+        out = self.resolved(size)
         keys = (("hidden", "heads", "ffn", *self.width_keys) if width else ()) + \
             (("layers",) if depth else ())
         for _ in range(times):

@@ -70,7 +70,9 @@ def plan(arm: Arm, scale: Scale, family: Family | None = None,
     not used: the paper fixes step counts, not FLOPs). Raises MethodError for a bad option or an
     odd number of blocks."""
     o = options(arm, ODE, {})
-    fine_size = {**scale.model, "ffn": scale.model.get("ffn") or 4 * scale.model["hidden"]}
+    # the FFN width by the family's own rule (llama's SwiGLU is not 4 x hidden): the fine
+    # model must be the baseline's
+    fine_size = {**scale.model, **({"ffn": family.ffn(scale.model)} if family else {})}
     if fine_size["layers"] % 2:
         raise MethodError(f"arms.{arm.name}.method", f"model layers={fine_size['layers']} is "
                           "odd; the odd/even coarse models need an even number of blocks")
