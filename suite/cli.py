@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,19 @@ def _policy(bench: Benchmark, args: argparse.Namespace) -> Any:
     return Policy(every, minutes, c.keep, int(at) if at else None)
 
 
+def _check_data(bench: Benchmark, scale: Scale, data: str | None) -> None:
+    """Read the data once before any run (runner.load_data caches it), so that a bad source
+    is one line naming where it was given: --data, or the definition's key."""
+    from suite.runner import load_data
+
+    try:
+        load_data(FAMILIES[bench.family], scale)
+    except DataError as e:
+        where = "(command line): --data" if data else \
+            f"{bench.path}: scales.{scale.name}.data.source"
+        raise DataError(f"{where}: {e}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.runner import run_one  # imports torch models; keep `list` fast
 
@@ -171,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)
+    _check_data(bench, scale, args.data)
     from suite.distributed import rank0_says, setup, teardown
 
     world, device = setup(args.device)  # torchrun: this rank's place and device
@@ -414,12 +429,29 @@ def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
                      "of VOCAB ids on the training documents here")
     tk.add_argument("--field", default="text", help=".jsonl key / .parquet column of the "
                     "text (default: text)")
-    tk.add_argument("--heldout-every", type=int, default=10, help="document i is held out "
+    tk.add_argument("--heldout-every", type=at_least(2), default=10, help="document i is held out "
                     "when i %% N == N - 1 (default: 10)")
-    tk.add_argument("--shard-tokens", type=int, default=10**8, help="ids per shard (default: "
-                    "1e8, as modded-nanogpt)")
+    tk.add_argument("--shard-tokens", type=at_least(1), default=10**8,
+                    help="ids per shard (default: 1e8, as modded-nanogpt)")
     tk.add_argument("--name", default="tokens", help="shard name prefix (default: tokens)")
     tk.set_defaults(fn=cmd_tokenize)
+
+
+def at_least(low: float, kind: type = int) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` >= `low`; anything else is one line naming the
+    option and what is allowed (argparse adds "argument --NAME"), never a traceback later."""
+    what = f"an integer >= {low}" if kind is int else f"a number > {low}"
+
+    def parse(text: str) -> float:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}") from None
+        if (kind is int and v < low) or (kind is not int and not v > low):
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}")
+        return v
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -433,6 +465,9 @@ def parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     _results_parsers(sub)
     _tokenize_parser(sub)
+    for command in sub.choices.values():  # also after the command, where users write it
+        command.add_argument("--benchmarks", action="append", metavar="PATH",
+                             default=argparse.SUPPRESS, help="as before the command")
     return p
 
 
@@ -443,28 +478,32 @@ def _run_parser(sub: Any) -> None:
     r.add_argument("--arms", help="comma-separated arm names (default: all)")
     r.add_argument("--seeds", type=int, default=None, help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
-    r.add_argument("--first-seed", type=int, default=0)
+    r.add_argument("--first-seed", type=at_least(0), default=0)
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    r.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    r.add_argument("--threads", type=at_least(1), default=None,
+                   help="CPU threads (default: all cores)")
     r.add_argument("--data", help="your own data: a text file, folder or glob; token shards "
                    "(.npy, .bin, a folder or glob of them: see `tokenize`); or an image folder "
                    "with one subfolder per class")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
-    r.add_argument("--accum", type=int, default=1, help="gradient accumulation: micro-batches "
+    r.add_argument("--accum", type=at_least(1), default=1,
+                   help="gradient accumulation: micro-batches "
                    "per step and process (the global batch stays the definition's)")
     r.add_argument("--compile", action="store_true", help="torch.compile the training model")
     r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
-    r.add_argument("--assume-tflops", type=float, metavar="T",
+    r.add_argument("--assume-tflops", type=at_least(0, float), metavar="T",
                    help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--resume", action="store_true", help="go on from each run's newest "
                    "checkpoint; completed runs are kept, runs never started start")
-    r.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="write the run state "
+    r.add_argument("--checkpoint-every", type=at_least(0), metavar="STEPS",
+                   help="write the run state "
                    "every STEPS training steps (default: the definition's [checkpoint])")
-    r.add_argument("--checkpoint-minutes", type=float, metavar="M", help="... or every M "
+    r.add_argument("--checkpoint-minutes", type=at_least(0, float), metavar="M",
+                   help="... or every M "
                    "minutes of wall time (default 30; SIGTERM, SIGUSR1 and SIGINT always write "
                    "it and stop the run as preempted)")
     r.set_defaults(fn=cmd_run)
@@ -486,9 +525,9 @@ def _results_parsers(sub: Any) -> None:
     t.add_argument("--device", default="cpu")
     t.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     t.add_argument("--compile", default="off", choices=("off", "on", "both"))
-    t.add_argument("--steps", type=int, default=30, help="timed steps")
-    t.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--steps", type=at_least(1), default=30, help="timed steps")
+    t.add_argument("--warmup", type=at_least(0), default=10, help="untimed steps first")
+    t.add_argument("--threads", type=at_least(1), default=None)
     t.add_argument("--out", default="runs", help="writes OUT/throughput/<bench>-<scale>-*.json")
     t.set_defaults(fn=cmd_throughput)
     cp = sub.add_parser("corpus", help=f"build or show the offline text corpus '{corpus.NAME}'")
@@ -506,7 +545,7 @@ def _results_parsers(sub: Any) -> None:
     pw.add_argument("results", nargs="?", default="results/tiny",
                     help="a scale folder, or a root holding scale folders (default: "
                     "results/tiny)")
-    pw.add_argument("--goal", type=float, default=0.05,
+    pw.add_argument("--goal", type=at_least(0, float), default=0.05,
                     help="wanted 95%% half-width of FLOPs saved (fraction, default 0.05)")
     pw.set_defaults(fn=cmd_power)
     g = sub.add_parser("gate", help="exit 1 when a saving regressed against committed results")

@@ -195,9 +195,15 @@ def select(ref: dict[tuple[str, str], dict[int, Run]], benchmarks: list[str] | N
     if arms and "baseline" not in arms:
         raise ResultsError("--arms must include baseline: every other arm's saving is "
                            "measured against the fresh baseline")
-    return {(b, a): {n: r for n, r in s.items() if seeds is None or n in seeds}
-            for (b, a), s in ref.items()
-            if (not benchmarks or b in benchmarks) and (not arms or a in arms)}
+    out = {(b, a): {n: r for n, r in s.items() if seeds is None or n in seeds}
+           for (b, a), s in ref.items()
+           if (not benchmarks or b in benchmarks) and (not arms or a in arms)}
+    for (b, a), s in sorted(out.items()):
+        if seeds is not None and (missing := sorted(set(seeds) - set(s))):
+            held = ", ".join(str(n) for n in sorted(ref[(b, a)]))
+            raise ResultsError(f"{where}: no reference run of {b}/{a} seed "
+                               f"{', '.join(map(str, missing))}; it holds seeds {held}")
+    return out
 
 
 def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],

@@ -41,7 +41,8 @@ def saving_cells(c: analysis.Comparison) -> list[str]:
     at = c.loss_at_equal_flops.fmt(digits=4)
     if c.bpb_at_equal_flops is not None:
         at += f"; {c.bpb_at_equal_flops.fmt(digits=4)} bpb"
-    return ["paired" if c.paired else "unpaired (seeds differ)",
+    unpaired = "unpaired (one seed)" if c.flops_saving.n < 2 else "unpaired (seeds differ)"
+    return ["paired" if c.paired else unpaired,
             c.flops_saving.fmt(), c.flops_blocks_saving.fmt(),
             c.wall_saving.fmt("wall time"), at]
 

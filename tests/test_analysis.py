@@ -296,3 +296,13 @@ def test_seeds_for_by_hand():
     assert analysis.seeds_for(0.01, 0.1, 0.05, paired=False, sd_base=0.01) == 34
     assert analysis.seeds_for(0.01, 0.0, 0.05, paired=True) is None
     assert analysis.seeds_for(1.0, 0.01, 0.05, paired=True) is None  # beyond MAX_SEEDS
+
+
+def test_one_seed_is_unpaired_for_its_own_reason():
+    """One seed of each (a new user's --seeds 1): the same seed, but a pair of one has no
+    spread to test, so the table says why it is unpaired rather than that the seeds differ."""
+    base = [fake_run("baseline", 0, curve([0, 50, 100], [3.0, 2.0, 1.0]))]
+    arm = [fake_run("vcycle", 0, curve([0, 50, 100], [3.0, 1.5, 0.9]))]
+    c = analysis.compare(arm, base)
+    assert c.paired is False and c.flops_saving.n == 1
+    assert saving_cells_pairing(c) == "unpaired (one seed)"

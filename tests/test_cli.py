@@ -44,9 +44,10 @@ def test_list(capsys):
 def test_list_with_a_user_definition(tmp_path, capsys, mini_toml):
     path = tmp_path / "mine.toml"
     path.write_text(mini_toml("mine"))
-    assert main(["--benchmarks", str(path), "list"]) == 0
-    rows = table_rows(capsys.readouterr().out)
-    assert [r[0] for r in rows[1:]] == ["mine"]
+    for args in (["--benchmarks", str(path), "list"], ["list", "--benchmarks", str(path)]):
+        assert main(args) == 0  # before or after the command
+        rows = table_rows(capsys.readouterr().out)
+        assert [r[0] for r in rows[1:]] == ["mine"]
 
 
 def test_run_unknown_benchmark(capsys):
@@ -173,7 +174,20 @@ def test_run_with_missing_user_data(capsys, tmp_path):
     missing = tmp_path / "missing.txt"
     assert main(["run", "gpt", "--scale", "smoke", "--data", str(missing), "--threads", "1",
                  "--out", str(tmp_path / "runs")]) == 2
-    assert f"data source '{missing}': no such file or folder" in capsys.readouterr().err
+    assert f"error: (command line): --data: data source '{missing}': no such file or folder" \
+        in capsys.readouterr().err
+
+
+def test_run_with_a_missing_data_source_in_the_definition(capsys, tmp_path, mini_toml):
+    """The same fault written in a definition names the file and the key, before any run."""
+    missing = tmp_path / "nowhere"
+    path = tmp_path / "mine.toml"
+    path.write_text(mini_toml("mine").replace('source = "shakespeare"', f'source = "{missing}"'))
+    assert main(["--benchmarks", str(path), "run", "mine", "--scale", "smoke", "--out",
+                 str(tmp_path / "runs")]) == 2
+    assert f"error: {path}: scales.smoke.data.source: data source '{missing}': no such file" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_compare_on_an_empty_folder(capsys, tmp_path):
@@ -220,3 +234,25 @@ def test_run_seeds_default_to_the_scale_and_refuse_zero(capsys, tmp_path):
         "ode": 5}  # the power analysis (llama: gpt's, until it has runs of its own)
     assert main(["run", "gpt", "--scale", "smoke", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert "--seeds: got 0; allowed: an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "gpt", "--threads", "-2"], "argument --threads: got '-2'; allowed: an integer >= 1"),
+    (["run", "gpt", "--threads", "0"], "argument --threads: got '0'; allowed: an integer >= 1"),
+    (["run", "gpt", "--accum", "0"], "argument --accum: got '0'; allowed: an integer >= 1"),
+    (["run", "gpt", "--first-seed", "-1"], "argument --first-seed: got '-1'; allowed: an "
+     "integer >= 0"),
+    (["run", "gpt", "--checkpoint-minutes", "0"], "argument --checkpoint-minutes: got '0'; "
+     "allowed: a number > 0"),
+    (["throughput", "gpt", "--steps", "x"], "argument --steps: got 'x'; allowed: an integer "
+     ">= 1"),
+    (["tokenize", "in", "--out", "o", "--heldout-every", "1"], "argument --heldout-every: "
+     "got '1'; allowed: an integer >= 2"),
+    (["power", "--goal", "-0.1"], "argument --goal: got '-0.1'; allowed: a number > 0"),
+])
+def test_numeric_options_out_of_range_are_one_line_errors(capsys, args, message):
+    """Before anything runs (a negative --threads reached torch.set_num_threads)."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

@@ -146,6 +146,9 @@ def test_gate_on_the_arms_a_change_touched(smoke_reference, tmp_path, capsys):
     shutil.rmtree(run_dir(fresh, "smoke", "gpt", "baseline", 2))
     assert main([*args, "--arms", "baseline", "--seeds", "0,1"]) == 0  # seed 2 not asked for
     assert re.search(r"\| gpt +\| baseline +\| exact +\| seeds 0,1 ", capsys.readouterr().out)
+    assert main([*args, "--arms", "baseline", "--seeds", "0,7"]) == 2  # never a silent pass
+    assert "no reference run of gpt/baseline seed 7; it holds seeds 0, 1, 2" in \
+        capsys.readouterr().err
     assert main([*args, "--arms", "baseline", "--seeds", "0,x"]) == 2
     assert "--seeds: got '0,x'" in capsys.readouterr().err
     assert main([*args, "--arms", "vcycle"]) == 2

@@ -420,3 +420,18 @@ def test_gate_rule_defaults_and_errors(definition):
     definition["gate"] = {"tolerence": 0.1}
     with raises("gate.tolerence", "unknown key; allowed: tolerance, budget_tolerance"):
         parse(definition)
+
+
+def test_the_readme_minimal_definition_is_valid():
+    """The README's "Adding a benchmark" block, as a new user copies it: it parses and passes
+    the registry's checks at both of its scales (a new-user trial found it failing twice)."""
+    import tomllib
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Adding a benchmark", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    bench = registry.validate(spec.parse(tomllib.loads(block), "mine.toml", "mine"))
+    assert set(bench.scales) == {"smoke", "tiny"}
+    assert bench.scale("smoke").eval.every == 10 and bench.scale("tiny").train.lr == 5e-4
+    assert list(bench.arms) == ["baseline"]
