@@ -43,7 +43,7 @@ def two_processes() -> dict[str, torch.Tensor]:
             "from torch.nn.parallel import DistributedDataParallel as DDP\n"
             f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
             "from test_accumulation import BENCH_OF, gradient, setup_family\n"
-            "from suite.distributed import setup, teardown\n"
+            "from suite.distributed import leave, setup, teardown\n"
             "world, _ = setup('cpu')\n"
             "g = {}\n"
             "for n in sorted(BENCH_OF):\n"
@@ -51,7 +51,8 @@ def two_processes() -> dict[str, torch.Tensor]:
             "    g[n] = gradient(f, m, b, 1, world, DDP(m))\n"
             "if world.main:\n"
             "    torch.save(g, sys.argv[1])\n"
-            "teardown()\n")
+            "teardown()\n"
+            "leave(0)  # DDP's gloo threads can abort the interpreter's shutdown\n")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                         "--nproc-per-node", "2", str(script), str(saved)], env=env, check=True,

@@ -105,7 +105,7 @@ GRADIENTS = textwrap.dedent("""
     from torch.nn.parallel import DistributedDataParallel as DDP
     sys.path.insert(0, sys.argv[2])
     from test_accumulation import BENCH_OF, gradient, setup_family
-    from suite.distributed import setup, teardown
+    from suite.distributed import leave, setup, teardown
     world, _ = setup("cpu")
     grads = {}
     for name in sorted(BENCH_OF):
@@ -114,6 +114,7 @@ GRADIENTS = textwrap.dedent("""
     if world.main:
         torch.save(grads, sys.argv[1])
     teardown()
+    leave(0)  # not the interpreter's shutdown: DDP's gloo threads can abort it (pytorch#107298)
 """)
 
 
