@@ -438,8 +438,9 @@ def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def at_least(low: float, kind: type = int) -> Callable[[str], float]:
-    """An argparse type: a number of `kind` >= `low`; anything else is one line naming the
-    option and what is allowed (argparse adds "argument --NAME"), never a traceback later."""
+    """An argparse type: an int >= `low`, or (kind=float) a number strictly > `low`; anything
+    else is one line naming the option and what is allowed (argparse adds "argument --NAME"),
+    never a traceback later."""
     what = f"an integer >= {low}" if kind is int else f"a number > {low}"
 
     def parse(text: str) -> float:
