@@ -11,12 +11,13 @@
 #   lrbug   the decay reaches its floor halfway through every stage (hurts every arm, baseline
 #           included)
 #   delta0  prolongation delta forced to 0 (paper 2's coarse work thrown away)
-# and two that must pass the exact tier (issue 13: the executor refactor moved no value):
-#   identity-gpt, identity-ode  the evaluation windows placed by the float32 rule the gpt and
-#           ode references were made with (shards.spread's integer rule replaced it later), seed
-#           0 only: every evaluation must be bit-identical to the committed curves
-#   identity-gpt-ablations, identity-ode-ablations  the same, for the ablation arms (with the
-#           baseline, so the gate has a pair)
+# and those that must pass the exact tier (no refactor since the references moved a value):
+#   identity-gpt  every gpt arm re-run as it is, seed 0: every evaluation bit-identical to the
+#           committed curves (made with shards.spread's integer window rule)
+#   identity-ode  the evaluation windows placed by the float32 rule the ode references were made
+#           with (the integer rule replaced it later), seed 0 only
+#   identity-ode-ablations  the same, for ode's ablation arms (with the baseline, so the gate
+#           has a pair)
 set -uo pipefail
 out=$(realpath -m "$1"); mkdir -p "$out"
 src=$(cd "$(dirname "$0")/.." && pwd); py=${PYTHON:-python}
@@ -54,9 +55,8 @@ case_run delta0 suite/operators/paper2.py \
   's/prolongate(fine, model, o\["parity"\], o\["delta"\], shared=o\["shared"\])/prolongate(fine, model, o["parity"], 0.0, shared=o["shared"])/' \
   ode baseline,ode-multilevel
 old_windows='s|    return torch.arange(n, dtype=torch.long) \* (count - 1) // (n - 1)|    return torch.linspace(0, count - 1, n).long()|'
-case_run identity-gpt suite/shards.py "$old_windows" gpt baseline,vcycle,ode-multilevel 1
+case_run identity-gpt "" "" gpt baseline,vcycle,vcycle-preserving,ode-multilevel,gstack 1
 case_run identity-ode suite/shards.py "$old_windows" ode baseline,ode-multilevel 1
-case_run identity-gpt-ablations suite/shards.py "$old_windows" gpt baseline,vcycle-preserving 1
 case_run identity-ode-ablations suite/shards.py "$old_windows" ode \
   baseline,ode-step2,ode-delta05,ode-until-scaled,ode-shared-averaged 1
 case_run plain "" "" "${PLAIN_BENCH:-deit}" "${PLAIN_ARMS:-baseline,vcycle}" \

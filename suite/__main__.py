@@ -1,4 +1,23 @@
-from suite.cli import main
-from suite.distributed import leave
+"""`python -m suite`. Importing torch and transformers takes seconds: a signal then (a
+scheduler's SIGTERM, a Ctrl-C) ends the process with one line, not a traceback from inside
+an import; nothing has started, so nothing is written. `run` then installs its own handlers
+(suite/cli.py), which turn a signal into a checkpoint and a resume command."""
+
+import signal
+
+
+def _starting(signum: int, _frame: object) -> None:
+    raise SystemExit(f"python -m suite: {signal.Signals(signum).name} while starting; "
+                     "nothing was run or written")
+
+
+_EARLY = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+_before = {sig: signal.signal(sig, _starting) for sig in _EARLY}
+try:
+    from suite.cli import main
+    from suite.distributed import leave
+finally:
+    for sig, old in _before.items():
+        signal.signal(sig, old)
 
 leave(main())

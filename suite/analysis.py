@@ -531,8 +531,11 @@ class Power:
 
 def power(c: Comparison, arm: Grid, base: Grid, goal: float = 0.05) -> Power:
     """Noise and seeds of one comparison on FLOPs: the observed SD at the crossing (or the run's
-    end for a miss), the half-width now, and the seeds a half-width of `goal` needs."""
+    end for a miss), the half-width now, and the seeds a half-width of `goal` needs. With fewer
+    than two seeds a side there is no spread to measure: noise nan, half-width inf, None."""
     s = c.flops_saving
+    if min(arm.y.shape[0], base.y.shape[0]) < 2:
+        return Power(c.arm, c.criterion, s.n, c.paired, math.nan, math.inf, math.inf, None)
     budget = float(base.x_end.mean())
     d, se, _, _ = band(arm.y, base.y[:, -1], c.paired)
     _, i = crossing(arm.x, d, arm.segment)
@@ -558,8 +561,11 @@ def end_slope(g: Grid) -> float:
 
 def baseline_power(g: Grid, goal: float = 0.05) -> Power:
     """Baseline against baseline on other seeds (unpaired): the noise of its final loss, and the
-    seeds per side that give a half-width of `goal` at the slope of its mean curve's end."""
+    seeds per side that give a half-width of `goal` at the slope of its mean curve's end.
+    Raises ValueError with fewer than two seeds (no other seed to compare with)."""
     n = g.y.shape[0]
+    if n < 2:
+        raise ValueError(f"baseline against itself needs two seeds or more, got {n}")
     sd = float(np.std(g.y[:, -1], ddof=1))
     slope_b = end_slope(g)
     need = seeds_for(sd, slope_b, goal, False, sd) if math.isfinite(slope_b) else None

@@ -65,34 +65,15 @@ HEADERS = ["family", "coalesce(decoalesce(M)) vs M, reference",
 # ------------------------------------------------------------------ settings survive operators
 
 def customised(name: str) -> torch.nn.Module:
-    """A model of family `name` built with settings other than the suite's (the issue's ViT:
-    ReLU, dynamic image size, DropPath 0.1, 28 px, patch 7, 1 channel, 10 classes, 32 wide, 4
-    deep, 4 heads), in float64, with one parameter frozen: what every operator must keep."""
+    """Family `name`'s own model with settings other than the suite's (Family.customised), in
+    float64, with one parameter frozen: what every operator must keep. Raises ValueError for a
+    family that declares none."""
+    fam = FAMILIES[name]
+    if fam.customised is None:
+        raise ValueError(f"family {name!r} declares no `customised` model (suite/families/"
+                         f"{name}.py); the settings-survival check needs one")
     torch.manual_seed(0)
-    if name == "vit":
-        from timm.models.vision_transformer import VisionTransformer
-
-        model = VisionTransformer(img_size=28, patch_size=7, in_chans=1, num_classes=10,
-                                  embed_dim=32, depth=4, num_heads=4, act_layer=torch.nn.ReLU,
-                                  dynamic_img_size=True, drop_path_rate=0.1, qk_norm=True,
-                                  init_values=1e-3, reg_tokens=1, global_pool="avg")
-    elif name == "decoder":
-        model = FAMILIES[name].build({"hidden": 32, "layers": 4, "heads": 4}, TEXT, True)
-        for blk in model.blocks:
-            blk.residual_scale = 2.0
-    else:
-        fam = FAMILIES[name]
-        cfg = copy.deepcopy(fam.build({"hidden": 32, "layers": 4, "heads": 4}, TEXT, True).config)
-        extra = {"bert": {"hidden_act": "relu", "layer_norm_eps": 1e-5,
-                          "hidden_dropout_prob": 0.1},
-                 "gpt2": {"activation_function": "relu", "layer_norm_epsilon": 1e-4,
-                          "scale_attn_by_inverse_layer_idx": True},
-                 "llama": {"hidden_act": "gelu", "rms_norm_eps": 1e-5, "attention_bias": True,
-                           "mlp_bias": True, "num_key_value_heads": 2}}[name]
-        for key, value in extra.items():
-            setattr(cfg, key, value)
-        model = fam.model_class()(cfg)
-    model = model.double()
+    model = fam.customised(fam).double()
     next(model.parameters()).requires_grad_(False)
     return model
 

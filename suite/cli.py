@@ -180,20 +180,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         if a not in bench.arms:
             raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
     n_seeds = args.seeds if args.seeds is not None else scale.seeds
-    if n_seeds < 1:
-        raise SpecError("(command line)", "--seeds", f"got {n_seeds}", "an integer >= 1")
     seeds = list(range(args.first_seed, args.first_seed + n_seeds))
     if args.dry_run:
         return _dry_run(bench, scale, arms, args.assume_tflops)
     _check_data(bench, scale, args.data)
+    from suite import state as ckpt
     from suite.distributed import rank0_says, setup, teardown
 
     world, device = setup(args.device)  # torchrun: this rank's place and device
     policy = _policy(bench, args)
     rows = []
     completed = preempted = False
+    between = ckpt.Preemption().install()  # a signal between runs, or in a run's setup
     try:
         for a, seed in ((a, seed) for a in arms for seed in seeds):
+            if rank0_says(between.requested is not None, world, device):
+                _stopped_between_runs(between.requested, world)
+                break
             path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
                            args.precision, progress=not args.no_progress, world=world,
                            accum=args.accum, compile=args.compile, resume=args.resume,
@@ -209,13 +212,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                              _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
             if preempted:  # the job is being stopped: no further arm or seed starts
                 break
-        completed = not preempted
+        completed = not preempted and between.requested is None
     finally:
+        between.restore()
         teardown(completed)
     if world.main:
         print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
                               "FLOPs", "train s", "folder"], tablefmt="github"))
-    return 0 if all(r[2] == "completed" for r in rows) else 1
+    return 0 if completed and all(r[2] == "completed" for r in rows) else 1
+
+
+def _stopped_between_runs(signal_name: str | None, world: Any) -> None:
+    if world.main:
+        from suite.runner import resume_command
+
+        print(f"{signal_name or 'a signal on another rank'} between runs: the runs above are "
+              f"kept, no further run starts; continue with:\n  {resume_command()}",
+              file=sys.stderr)
 
 
 SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target", "pairing",
@@ -356,7 +369,7 @@ def cmd_check_operators(args: argparse.Namespace) -> int:
           "128 wide, 4 blocks, 4 heads (llama: 2 key/value heads).\n")
     print(tabulate(settings_survival(), SURVIVAL_HEADERS, tablefmt="github"))
     print("\nEvery constructor setting but the sizes (Family.settings) of a model built with "
-          "non-default ones (suite/checks.py: customised), before and after each operator.")
+          "non-default ones (each family's `customised`), before and after each operator.")
     return 0
 
 
@@ -477,7 +490,7 @@ def _run_parser(sub: Any) -> None:
     r.add_argument("benchmark")
     r.add_argument("--scale", default="tiny", choices=SCALES)
     r.add_argument("--arms", help="comma-separated arm names (default: all)")
-    r.add_argument("--seeds", type=int, default=None, help="how many seeds (default: the "
+    r.add_argument("--seeds", type=at_least(1), default=None, help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
     r.add_argument("--first-seed", type=at_least(0), default=0)
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

@@ -174,6 +174,10 @@ def power_rows(found: list[ArmSavings], goal: float = 0.05) -> list[list]:
                          p.seeds_needed or f"> {analysis.MAX_SEEDS}"])
             continue
         for y, c in a.by_criterion.items():
+            if min(len(a.runs), len(base)) < 2:
+                rows.append([a.arm, CRITERIA[y], c.flops_saving.n, "-", "-", "-", "-",
+                             "one seed: no noise to measure"])
+                continue
             p = analysis.power(c, analysis.grid(a.runs, "flops", y),
                                analysis.grid(base, "flops", y), goal)
             hw = "censored" if not math.isfinite(p.half_width) else f"{100 * p.half_width:.1f}"

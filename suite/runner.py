@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -710,9 +711,8 @@ def _execute(ctx: Context, state: RunState, batches: dataio.TrainBatches,
             f"{ctx.plan.train_steps} steps"
     writer.finish(status, summary)
     if status == "preempted" and ctx.world.main:
-        again = " ".join(["python -m suite", *sys.argv[1:]])
-        print(f"{writer.path}: preempted ({error}); continue with:\n  "
-              f"{again if '--resume' in again else again + ' --resume'}", file=sys.stderr)
+        print(f"{writer.path}: preempted ({error}); continue with:\n  {resume_command()}",
+              file=sys.stderr)
     if status == "interrupted":
         raise KeyboardInterrupt
     if crash is not None:
@@ -720,6 +720,19 @@ def _execute(ctx: Context, state: RunState, batches: dataio.TrainBatches,
     if status == "failed":
         raise RuntimeError(f"{writer.path}: run failed: {summary['error']}")
     return writer.path
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The shell-quoted command line that continues this process's runs: this interpreter (a
+    bare `python` may not be the environment the suite is installed in), the same arguments
+    (`argv`, default sys.argv[1:]) and --resume; under torchrun (WORLD_SIZE > 1) through
+    `-m torch.distributed.run` with the same number of processes on one node."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    args += [] if "--resume" in args else ["--resume"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(world)] if world > 1 \
+        else []
+    return shlex.join([sys.executable, *launcher, "-m", "suite", *args])
 
 
 def measure_throughput(bench: Benchmark, scale_name: str, device: str = "cpu",

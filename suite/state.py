@@ -140,7 +140,10 @@ def read(path: Path) -> dict[str, Any]:
 class Preemption:
     """Turns SIGTERM, SIGUSR1 and SIGINT into a request that the run checkpoints at its next
     step boundary and stops as `preempted` (installed in the main thread only; the previous
-    handlers come back on `restore`). `requested` is the signal's name, or None."""
+    handlers come back on `restore`). `requested` is the signal's name, or None. Installed
+    over another Preemption (the `run` command's, which covers the gaps between runs), it
+    takes over a request that came before it: a signal during a run's setup stops that run
+    at its first step boundary."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -153,6 +156,9 @@ class Preemption:
             for name in SIGNALS:
                 sig = getattr(signal, name)
                 self._old[sig] = signal.signal(sig, self._handle)
+                outer = getattr(self._old[sig], "__self__", None)
+                if isinstance(outer, Preemption) and outer.requested and not self.requested:
+                    self.requested = outer.requested
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:

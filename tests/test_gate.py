@@ -212,6 +212,25 @@ def test_report_tables_claims_and_plots(smoke_reference, tmp_path):
     assert "Speed of the baseline's training step" not in text
 
 
+def test_report_of_one_seed_has_no_nan_and_no_warning(smoke_reference, tmp_path):
+    """A new user's `--seeds 1`: no spread to measure, said in words; numpy must not warn
+    (a sample SD of one value) and no table may show nan."""
+    import shutil
+    import warnings
+
+    root = _copy(smoke_reference, tmp_path) / "smoke"
+    for extra in root.glob("*/*/seed-[12]"):
+        shutil.rmtree(extra)
+    rules = {n: b.gate for n, b in load_benchmarks().items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        text = write_report(root, load_claims(), rules, "smoke").read_text()
+    assert "nan" not in text.lower().replace("nanogpt", "")
+    assert "unpaired (one seed)" in text
+    assert re.search(r"\| vcycle +\| held-out loss +\| +1 \| - +\| - +\| - +\| - +\| one seed: "
+                     r"no noise to measure \|", text)
+
+
 def test_report_shows_recorded_step_speed(smoke_reference, tmp_path):
     root = _copy(smoke_reference, tmp_path) / "smoke"
     rec = {"benchmark": "gpt", "precision": "bf16", "compile": True, "step_ms": 12.5,

@@ -54,3 +54,20 @@ def test_the_builtin_arms_carry_their_notes(builtin_benchmarks):
         "baseline": "", "ode-multilevel": "", "ode-step2": "ablation",
         "ode-delta05": "ablation", "ode-until-scaled": "ablation",
         "ode-shared-averaged": "ablation"}
+
+
+def test_methods_lists_a_plugins_description_and_a_broken_one_without_failing(monkeypatch):
+    from importlib import metadata
+
+    from suite import methods
+
+    eps = {ep.name: ep for ep in (
+        metadata.EntryPoint("good", "suite.methods.gstack:METHOD", methods.ENTRY_POINTS),
+        metadata.EntryPoint("broken", "no_such_package_x:METHOD", methods.ENTRY_POINTS))}
+    monkeypatch.setattr(methods, "_entry_points", lambda: eps)
+    listed = methods.available()
+    assert listed["good"] == (f"{methods.BUILTIN['gstack'].doc} "
+                              "(plug-in: suite.methods.gstack:METHOD)")
+    assert listed["broken"] == ("plug-in: no_such_package_x:METHOD; cannot be loaded: "
+                                "ModuleNotFoundError: No module named 'no_such_package_x'")
+    assert listed["baseline"] == methods.BUILTIN["baseline"].doc

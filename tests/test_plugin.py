@@ -60,7 +60,9 @@ def test_a_method_from_its_own_package_runs_end_to_end(installed, tmp_path):
     (tmp_path / "example.toml").write_text(DEFINITION)
     defs = ["--benchmarks", str(tmp_path / "example.toml")]
     listed = suite(installed, "methods", cwd=tmp_path)
-    assert "shrink" in listed.stdout and "plug-in: suite_example_method:METHOD" in listed.stdout
+    assert "| shrink " in listed.stdout
+    assert "train, shrink the weights, train on (plug-in: suite_example_method:METHOD)" in \
+        listed.stdout
     run = suite(installed, *defs, "run", "example", "--scale", "smoke", "--seeds", "2",
                 "--threads", "1", "--no-progress", "--out", "runs", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

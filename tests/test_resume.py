@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from suite import state as ckpt
 from suite.distributed import World
 from suite.registry import load_benchmarks
 from suite.results import CheckpointError, read_run
-from suite.runner import _context, run_one
+from suite.runner import _context, resume_command, run_one
 
 ARMS = [("gpt", "baseline"), ("gpt", "vcycle"), ("bert-large", "vcycle3"),
         ("ode", "ode-multilevel")]
@@ -145,6 +146,55 @@ def test_signals_are_requests_and_the_handlers_come_back():
     assert signal.getsignal(signal.SIGUSR1) is before
 
 
+def test_a_signal_before_a_runs_handlers_is_taken_over_by_them():
+    """The `run` command's handlers cover the gaps between runs; a signal there (a run's setup)
+    becomes the run's own request, so it stops at its first step boundary."""
+    before = signal.getsignal(signal.SIGUSR1)
+    outer = ckpt.Preemption().install()
+    os.kill(os.getpid(), signal.SIGUSR1)
+    inner = ckpt.Preemption().install()
+    assert (outer.requested, inner.requested) == ("SIGUSR1", "SIGUSR1")
+    inner.restore()
+    fresh = ckpt.Preemption()
+    outer.restore()
+    assert fresh.install().requested is None  # nothing pending once the outer ones are gone
+    fresh.restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_a_signal_between_runs_starts_no_further_run(tmp_path, capsys, monkeypatch):
+    import suite.runner
+    from suite.cli import main
+
+    real = suite.runner.run_one
+
+    def then_signal(*args, **kwargs):
+        path = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGUSR1)  # as a scheduler would, between two seeds
+        return path
+
+    monkeypatch.setattr(suite.runner, "run_one", then_signal)
+    code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "2",
+                 "--threads", "1", "--no-progress", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0").complete
+    assert not (tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").exists()
+    assert "SIGUSR1 between runs: the runs above are kept, no further run starts; continue " \
+        "with:" in err
+    assert shlex.split(err.strip().splitlines()[-1])[-1] == "--resume"
+
+
+def test_the_resume_command_under_torchrun_keeps_the_process_count(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert shlex.split(resume_command(["run", "gpt", "--out", "a b"])) == [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "-m", "suite",
+        "run", "gpt", "--out", "a b", "--resume"]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert shlex.split(resume_command(["run", "gpt", "--resume"])) == [
+        sys.executable, "-m", "suite", "run", "gpt", "--resume"]
+
+
 def test_the_command_line_prints_how_to_continue(tmp_path):
     """The real path: SIGTERM to the process (sent by itself on cue), the state written, the
     remaining seeds not started, and the printed command continues to the same result."""
@@ -158,14 +208,40 @@ def test_the_command_line_prints_how_to_continue(tmp_path):
     assert first.returncode == 1, first.stderr[-2000:]
     assert "preempted (SIGTERM after step 7; state in step-00000007.pt); continue with:" in \
         first.stderr
-    assert "--resume" in first.stderr.splitlines()[-1]
+    printed = shlex.split(first.stderr.splitlines()[-1])
+    assert printed == [*cmd, "--resume"]  # this interpreter, not a bare `python`
     assert not (tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").exists()
     env.pop("SUITE_SIGNAL_AT_STEP")
-    again = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, env=env,
-                           timeout=300)
+    again = subprocess.run(printed, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     done = read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0")
     fresh = read_run(run_one(load_benchmarks()["gpt"], "smoke", "baseline", 0,
                              tmp_path / "fresh", threads=1, progress=False))
     assert without_timing(done.curve) == without_timing(fresh.curve)
     assert read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").complete
+
+
+KILL_DURING_IMPORT = """
+import importlib.abc, os, runpy, signal, sys
+
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "suite.cli":  # the seconds of importing torch, as a scheduler sees them
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["suite", "list"]
+runpy.run_module("suite", run_name="__main__")
+"""
+
+
+def test_a_signal_while_starting_is_one_line_not_a_traceback():
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", KILL_DURING_IMPORT], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "python -m suite: SIGTERM while starting; nothing was run " \
+        "or written"

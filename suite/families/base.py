@@ -76,6 +76,9 @@ class Family:
     config_keys: dict[str, str] = field(default_factory=dict)
     # hidden -> the FFN width when the size table does not give one
     default_ffn: Callable[[int], int] = field(default=lambda hidden: 4 * hidden)
+    # family -> a small model (CUSTOMISED size) built with constructor settings other than the
+    # suite's: what every operator must keep (suite/checks.py: settings_survival)
+    customised: Callable[[Family], nn.Module] | None = None
 
     def ffn(self, size: dict[str, int]) -> int:
         return size.get("ffn") or self.default_ffn(size["hidden"])
@@ -134,11 +137,8 @@ class Family:
         """A random-initialised model. `eager_attention` selects the math attention path that
         fvcore can count (it counts the fused kernel as zero)."""
         assert self.builder is not None
-        return self.builder({**self.optional, **size}, inputs, eager_attention)
-
-
-def ffn_of(size: dict[str, int]) -> int:
-    return size.get("ffn") or 4 * size["hidden"]
+        # builders get every default filled in (the FFN width above all): one rule, `resolved`
+        return self.builder(self.resolved(size), inputs, eager_attention)
 
 
 def hf_class(name: str) -> Callable[[], type]:
@@ -170,6 +170,20 @@ def hf_settings(m: nn.Module, sizes: tuple[str, ...]) -> dict[str, Any]:
 
 
 TRANSFORMER = {"hidden": "residual width", "layers": "blocks", "heads": "attention heads"}
+CUSTOMISED = {"hidden": 32, "layers": 4, "heads": 4}  # the settings-survival models' size
+CUSTOMISED_TEXT = Inputs(seq_len=32, vocab_size=257)
+
+
+def hf_customised(extra: dict[str, Any]) -> Callable[[Family], nn.Module]:
+    """A transformers family's `customised`: its CUSTOMISED model with `extra` set in the
+    config (attribute -> a value other than the suite's)."""
+    def build(fam: Family) -> nn.Module:
+        cfg = copy.deepcopy(fam.build(CUSTOMISED, CUSTOMISED_TEXT, True).config)
+        for key, value in extra.items():
+            setattr(cfg, key, value)
+        return fam.model_class()(cfg)
+
+    return build
 LN_RULE = (r".*(LayerNorm|ln_\w+|norm\w*)\.(weight|bias)", ("d",))  # every norm inside a block
 
 

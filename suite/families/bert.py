@@ -12,8 +12,8 @@ from suite.families.base import (
     Family,
     Inputs,
     Layout,
-    ffn_of,
     hf_class,
+    hf_customised,
     hf_settings,
     resize_hf,
 )
@@ -27,7 +27,7 @@ def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
 
     cfg = BertConfig(
         vocab_size=inp.vocab_size, hidden_size=size["hidden"], num_hidden_layers=size["layers"],
-        num_attention_heads=size["heads"], intermediate_size=ffn_of(size),
+        num_attention_heads=size["heads"], intermediate_size=size["ffn"],
         max_position_embeddings=inp.seq_len, type_vocab_size=2, initializer_range=0.02,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         attn_implementation="eager" if eager else "sdpa",
@@ -70,4 +70,6 @@ FAMILY = Family("bert", "masked-lm", "text", TRANSFORMER, {"ffn": 0},
                 Layout("bert.encoder.layer", BLOCK, OUTER, True,
                        "cls.predictions.transform.LayerNorm"),
                 build, describe, resize_hf(SIZES), hf_class("BertForMaskedLM"), settings,
-                config_keys=SIZES)
+                config_keys=SIZES,
+                customised=hf_customised({"hidden_act": "relu", "layer_norm_eps": 1e-5,
+                                          "hidden_dropout_prob": 0.1}))

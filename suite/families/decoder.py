@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.families.base import LN_RULE, TRANSFORMER, Family, Inputs, Layout, ffn_of
+from suite.families.base import (
+    CUSTOMISED,
+    CUSTOMISED_TEXT,
+    LN_RULE,
+    TRANSFORMER,
+    Family,
+    Inputs,
+    Layout,
+)
 
 
 class DecoderBlock(nn.Module):
@@ -75,7 +83,7 @@ class PlainDecoder(nn.Module):
 
 def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
     return PlainDecoder(inp.vocab_size, inp.seq_len, size["hidden"], size["layers"],
-                        size["heads"], ffn_of(size), eager)
+                        size["heads"], size["ffn"], eager)
 
 
 def describe(m: nn.Module) -> tuple[dict[str, int], Inputs, bool]:
@@ -115,7 +123,15 @@ OUTER = (
     (r"ln_f\.(weight|bias)", ("d",)),
 )
 
+def customised(fam: Family) -> nn.Module:
+    """A decoder whose blocks take forward-Euler steps of 2 (the suite builds 1)."""
+    model = fam.build(CUSTOMISED, CUSTOMISED_TEXT, True)
+    for blk in model.blocks:
+        blk.residual_scale = 2.0
+    return model
+
+
 FAMILY = Family("decoder", "causal-lm", "text", TRANSFORMER, {"ffn": 0},
                 Layout("blocks", BLOCK, OUTER, True, "ln_f", euler_blocks=True,
                        residual_scale=True),
-                build, describe, resize, lambda: PlainDecoder, settings)
+                build, describe, resize, lambda: PlainDecoder, settings, customised=customised)

@@ -12,8 +12,8 @@ from suite.families.base import (
     Family,
     Inputs,
     Layout,
-    ffn_of,
     hf_class,
+    hf_customised,
     hf_settings,
     resize_hf,
 )
@@ -26,7 +26,7 @@ def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
 
     cfg = GPT2Config(
         vocab_size=inp.vocab_size, n_embd=size["hidden"], n_layer=size["layers"],
-        n_head=size["heads"], n_inner=ffn_of(size), n_positions=inp.seq_len,
+        n_head=size["heads"], n_inner=size["ffn"], n_positions=inp.seq_len,
         initializer_range=0.02, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         bos_token_id=None, eos_token_id=None,
         use_cache=False,  # training only: no KV cache
@@ -67,4 +67,7 @@ FAMILY = Family("gpt2", "causal-lm", "text", TRANSFORMER, {"ffn": 0},
                 Layout("transformer.h", BLOCK, OUTER, True, "transformer.ln_f",
                        euler_blocks=True),
                 build, describe, resize_hf(SIZES), hf_class("GPT2LMHeadModel"), settings,
-                config_keys=SIZES)
+                config_keys=SIZES,
+                customised=hf_customised({"activation_function": "relu",
+                                          "layer_norm_epsilon": 1e-4,
+                                          "scale_attn_by_inverse_layer_idx": True}))

@@ -21,6 +21,7 @@ from suite.families.base import (
     Inputs,
     Layout,
     hf_class,
+    hf_customised,
     hf_settings,
     resize_hf,
 )
@@ -40,7 +41,7 @@ def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
 
     cfg = LlamaConfig(
         vocab_size=inp.vocab_size, hidden_size=size["hidden"],
-        intermediate_size=size.get("ffn") or ffn_default(size["hidden"]),
+        intermediate_size=size["ffn"],
         num_hidden_layers=size["layers"], num_attention_heads=size["heads"],
         num_key_value_heads=size.get("kv_heads") or size["heads"],
         max_position_embeddings=inp.seq_len, initializer_range=0.02, rms_norm_eps=1e-6,
@@ -93,4 +94,7 @@ FAMILY = Family("llama", "causal-lm", "text", TRANSFORMER, {"ffn": 0, "kv_heads"
                 Layout("model.layers", BLOCK, OUTER, False, None, euler_blocks=True),
                 build, describe, resize_hf(SIZES), hf_class("LlamaForCausalLM"), settings,
                 width_keys=("kv_heads",), extra_check=check, config_keys=SIZES,
-                default_ffn=ffn_default)
+                default_ffn=ffn_default,
+                customised=hf_customised({"hidden_act": "gelu", "rms_norm_eps": 1e-5,
+                                          "attention_bias": True, "mlp_bias": True,
+                                          "num_key_value_heads": 2}))

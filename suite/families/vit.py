@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from suite.families.base import LN_RULE, TRANSFORMER, Family, Inputs, Layout, ffn_of
+from suite.families.base import CUSTOMISED, LN_RULE, TRANSFORMER, Family, Inputs, Layout
 
 
 def _vit() -> type:
@@ -26,7 +26,7 @@ def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
     model = _vit()(
         img_size=inp.image_size, patch_size=size["patch"], in_chans=inp.channels,
         num_classes=inp.num_classes, embed_dim=size["hidden"], depth=size["layers"],
-        num_heads=size["heads"], mlp_ratio=ffn_of(size) / size["hidden"],
+        num_heads=size["heads"], mlp_ratio=size["ffn"] / size["hidden"],
     )
     if eager:
         for blk in model.blocks:
@@ -130,6 +130,17 @@ OUTER = (
     (r"head\.bias", (None,)),
 )
 
+def customised(fam: Family) -> nn.Module:
+    """The issue's ViT: ReLU, dynamic image size, DropPath 0.1, 28 px, patch 7, 1 channel, 10
+    classes, and timm options the suite never sets (qk norm, layer scale, a register token,
+    average pooling): every one must survive each operator."""
+    return _vit()(img_size=28, patch_size=7, in_chans=1, num_classes=10,
+                  embed_dim=CUSTOMISED["hidden"], depth=CUSTOMISED["layers"],
+                  num_heads=CUSTOMISED["heads"], act_layer=nn.ReLU, dynamic_img_size=True,
+                  drop_path_rate=0.1, qk_norm=True, init_values=1e-3, reg_tokens=1,
+                  global_pool="avg")
+
+
 FAMILY = Family("vit", "classify", "images", {**TRANSFORMER, "patch": "patch side in pixels"},
                 {"ffn": 0}, Layout("blocks", BLOCK, OUTER, False, None),
-                build, describe, resize, _vit, settings)
+                build, describe, resize, _vit, settings, customised=customised)

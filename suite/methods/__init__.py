@@ -69,9 +69,15 @@ def get(name: str, where: str = "method") -> Method:
 
 
 def available() -> dict[str, str]:
-    """Every method this installation knows, name -> one line (built in and entry points)."""
+    """Every method this installation knows, name -> one line (built in and entry points): a
+    plug-in's own description and where it comes from, or why it cannot be loaded (listing
+    methods must not fail for one broken package)."""
     out = {name: m.doc for name, m in BUILTIN.items()}
-    out.update({name: f"plug-in: {ep.value}" for name, ep in _entry_points().items()})
+    for name, ep in _entry_points().items():
+        try:
+            out[name] = f"{_as_method(ep.load(), name).doc} (plug-in: {ep.value})"
+        except Exception as e:  # noqa: BLE001 - any error of a third-party import is listed
+            out[name] = f"plug-in: {ep.value}; cannot be loaded: {type(e).__name__}: {e}"
     return out
 
 
