@@ -343,7 +343,8 @@ def cmd_power(args: argparse.Namespace) -> int:
 
     root = Path(args.results)
     folders = [root] if any(root.glob("*/*/seed-*/manifest.json")) else sorted(
-        p for p in root.iterdir() if p.is_dir() and any(p.glob("*/*/seed-*/manifest.json")))
+        p for p in root.iterdir() if p.is_dir() and any(p.glob("*/*/seed-*/manifest.json"))
+    ) if root.is_dir() else []
     if not folders:
         raise ResultsError(f"{root}: no runs found (a scale folder such as results/tiny, or "
                            "a results root that holds one)")
@@ -450,18 +451,20 @@ def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
     tk.set_defaults(fn=cmd_tokenize)
 
 
-def at_least(low: float, kind: type = int) -> Callable[[str], float]:
-    """An argparse type: an int >= `low`, or (kind=float) a number strictly > `low`; anything
-    else is one line naming the option and what is allowed (argparse adds "argument --NAME"),
-    never a traceback later."""
+def at_least(low: float, kind: type = int, high: int | None = None) -> Callable[[str], float]:
+    """An argparse type: an int >= `low` (and <= `high`, when given), or (kind=float) a number
+    strictly > `low`; anything else is one line naming the option and what is allowed
+    (argparse adds "argument --NAME"), never a traceback later."""
     what = f"an integer >= {low}" if kind is int else f"a number > {low}"
+    what += f" and <= {high}" if high is not None else ""
 
     def parse(text: str) -> float:
         try:
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}") from None
-        if (kind is int and v < low) or (kind is not int and not v > low):
+        if (kind is int and v < low) or (kind is not int and not v > low) or \
+                (high is not None and v > high):
             raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}")
         return v
 
@@ -490,9 +493,10 @@ def _run_parser(sub: Any) -> None:
     r.add_argument("benchmark")
     r.add_argument("--scale", default="tiny", choices=SCALES)
     r.add_argument("--arms", help="comma-separated arm names (default: all)")
-    r.add_argument("--seeds", type=at_least(1), default=None, help="how many seeds (default: the "
+    r.add_argument("--seeds", type=at_least(1, high=10_000), default=None,
+                   help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
-    r.add_argument("--first-seed", type=at_least(0), default=0)
+    r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")

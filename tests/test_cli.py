@@ -235,12 +235,17 @@ def test_run_seeds_default_to_the_scale():
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["run", "gpt", "--seeds", "0"], "argument --seeds: got '0'; allowed: an integer >= 1"),
+    (["run", "gpt", "--seeds", "0"], "argument --seeds: got '0'; allowed: an integer >= 1 "
+     "and <= 10000"),
+    (["run", "gpt", "--seeds", "99999999999999999999"], "argument --seeds: got "
+     "'99999999999999999999'; allowed: an integer >= 1 and <= 10000"),
+    (["run", "gpt", "--first-seed", str(2**40)], f"argument --first-seed: got '{2**40}'; "
+     "allowed: an integer >= 0 and <= 2147483648"),
     (["run", "gpt", "--threads", "-2"], "argument --threads: got '-2'; allowed: an integer >= 1"),
     (["run", "gpt", "--threads", "0"], "argument --threads: got '0'; allowed: an integer >= 1"),
     (["run", "gpt", "--accum", "0"], "argument --accum: got '0'; allowed: an integer >= 1"),
     (["run", "gpt", "--first-seed", "-1"], "argument --first-seed: got '-1'; allowed: an "
-     "integer >= 0"),
+     "integer >= 0 and <= 2147483648"),
     (["run", "gpt", "--checkpoint-minutes", "0"], "argument --checkpoint-minutes: got '0'; "
      "allowed: a number > 0"),
     (["throughput", "gpt", "--steps", "x"], "argument --steps: got 'x'; allowed: an integer "
@@ -255,3 +260,9 @@ def test_numeric_options_out_of_range_are_one_line_errors(capsys, args, message)
         main(args)
     assert e.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+def test_power_of_a_missing_folder_is_one_line(capsys, tmp_path):
+    assert main(["power", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no runs found (a " \
+        "scale folder such as results/tiny, or a results root that holds one)"

@@ -63,11 +63,16 @@ def test_methods_lists_a_plugins_description_and_a_broken_one_without_failing(mo
 
     eps = {ep.name: ep for ep in (
         metadata.EntryPoint("good", "suite.methods.gstack:METHOD", methods.ENTRY_POINTS),
-        metadata.EntryPoint("broken", "no_such_package_x:METHOD", methods.ENTRY_POINTS))}
+        metadata.EntryPoint("broken", "no_such_package_x:METHOD", methods.ENTRY_POINTS),
+        metadata.EntryPoint("exits", "sys:exit", methods.ENTRY_POINTS),
+        metadata.EntryPoint("baseline", "suite.methods.gstack:METHOD", methods.ENTRY_POINTS))}
     monkeypatch.setattr(methods, "_entry_points", lambda: eps)
     listed = methods.available()
     assert listed["good"] == (f"{methods.BUILTIN['gstack'].doc} "
                               "(plug-in: suite.methods.gstack:METHOD)")
     assert listed["broken"] == ("plug-in: no_such_package_x:METHOD; cannot be loaded: "
                                 "ModuleNotFoundError: No module named 'no_such_package_x'")
-    assert listed["baseline"] == methods.BUILTIN["baseline"].doc
+    assert listed["exits"] == "plug-in: sys:exit; cannot be loaded: SystemExit"
+    assert listed["baseline"] == (f"{methods.BUILTIN['baseline'].doc} (plug-in suite.methods."
+                                  "gstack:METHOD has the same name and is not used)")
+    assert methods.get("baseline") is methods.BUILTIN["baseline"]  # what runs, as listed

@@ -74,10 +74,15 @@ def available() -> dict[str, str]:
     methods must not fail for one broken package)."""
     out = {name: m.doc for name, m in BUILTIN.items()}
     for name, ep in _entry_points().items():
+        if name in BUILTIN:  # `get` takes the built-in: say so rather than list the plug-in
+            out[name] += f" (plug-in {ep.value} has the same name and is not used)"
+            continue
         try:
-            out[name] = f"{_as_method(ep.load(), name).doc} (plug-in: {ep.value})"
-        except Exception as e:  # noqa: BLE001 - any error of a third-party import is listed
-            out[name] = f"plug-in: {ep.value}; cannot be loaded: {type(e).__name__}: {e}"
+            doc = f"{_as_method(ep.load(), name).doc} (plug-in: {ep.value})"
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - a third-party import, listed
+            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            doc = f"plug-in: {ep.value}; cannot be loaded: {why}"
+        out[name] = " ".join(doc.split()).replace("|", "/")  # one table row
     return out
 
 
