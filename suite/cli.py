@@ -190,11 +190,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     world, device = setup(args.device)  # torchrun: this rank's place and device
     policy = _policy(bench, args)
     rows = []
-    completed = preempted = False
+    completed = preempted = stopped = False
     between = ckpt.Preemption().install()  # a signal between runs, or in a run's setup
     try:
         for a, seed in ((a, seed) for a in arms for seed in seeds):
-            if rank0_says(between.requested is not None, world, device):
+            if stopped := rank0_says(between.requested is not None, world, device):
                 _stopped_between_runs(between.requested, world)
                 break
             path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
@@ -212,13 +212,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                              _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
             if preempted:  # the job is being stopped: no further arm or seed starts
                 break
-        completed = not preempted and between.requested is None
+        completed = not preempted and not stopped
+        if completed and rank0_says(between.requested is not None, world, device) and world.main:
+            print(f"{between.requested or 'a signal on another rank'} after the last run: every "
+                  "run was finished, nothing is left to resume", file=sys.stderr)
+        if world.main:  # before restore: a signal while printing must not kill the process
+            print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end",
+                                  "top1", "FLOPs", "train s", "folder"], tablefmt="github"))
     finally:
         between.restore()
         teardown(completed)
-    if world.main:
-        print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end", "top1",
-                              "FLOPs", "train s", "folder"], tablefmt="github"))
     return 0 if completed and all(r[2] == "completed" for r in rows) else 1
 
 
@@ -587,3 +590,7 @@ def main(argv: list[str] | None = None) -> int:
             CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C (the first asks for a checkpoint): stop at once
+        print("python -m suite: interrupted; a run cut off is recorded as interrupted or left "
+              "without a summary, never counted as a result", file=sys.stderr)
+        return 130

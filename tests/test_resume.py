@@ -185,6 +185,49 @@ def test_a_signal_between_runs_starts_no_further_run(tmp_path, capsys, monkeypat
     assert shlex.split(err.strip().splitlines()[-1])[-1] == "--resume"
 
 
+def test_a_signal_after_the_last_run_says_nothing_is_left(tmp_path, capsys, monkeypatch):
+    """Found by a trial: SIGTERM after the last run ended the process with 143 and no word."""
+    import suite.runner
+    from suite.cli import main
+
+    real = suite.runner.run_one
+
+    def then_signal(*args, **kwargs):
+        path = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return path
+
+    monkeypatch.setattr(suite.runner, "run_one", then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "1",
+                 "--threads", "1", "--no-progress", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0").complete
+    assert err.strip().splitlines()[-1] == (
+        "SIGTERM after the last run: every run was finished, nothing is left to resume")
+    assert "| baseline |      0 | completed |" in out
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_second_ctrl_c_ends_with_one_line_and_no_result(tmp_path, capsys, monkeypatch):
+    """Found by a trial: a second Ctrl-C outside the training loop (a git subprocess while
+    writing the manifest) ended with a traceback."""
+    import suite.runner
+    from suite.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(suite.runner, "run_one", interrupted)
+    code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "1",
+                 "--threads", "1", "--no-progress", "--out", str(tmp_path)])
+    assert code == 130
+    assert capsys.readouterr().err.strip() == (
+        "python -m suite: interrupted; a run cut off is recorded as interrupted or left without "
+        "a summary, never counted as a result")
+
+
 def test_the_resume_command_under_torchrun_keeps_the_process_count(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert shlex.split(resume_command(["run", "gpt", "--out", "a b"])) == [
