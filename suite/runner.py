@@ -272,6 +272,9 @@ def warm_up(family: Family, inputs: Inputs, plan: methods.Plan, dev: torch.devic
     trains = [s for s in plan.steps if isinstance(s, methods.Train)]
     k = 2 ** (max(s.level for s in trains) - 1)  # halvable that many times, head size 2
     size = {**trains[0].model, "hidden": 4 * k, "heads": 2 * k, "ffn": 8 * k, "layers": 2 * k}
+    # keys that halve with the width (llama's kv_heads) follow heads: the definition's value
+    # need not divide the throwaway's heads
+    size |= {key: 2 * k for key in family.width_keys if key in size}
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         model = family.build(size, inputs).to(dev)
         batch = _dummy_batch(family, inputs)

@@ -37,6 +37,9 @@ def test_the_model_is_a_llama_with_grouped_query_attention():
         m.model.embed_tokens.weight  # untied
     assert LLAMA.check({"hidden": 64, "layers": 4, "heads": 4, "kv_heads": 3}, TEXT) == \
         [("kv_heads", "heads=4 is not divisible by kv_heads=3")]
+    assert LLAMA.check({"hidden": 36, "layers": 4, "heads": 4, "kv_heads": 2}, TEXT) == \
+        [("heads", "head size hidden/heads = 36/4 = 9 is odd; rotary positions need an even "
+                   "head size")]
 
 
 def test_coalescing_pairs_query_heads_and_key_value_heads_alike():

@@ -43,6 +43,17 @@ def test_warm_up_leaves_the_global_rng_as_it_found_it(benches, bench, arm):
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_warm_up_builds_a_throwaway_for_every_scale_of_every_benchmark(benches):
+    """Found by a trial: the throwaway kept the definition's kv_heads (4 at llama's small and
+    paper scales) beside its own 2 heads, and every llama baseline there failed in warm-up."""
+    for bench in benches.values():
+        fam, inputs, plan = _plan(bench, "baseline")
+        for name, scale in bench.scales.items():
+            first = dataclasses.replace(plan.steps[0], model=dict(scale.model))
+            sized = dataclasses.replace(plan, steps=(first, *plan.steps[1:]))
+            assert runner.warm_up(fam, inputs, sized, torch.device("cpu"), "fp32") > 0, name
+
+
 def _curves(run):
     return [{k: v for k, v in row.items() if k != "wall_s"} for row in run.curve]
 

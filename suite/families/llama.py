@@ -66,11 +66,17 @@ def settings(m: nn.Module) -> dict[str, Any]:
 
 
 def check(size: dict[str, int]) -> list[tuple[str, str]]:
-    """Grouped-query attention: the key/value heads divide the query heads."""
+    """Grouped-query attention: the key/value heads divide the query heads; rotary positions
+    rotate pairs of a head's channels, so the head size (hidden / heads) is even."""
+    errs = []
     kv = size.get("kv_heads") or size["heads"]
     if size["heads"] % kv:
-        return [("kv_heads", f"heads={size['heads']} is not divisible by kv_heads={kv}")]
-    return []
+        errs.append(("kv_heads", f"heads={size['heads']} is not divisible by kv_heads={kv}"))
+    head = size["hidden"] // size["heads"]
+    if head % 2:
+        errs.append(("heads", f"head size hidden/heads = {size['hidden']}/{size['heads']} = "
+                              f"{head} is odd; rotary positions need an even head size"))
+    return errs
 
 
 BLOCK = (  # torch Linear layout (out, in)
