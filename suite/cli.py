@@ -19,6 +19,7 @@ from suite.claims import ClaimsError, load_claims  # noqa: E402
 from suite.data import DataError  # noqa: E402
 from suite.families import FAMILIES  # noqa: E402
 from suite.methods import MethodError, Train, plan  # noqa: E402
+from suite.operators import OperatorError  # noqa: E402
 from suite.registry import inputs_for, load_benchmarks  # noqa: E402
 from suite.report import (  # noqa: E402
     CRITERIA,
@@ -474,6 +475,29 @@ def at_least(low: float, kind: type = int, high: int | None = None) -> Callable[
     return parse
 
 
+def device_arg(text: str) -> str:
+    """An argparse type for --device: cpu, cuda or cuda:N, and only a CUDA device this machine
+    has (otherwise one line, not a driver error from deep inside torch at the first tensor)."""
+    import torch
+
+    allowed = "cpu, cuda, cuda:N"
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise argparse.ArgumentTypeError(f"got {text!r}, but torch sees no CUDA device on "
+                                             "this machine; allowed here: cpu")
+        if dev.index is not None and dev.index >= n:
+            raise argparse.ArgumentTypeError(f"got {text!r}; this machine has cuda:0 to "
+                                             f"cuda:{n - 1}")
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
     p.add_argument("--benchmarks", action="append", metavar="PATH",
@@ -500,7 +524,7 @@ def _run_parser(sub: Any) -> None:
                    help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
     r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
-    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    r.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     r.add_argument("--threads", type=at_least(1), default=None,
@@ -543,7 +567,7 @@ def _results_parsers(sub: Any) -> None:
                        "tokens/s, TFLOP/s, MFU")
     t.add_argument("benchmark")
     t.add_argument("--scale", default="tiny", choices=SCALES)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", type=device_arg, default="cpu")
     t.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     t.add_argument("--compile", default="off", choices=("off", "on", "both"))
     t.add_argument("--steps", type=at_least(1), default=30, help="timed steps")
@@ -586,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, DataError, MethodError, ResultsError, ClaimsError, corpus.CorpusError,
-            CheckpointError) as e:
+    except (SpecError, DataError, MethodError, OperatorError, ResultsError, ClaimsError,
+            corpus.CorpusError, CheckpointError) as e:  # a run it stopped is recorded failed
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C (the first asks for a checkpoint): stop at once

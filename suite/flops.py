@@ -25,7 +25,8 @@ from suite.families import FAMILIES, Family, Inputs, logits
 
 CONVENTION = ("FLOPs = 2 x fvcore MACs (one multiply-add = 2 FLOPs), attention counted on the "
               "eager path, one training step = 3 x forward, evaluation not counted; operators "
-              "(coalesce, de-coalesce, interpolate, restrict, prolongate) counted per parameter")
+              "(coalesce, de-coalesce, interpolate, restrict, prolongate) counted per parameter, "
+              "stacking (copies) 0, a plug-in's operator as it reports")
 TRAIN_FACTOR = 3
 
 

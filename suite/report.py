@@ -23,7 +23,8 @@ CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
 CENSORED = ("‡ the interval's lower end lies past the end of the run and its bounded "
             "extrapolation (the upper band does not reach the target there): censored, read as "
             "-inf by the verdicts. † an estimate or interval end read off the extrapolation of "
-            "the arm past its end (at most 10% of the baseline's budget).")
+            f"the arm past its end (at most {analysis.EXTRAPOLATION:.0%} of the baseline's "
+            "budget).")
 
 
 def group_runs(root: Path) -> dict[str, dict[str, list[Run]]]:
@@ -358,9 +359,11 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
              "interval] (n = seeds): B is the baseline's budget, C where the arm's mean curve "
              "over seeds reaches the target (the baseline's mean final value of the criterion); "
              "intervals by test inversion, paired by seed where arm and baseline share seeds "
-             "(suite/analysis.py says exactly how). Nothing is extrapolated: an arm that does "
-             "not reach the target within its run is a miss. Verdicts follow each benchmark's "
-             "declared [gate] rule.", "",
+             "(suite/analysis.py says exactly how). An arm's curve is extended past its end by at "
+             f"most {analysis.EXTRAPOLATION:.0%} of the baseline's budget, along its own final "
+             "slope, and every figure read off that stretch is flagged †; an arm that does not "
+             "reach the target within its run and that stretch is a miss. Verdicts follow each "
+             "benchmark's declared [gate] rule.", "",
              f"FLOP convention: {CONVENTION}.", ""]
     if scale not in ("paper",):
         lines += [f"**This is the {scale} scale, not the papers' setting.** The papers' claims "

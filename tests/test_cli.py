@@ -266,3 +266,23 @@ def test_power_of_a_missing_folder_is_one_line(capsys, tmp_path):
     assert main(["power", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nowhere'}: no runs found (a " \
         "scale folder such as results/tiny, or a results root that holds one)"
+
+
+@pytest.mark.parametrize(("device", "gpus", "message"), [
+    ("tpu", 0, "argument --device: got 'tpu'; allowed: cpu, cuda, cuda:N"),
+    ("meta", 0, "argument --device: got 'meta'; allowed: cpu, cuda, cuda:N"),
+    ("cuda", 0, "argument --device: got 'cuda', but torch sees no CUDA device on this "
+                "machine; allowed here: cpu"),
+    ("cuda:3", 2, "argument --device: got 'cuda:3'; this machine has cuda:0 to cuda:1"),
+])
+def test_a_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device, gpus, message):
+    """Found by a trial: --device cuda on a CPU machine was a driver error from inside torch."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    for command in (["run", "gpt", "--scale", "smoke"], ["throughput", "gpt"]):
+        with pytest.raises(SystemExit) as e:
+            main([*command, "--device", device])
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

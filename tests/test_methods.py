@@ -76,3 +76,121 @@ def test_methods_lists_a_plugins_description_and_a_broken_one_without_failing(mo
     assert listed["baseline"] == (f"{methods.BUILTIN['baseline'].doc} (plug-in suite.methods."
                                   "gstack:METHOD has the same name and is not used)")
     assert methods.get("baseline") is methods.BUILTIN["baseline"]  # what runs, as listed
+
+
+# A plug-in's plan is checked before anything runs (found by a new-user trial: a plan with no
+# steps, 0 steps, a wider level 1 or only coarse stages ran and compared as savings).
+def _bad_method(monkeypatch, make):
+    from suite import methods
+    from suite.methods import Method, Option
+    from suite.methods.base import options
+
+    opts = {"at": Option(0.5, "when", lambda v: 0 < v < 1, "(0, 1)")}  # the README's check
+
+    def planfn(arm, scale, family=None, cost=None):
+        options(arm, opts, {})
+        return make(scale)
+
+    monkeypatch.setitem(methods.BUILTIN, "bad", Method("bad", opts, planfn))
+
+
+def _train(scale, level=1, steps=10, **model):
+    from suite.methods import Train, optim_of
+
+    return Train(level, {**scale.model, **model}, steps, optim_of(scale))
+
+
+def _raise(exc):
+    raise exc
+
+
+BAD_PLANS = {
+    "none": (lambda s: None, "plans NoneType; a method's plan is a Plan with at least one "
+                             "Train step"),
+    "empty": (lambda s: __import__("suite.methods").methods.Plan("bad", {}, ()),
+              "plans no steps; a method's plan is a Plan with at least one Train step"),
+    "zero steps": (lambda s: _plan_of(_train(s, steps=0)),
+                   "plans Train steps=0 at step 0; allowed: an integer >= 1"),
+    "float steps": (lambda s: _plan_of(_train(s, steps=2.5)),
+                    "plans Train steps=2.5 at step 0; allowed: an integer >= 1"),
+    "wider level 1": (lambda s: _plan_of(_train(s, hidden=64)),
+                      "plans level 1 (step 0) with model {'hidden': 64, 'layers': 4, 'heads': "
+                      "2}; level 1 is the definition's model {'hidden': 32, 'layers': 4, "
+                      "'heads': 2}, the baseline's, or savings compare unlike models"),
+    "coarse only": (lambda s: _plan_of(_train(s, level=2, layers=2)),
+                    "plans no Train of the arm's own model; at least one Train step is level "
+                    "1, not auxiliary"),
+    "odd heads": (lambda s: _plan_of(_train(s, level=2, heads=3)),
+                  "plans Train model {'hidden': 32, 'layers': 4, 'heads': 3} at step 0: "
+                  "heads: hidden=32 is not divisible by heads=3"),
+    "unknown operator": (lambda s: _plan_of(_train(s), __import__("suite.methods").methods
+                                            .Transfer("nope")),
+                         "plans transfer 'nope' (step 1), which no operator implements"),
+    "raises": (lambda s: _raise(KeyError("x")), "failed to plan: KeyError: 'x'"),
+}
+
+
+def _plan_of(*steps):
+    from suite.methods import Plan
+
+    return Plan("bad", {}, steps)
+
+
+@pytest.mark.parametrize("case", BAD_PLANS, ids=list(BAD_PLANS))
+def test_a_plan_the_meter_cannot_compare_is_refused(builtin_benchmarks, monkeypatch, case):
+    from suite.families import FAMILIES
+
+    make, message = BAD_PLANS[case]
+    _bad_method(monkeypatch, make)
+    gpt = builtin_benchmarks["gpt"]
+    with pytest.raises(MethodError) as e:
+        plan(Arm("b", "bad", {}), gpt.scale("smoke"), family=FAMILIES["gpt2"])
+    assert str(e.value).startswith("arms.b.method: method 'bad' " + message)
+
+
+def test_an_option_check_that_raises_is_a_value_not_allowed(builtin_benchmarks, monkeypatch):
+    _bad_method(monkeypatch, lambda s: _plan_of(_train(s)))
+    with pytest.raises(MethodError, match=r"^arms\.b\.at: 'abc' is not allowed; allowed: "
+                                          r"\(0, 1\) \(when\)$"):
+        plan(Arm("b", "bad", {"at": "abc"}), builtin_benchmarks["gpt"].scale("smoke"))
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("1 / 0", "ZeroDivisionError: division by zero"),
+    ("def METHOD():\n    raise RuntimeError('boom')", "RuntimeError: boom"),
+])
+def test_a_plugin_that_fails_to_load_is_one_error(tmp_path, monkeypatch, body, message):
+    from suite.methods import get
+
+    (tmp_path / "suite_trial_broken.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MethodError) as e:
+        get("suite_trial_broken:METHOD", "arms.x.method")
+    assert str(e.value) == ("arms.x.method: method 'suite_trial_broken:METHOD' cannot be "
+                            f"loaded: {message}")
+
+
+@pytest.mark.parametrize(("result", "message"), [
+    (None, "operator 'trial' returned NoneType; an operator returns (the model that trains "
+           "next, its FLOPs)"),
+    ("model", "operator 'trial' returned str; an operator returns (the model that trains next, "
+              "its FLOPs)"),
+    (-10**15, "operator 'trial' returned FLOPs -1000000000000000; allowed: an integer >= 0"),
+    (1.5, "operator 'trial' returned FLOPs 1.5; allowed: an integer >= 0"),
+])
+def test_an_operator_result_the_meter_cannot_count_is_refused(monkeypatch, result, message):
+    from torch import nn
+
+    from suite import operators
+
+    def op(o, model, saved):
+        return result if result in (None, "model") else (model, result)
+
+    monkeypatch.setitem(operators.OPERATORS, "trial", operators.Operator("trial", op, False, ""))
+    with pytest.raises(operators.OperatorError) as e:
+        operators.apply("trial", {}, nn.Linear(2, 2), {})
+    assert str(e.value).startswith(message)
+    model = nn.Linear(2, 2)
+    monkeypatch.setitem(operators.OPERATORS, "trial",
+                        operators.Operator("trial", lambda o, m, s: (m, 0), False, ""))
+    assert operators.apply("trial", {}, model, {}) == (model, 0)

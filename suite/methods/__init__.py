@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from importlib import metadata
 
-from suite.families import Family
+from suite.families import Family, Inputs
 from suite.methods import baseline, gstack, ode, vcycle
 from suite.methods.base import (
     COMMON,
@@ -62,8 +62,11 @@ def get(name: str, where: str = "method") -> Method:
         if ":" in name:
             module, _, attr = name.partition(":")
             return _as_method(getattr(importlib.import_module(module), attr), where)
-    except (ImportError, AttributeError) as e:
-        raise MethodError(where, f"method {name!r} cannot be loaded: {e}") from None
+    except MethodError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a third party's import or factory, named
+        raise MethodError(where, f"method {name!r} cannot be loaded: {type(e).__name__}: {e}") \
+            from None
     raise MethodError(where, f"unknown method {name!r}; allowed: "
                       f"{', '.join([*BUILTIN, *sorted(eps)])}, or 'package.module:attribute'")
 
@@ -93,14 +96,60 @@ def plan(arm: Arm, scale: Scale, cost: StepCost | None = None,
     naming the arm's key, also for a plan whose transfers name an operator nobody registered."""
     from suite import operators
 
-    method = get(arm.method, f"arms.{arm.name}.method")
-    p = method.plan(arm, scale, family, cost)
-    for step in p.steps:
-        if isinstance(step, Transfer) and step.operator not in operators.OPERATORS:
-            raise MethodError(f"arms.{arm.name}.method", f"method {method.name!r} plans "
-                              f"transfer {step.operator!r}, which no operator implements; "
-                              f"known: {', '.join(sorted(operators.OPERATORS))}")
+    key = f"arms.{arm.name}.method"
+    method = get(arm.method, key)
+    try:
+        p = method.plan(arm, scale, family, cost)
+    except MethodError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a plug-in's own code: say whose and what
+        raise MethodError(key, f"method {method.name!r} failed to plan: "
+                          f"{type(e).__name__}: {e}") from None
+    problem = _plan_problem(p, scale, family, set(operators.OPERATORS))
+    if problem:
+        raise MethodError(key, f"method {method.name!r} plans {problem}")
     return p
+
+
+def _plan_problem(p: object, scale: Scale, family: Family | None, known: set[str]) -> str:
+    """What makes `p` no plan the runner can run and the meter can compare ('' if nothing):
+    every Train has a positive integer count of steps and level; the arm's own model (level 1,
+    not auxiliary) is the definition's model, the baseline's, so savings compare like with
+    like, and trains at least once; every Transfer names a registered operator."""
+    if not isinstance(p, Plan) or not p.steps:
+        return f"{type(p).__name__ if not isinstance(p, Plan) else 'no steps'}; a method's " \
+            "plan is a Plan with at least one Train step"
+    from suite.families import FAMILIES
+
+    same = (family or FAMILIES["gpt2"]).resolved  # with no family, coarser's rule too
+    trains: list[Train] = []
+    for i, step in enumerate(p.steps):
+        if isinstance(step, Transfer):
+            if step.operator not in known:
+                return f"transfer {step.operator!r} (step {i}), which no operator implements; " \
+                    f"known: {', '.join(sorted(known))}"
+            continue
+        if not isinstance(step, Train):
+            return f"{type(step).__name__} at step {i}; allowed: Train, Transfer"
+        for what in ("steps", "level"):
+            v = getattr(step, what)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                return f"Train {what}={v!r} at step {i}; allowed: an integer >= 1"
+        if not isinstance(step.model, dict):
+            return f"Train model {step.model!r} at step {i}; allowed: a size table (dict)"
+        if family is not None and (errs := family.check(step.model, Inputs())):
+            return f"Train model {step.model!r} at step {i}: " + \
+                "; ".join(f"{k}: {m}" for k, m in errs)
+        if step.level == 1 and not step.auxiliary:
+            if same(step.model) != same(scale.model):
+                return f"level 1 (step {i}) with model {step.model!r}; level 1 is the " \
+                    f"definition's model {scale.model!r}, the baseline's, or savings compare " \
+                    "unlike models"
+        trains.append(step)
+    if not any(t.level == 1 and not t.auxiliary for t in trains):
+        return "no Train of the arm's own model; at least one Train step is level 1, not " \
+            "auxiliary"
+    return ""
 
 
 __all__ = ["BUILTIN", "COMMON", "GSTACK", "ODE", "VCYCLE", "Method", "MethodError", "Option",

@@ -64,11 +64,21 @@ def register(op: Operator) -> Operator:
 
 def apply(name: str, options: dict[str, Any], model: nn.Module,
           saved: dict[int, nn.Module]) -> tuple[nn.Module, int]:
-    """Run the Transfer `name`; raises OperatorError for an unknown one, naming those known."""
+    """Run the Transfer `name`: (the model that trains next, the operator's FLOPs). Raises
+    OperatorError for an unknown one, naming those known, and for a result the meter cannot
+    count (a plug-in's operator returning no model, or FLOPs that are not an integer >= 0)."""
     if name not in OPERATORS:
         raise OperatorError(f"unknown transfer operator {name!r}; known: "
                             f"{', '.join(sorted(OPERATORS))}")
-    return OPERATORS[name].apply(options, model, saved)
+    out = OPERATORS[name].apply(options, model, saved)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], nn.Module)):
+        raise OperatorError(f"operator {name!r} returned {type(out).__name__}; an operator "
+                            "returns (the model that trains next, its FLOPs)")
+    cost = out[1]
+    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
+        raise OperatorError(f"operator {name!r} returned FLOPs {cost!r}; allowed: an integer "
+                            ">= 0 (what the transfer cost, counted in the arm's budget)")
+    return out
 
 
 for _op in (
