@@ -531,11 +531,12 @@ class Power:
 
 def power(c: Comparison, arm: Grid, base: Grid, goal: float = 0.05) -> Power:
     """Noise and seeds of one comparison on FLOPs: the observed SD at the crossing (or the run's
-    end for a miss), the half-width now, and the seeds a half-width of `goal` needs. With fewer
-    than two seeds a side there is no spread to measure: noise nan, half-width inf, None."""
-    s = c.flops_saving
+    end for a miss), the half-width now, and the seeds a half-width of `goal` needs. Raises
+    ValueError with fewer than two seeds a side (no spread to measure)."""
     if min(arm.y.shape[0], base.y.shape[0]) < 2:
-        return Power(c.arm, c.criterion, s.n, c.paired, math.nan, math.inf, math.inf, None)
+        raise ValueError(f"power needs two seeds or more a side, got {arm.y.shape[0]} and "
+                         f"{base.y.shape[0]}")
+    s = c.flops_saving
     budget = float(base.x_end.mean())
     d, se, _, _ = band(arm.y, base.y[:, -1], c.paired)
     _, i = crossing(arm.x, d, arm.segment)

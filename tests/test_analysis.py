@@ -306,3 +306,15 @@ def test_one_seed_is_unpaired_for_its_own_reason():
     c = analysis.compare(arm, base)
     assert c.paired is False and c.flops_saving.n == 1
     assert saving_cells_pairing(c) == "unpaired (one seed)"
+
+
+def test_power_needs_two_seeds_a_side():
+    """One seed has no spread: the report says so in words (report.power_rows) and never asks."""
+    x = np.arange(3.0)
+    one = analysis.Grid(x, np.ones((1, 3)), np.zeros(3), (0,), np.array([2.0]))
+    two = analysis.Grid(x, np.ones((2, 3)), np.zeros(3), (0, 1), np.array([2.0, 2.0]))
+    with pytest.raises(ValueError, match=r"^power needs two seeds or more a side, got 1 and 2$"):
+        analysis.power(None, one, two)
+    with pytest.raises(ValueError, match=r"^baseline against itself needs two seeds or more, "
+                                         r"got 1$"):
+        analysis.baseline_power(one)

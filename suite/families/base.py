@@ -184,6 +184,8 @@ def hf_customised(extra: dict[str, Any]) -> Callable[[Family], nn.Module]:
         return fam.model_class()(cfg)
 
     return build
+
+
 LN_RULE = (r".*(LayerNorm|ln_\w+|norm\w*)\.(weight|bias)", ("d",))  # every norm inside a block
 
 

@@ -123,6 +123,7 @@ OUTER = (
     (r"ln_f\.(weight|bias)", ("d",)),
 )
 
+
 def customised(fam: Family) -> nn.Module:
     """A decoder whose blocks take forward-Euler steps of 2 (the suite builds 1)."""
     model = fam.build(CUSTOMISED, CUSTOMISED_TEXT, True)

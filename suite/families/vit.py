@@ -130,6 +130,7 @@ OUTER = (
     (r"head\.bias", (None,)),
 )
 
+
 def customised(fam: Family) -> nn.Module:
     """The issue's ViT: ReLU, dynamic image size, DropPath 0.1, 28 px, patch 7, 1 channel, 10
     classes, and timm options the suite never sets (qk norm, layer scale, a register token,

@@ -122,7 +122,7 @@ def _plan_problem(p: object, scale: Scale, family: Family | None, known: set[str
     from suite.families import FAMILIES
 
     same = (family or FAMILIES["gpt2"]).resolved  # with no family, coarser's rule too
-    trains: list[Train] = []
+    own_model_trains = False
     for i, step in enumerate(p.steps):
         if isinstance(step, Transfer):
             if step.operator not in known:
@@ -145,8 +145,8 @@ def _plan_problem(p: object, scale: Scale, family: Family | None, known: set[str
                 return f"level 1 (step {i}) with model {step.model!r}; level 1 is the " \
                     f"definition's model {scale.model!r}, the baseline's, or savings compare " \
                     "unlike models"
-        trains.append(step)
-    if not any(t.level == 1 and not t.auxiliary for t in trains):
+            own_model_trains = True
+    if not own_model_trains:
         return "no Train of the arm's own model; at least one Train step is level 1, not " \
             "auxiliary"
     return ""
