@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from suite import corpus
 from suite import data as D
+from suite.data import corpus
+from suite.data import shards as S
 from suite.families import FAMILIES
 from suite.registry import inputs_for
 
@@ -391,8 +392,8 @@ def test_npy_tokens(tmp_path):
     d = D.load_text(str(path))
     assert d.vocab_size == 37 and d.bytes_per_token is None
     assert len(d.train) == 900 and len(d.heldout) == 100
-    assert [p.dtype for p in d.train.parts] == [np.int32]  # as stored, memory-mapped
-    assert isinstance(d.train.parts[0], np.memmap)
+    assert [p.dtype for p in d.train.parts] == [np.int32]  # as stored, read from the file
+    assert isinstance(d.train.parts[0], S.ShardFile)
     assert d.heldout.ids()[0].item() == 900 % 37
     d = D.load_text(str(path), vocab_size=100)
     assert d.vocab_size == 100

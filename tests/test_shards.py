@@ -2,13 +2,16 @@
 whole held-out shards, ids checked against the definition before training."""
 
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
 import torch
 
 from suite import data as D
-from suite import shards as S
+from suite.data import shards as S
 
 
 def write_bin(path, ids, magic=20240520, version=1, dtype=np.uint16, count=None):
@@ -31,21 +34,26 @@ def sparse_bin(path, tokens):
 
 @pytest.mark.parametrize(("magic", "version", "dtype"), [(20240520, 1, np.uint16),
                                                          (20240801, 7, np.uint32)])
-def test_llmc_shards_are_mapped_in_their_dtype(tmp_path, magic, version, dtype):
+def test_llmc_shards_are_read_in_their_dtype(tmp_path, magic, version, dtype):
     ids = np.arange(1000, dtype=np.int64) * 61 % 70000 % (np.iinfo(dtype).max + 1)
-    arr, offset = S.read_shard(write_bin(tmp_path / "a.bin", ids, magic, version, dtype))
-    assert isinstance(arr, np.memmap) and arr.dtype == dtype and offset == 1024
-    assert np.array_equal(np.asarray(arr, dtype=np.int64), ids)
+    shard = S.open_shard(write_bin(tmp_path / "a.bin", ids, magic, version, dtype))
+    assert shard.dtype == dtype and shard.offset == 1024 and len(shard) == 1000
+    assert np.array_equal(np.asarray(shard.read(0, 1000), dtype=np.int64), ids)
+    assert shard.read(990, 10).tolist() == ids[990:].tolist()
 
 
 def test_nanogpt_raw_bin_and_npy(tmp_path):
     ids = np.arange(500, dtype=np.uint16)
     ids.tofile(tmp_path / "train.bin")  # nanoGPT's prepare.py: raw uint16, no header
-    arr, offset = S.read_shard(tmp_path / "train.bin")
-    assert arr.dtype == np.uint16 and offset == 0 and np.array_equal(arr, ids)
+    shard = S.open_shard(tmp_path / "train.bin")
+    assert shard.dtype == np.uint16 and shard.offset == 0 and np.array_equal(shard.read(0, 500),
+                                                                            ids)
     np.save(tmp_path / "t.npy", ids.astype(np.uint32))
-    arr, offset = S.read_shard(tmp_path / "t.npy")
-    assert isinstance(arr, np.memmap) and arr.dtype == np.uint32 and offset == 128
+    shard = S.open_shard(tmp_path / "t.npy")
+    assert shard.dtype == np.uint32 and shard.offset == 128 and len(shard) == 500
+    assert np.array_equal(shard.read(0, 500), ids)
+    np.save(tmp_path / "big.npy", ids.astype(">u2"))  # big-endian: read as stored
+    assert S.Tokens.of_files([tmp_path / "big.npy"]).ids().tolist() == ids.tolist()
 
 
 def test_bad_token_files_name_the_file(tmp_path):
@@ -53,11 +61,11 @@ def test_bad_token_files_name_the_file(tmp_path):
     with pytest.raises(S.ShardError, match=re.escape(f"{bad}: header says 20 tokens of uint16 "
                                                      "(1064 bytes with the header), the file "
                                                      "has 1044 bytes")):
-        S.read_shard(bad)
+        S.open_shard(bad)
     odd = tmp_path / "odd.bin"
     odd.write_bytes(b"abc")
     with pytest.raises(S.ShardError, match=re.escape(f"{odd}: no llm.c header")):
-        S.read_shard(odd)
+        S.open_shard(odd)
     pattern = str(tmp_path / "x*.npy")
     with pytest.raises(S.ShardError, match=re.escape(f"{pattern}: no token files (.npy, .bin) "
                                                      "found")):
@@ -139,3 +147,91 @@ def test_id_range_reads_a_memory_map_in_chunks(tmp_path, monkeypatch):
     train, held = tokens.split_tail(10)
     assert held.id_range() == (int(ids[900:].min()), int(ids[900:].max()))
     assert train.id_range() == (0, 5000)
+
+
+def many_shards(folder, n, tokens=80, vocab=50):
+    """n tiny llm.c shards named as modded-nanogpt names them, and one held-out shard."""
+    folder.mkdir()
+    for i in range(n):
+        write_bin(folder / f"fineweb_train_{i + 1:06d}.bin", (np.arange(tokens) + i) % vocab)
+    write_bin(folder / "fineweb_val_000000.bin", np.arange(tokens) % vocab)
+    return folder
+
+
+LOW_LIMIT = textwrap.dedent("""
+    import resource, sys
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # `ulimit -n 1024`, before imports
+    import torch
+    from suite import data as D
+    from suite.data import shards as S
+    data = D.load_text(sys.argv[1], vocab_size=50)
+    batches = D.TrainBatches(data, "causal-lm", 64, 32, seed=0)
+    for _ in range(60):  # 3,840 windows over 3,000 shards: nearly every shard is read
+        x, y = next(batches)
+        assert torch.equal(x[:, 1:], y[:, :-1])
+    D.heldout_batches(data, "causal-lm", 8, 32, 4, split="train")
+    import os
+    print(len(data.train.parts), len(os.listdir("/proc/self/fd")), len(S._OPEN))
+""")
+
+
+def test_three_thousand_shards_train_under_the_common_open_file_limit(tmp_path):
+    """litData#366: a memory map per shard kept a file descriptor each, so 1,017 shards hit
+    `ulimit -n 1024` ('Too many open files'). Shards are places and sizes now; reads go
+    through at most MAX_OPEN descriptors, whatever the count."""
+    folder = many_shards(tmp_path / "many", 3000)
+    out = subprocess.run([sys.executable, "-c", LOW_LIMIT, str(folder)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    parts, fds, cached = map(int, out.stdout.split())
+    assert parts == 3000
+    assert cached == S.MAX_OPEN and fds < S.MAX_OPEN + 64  # the cache, stdio, torch's own
+
+
+def test_no_token_file_is_held_open(tmp_path):
+    """A shard holds no descriptor (a memory map holds one); reading (the id check at load,
+    batches) keeps at most MAX_OPEN, the least recently used closed first, over every Tokens
+    of the process."""
+    folder = many_shards(tmp_path / "some", 3 * S.MAX_OPEN)
+    shard = S.open_shard(folder / "fineweb_val_000000.bin")
+    assert not hasattr(shard, "fileno") and not hasattr(shard, "_mmap")
+    data = D.load_text(str(folder), vocab_size=50)  # reads every id, checking the vocabulary
+    assert all(isinstance(p, S.ShardFile) for p in data.train.parts + data.heldout.parts)
+    assert len(S._OPEN) == S.MAX_OPEN
+    ids = data.train.ids()  # every shard read
+    assert len(ids) == 80 * 3 * S.MAX_OPEN and len(S._OPEN) == S.MAX_OPEN
+    again = D.load_text(str(folder), vocab_size=50)
+    next(D.TrainBatches(again, "causal-lm", 256, 16, seed=1))
+    assert len(S._OPEN) == S.MAX_OPEN
+
+
+def test_an_unreadable_token_file_is_one_line(tmp_path):
+    """An OSError reading a shard (here: the file vanished after loading) names the file."""
+    folder = many_shards(tmp_path / "two", 2)
+    data = D.load_text(str(folder), vocab_size=50)
+    gone = folder / "fineweb_train_000002.bin"
+    gone.unlink()
+    S._OPEN.pop(gone, None)
+    with pytest.raises(S.ShardError, match=re.escape(f"{gone}: cannot be read: No such file")):
+        data.train.ids()
+    truncated = write_bin(tmp_path / "t.npy", [])
+    np.save(truncated, np.arange(100, dtype=np.int32))
+    with open(truncated, "r+b") as f:
+        f.truncate(200)
+    with pytest.raises(S.ShardError, match=re.escape(f"{truncated}: header says 100 ids of int32 "
+                                                     "(528 bytes with the header), the file "
+                                                     "has 200 bytes")):
+        S.open_shard(truncated)
+
+
+def test_dot_files_are_no_shards(tmp_path):
+    """macOS's AppleDouble `._x.bin` beside each shard was read as nanoGPT's raw uint16."""
+    folder = many_shards(tmp_path / "mac", 3)
+    (folder / "._fineweb_train_000001.bin").write_bytes(b"\0\5" * 2048)
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" * 100)
+    data = D.load_text(str(folder), vocab_size=50)
+    assert data.train.names == tuple(f"fineweb_train_{i:06d}.bin" for i in (1, 2, 3))
+    assert data.files == {"read": 4, "skipped": {"(hidden)": 1}}
+    glob = D.load_text(str(folder / "*.bin"), vocab_size=50)
+    assert len(glob.train.parts) == 3

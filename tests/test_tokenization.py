@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from suite import data as D
-from suite import shards as S
 from suite.cli import main
+from suite.data import shards as S
+from suite.data.tokenize import RECORD, tokenize
 from suite.registry import load_benchmarks
 from suite.results import read_run
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
 from suite.spec import with_data_source
-from suite.tokenization import RECORD, tokenize
 
 WORDS = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
          "rho sigma tau upsilon phi chi psi omega").split()
@@ -41,7 +41,8 @@ def bpe(folder, tmp_path_factory):
 
 
 def ids_of(paths):
-    return np.concatenate([np.asarray(S.read_shard(p)[0], dtype=np.int64) for p in paths])
+    return np.concatenate([np.asarray(S.open_shard(p).read(0, len(S.open_shard(p))),
+                                      dtype=np.int64) for p in paths])
 
 
 def test_shards_hold_every_document_and_the_record_says_what(folder, bpe):
@@ -85,7 +86,8 @@ def test_training_reads_the_shards_with_bits_per_byte(bpe, tmp_path):
     assert data.bytes_per_token == rec["heldout"]["bytes"] / rec["heldout"]["tokens"]
     assert data.heldout_names == tuple(rec["heldout"]["shards"])
     bench = with_data_source(load_benchmarks()["gpt"], "smoke", str(out))
-    run = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    run = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                           RunOptions(threads=1, progress=False)))
     assert run.complete
     row = run.curve[-1]
     assert row["heldout_bpb"] == pytest.approx(
