@@ -56,3 +56,17 @@ def test_a_setting_that_changed_would_be_seen():
     assert {k for k in before if before[k] != after[k]} >= {"act_layer", "dynamic_img_size",
                                                             "drop_path_rate"}
     assert _after("coalesce", vit) is not vit
+
+
+def test_family_records_are_built_by_keyword():
+    """Issue 22 item 3: a Family or Layout read by position is one swapped field away from a
+    wrong model, so both refuse positional arguments."""
+    from suite.families import Family, Layout
+
+    with pytest.raises(TypeError):
+        Family("x", "causal-lm", "text", {})
+    with pytest.raises(TypeError):
+        Layout("blocks", (), (), True, None)
+    lay = Layout(blocks="blocks", block_axes=(), outer_axes=(), tied_head=True, head_norm=None)
+    assert Family(name="x", task="causal-lm", data_kind="text", size_keys={}, layout=lay).layout \
+        is lay

@@ -24,9 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub call hangs for a minute of
 Axes = tuple[str | None, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Layout:
-    """Where a family keeps its parts, and what every parameter's axes mean."""
+    """Where a family keeps its parts, and what every parameter's axes mean. Built by keyword
+    only: a record read by position is one swapped field away from a wrong model."""
 
     blocks: str  # attribute path of the nn.ModuleList of residual blocks, in order
     block_axes: tuple[tuple[str, Axes], ...]  # regex on the name inside a block -> axes
@@ -50,8 +51,12 @@ class Inputs:
     num_classes: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Family:
+    """A model family: its size keys, how to build, read, resize and lay out one (the operators'
+    table), and a customised model for the settings check. Built by keyword only, like
+    Layout."""
+
     name: str
     task: str
     data_kind: str  # "text" or "images"

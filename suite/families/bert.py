@@ -66,10 +66,13 @@ OUTER = (
     (r"cls\.predictions\.(decoder\.)?bias", (None,)),
 )
 
-FAMILY = Family("bert", "masked-lm", "text", TRANSFORMER, {"ffn": 0},
-                Layout("bert.encoder.layer", BLOCK, OUTER, True,
-                       "cls.predictions.transform.LayerNorm"),
-                build, describe, resize_hf(SIZES), hf_class("BertForMaskedLM"), settings,
-                config_keys=SIZES,
-                customised=hf_customised({"hidden_act": "relu", "layer_norm_eps": 1e-5,
-                                          "hidden_dropout_prob": 0.1}))
+FAMILY = Family(
+    name="bert", task="masked-lm", data_kind="text", size_keys=TRANSFORMER,
+    optional={"ffn": 0},
+    layout=Layout(blocks="bert.encoder.layer", block_axes=BLOCK, outer_axes=OUTER,
+                  tied_head=True, head_norm="cls.predictions.transform.LayerNorm"),
+    builder=build, describe=describe, resize=resize_hf(SIZES),
+    model_class=hf_class("BertForMaskedLM"), settings=settings, config_keys=SIZES,
+    customised=hf_customised({"hidden_act": "relu", "layer_norm_eps": 1e-5,
+                              "hidden_dropout_prob": 0.1}),
+)

@@ -79,8 +79,6 @@ class PlainDecoder(nn.Module):
         return self.head(self.ln_f(x))
 
 
-
-
 def build(size: dict[str, int], inp: Inputs, eager: bool) -> nn.Module:
     return PlainDecoder(inp.vocab_size, inp.seq_len, size["hidden"], size["layers"],
                         size["heads"], size["ffn"], eager)
@@ -132,7 +130,11 @@ def customised(fam: Family) -> nn.Module:
     return model
 
 
-FAMILY = Family("decoder", "causal-lm", "text", TRANSFORMER, {"ffn": 0},
-                Layout("blocks", BLOCK, OUTER, True, "ln_f", euler_blocks=True,
-                       residual_scale=True),
-                build, describe, resize, lambda: PlainDecoder, settings, customised=customised)
+FAMILY = Family(
+    name="decoder", task="causal-lm", data_kind="text", size_keys=TRANSFORMER,
+    optional={"ffn": 0},
+    layout=Layout(blocks="blocks", block_axes=BLOCK, outer_axes=OUTER, tied_head=True,
+                  head_norm="ln_f", euler_blocks=True, residual_scale=True),
+    builder=build, describe=describe, resize=resize, model_class=lambda: PlainDecoder,
+    settings=settings, customised=customised,
+)

@@ -63,11 +63,13 @@ OUTER = (
     (r"transformer\.ln_f\.(weight|bias)", ("d",)),
 )
 
-FAMILY = Family("gpt2", "causal-lm", "text", TRANSFORMER, {"ffn": 0},
-                Layout("transformer.h", BLOCK, OUTER, True, "transformer.ln_f",
-                       euler_blocks=True),
-                build, describe, resize_hf(SIZES), hf_class("GPT2LMHeadModel"), settings,
-                config_keys=SIZES,
-                customised=hf_customised({"activation_function": "relu",
-                                          "layer_norm_epsilon": 1e-4,
-                                          "scale_attn_by_inverse_layer_idx": True}))
+FAMILY = Family(
+    name="gpt2", task="causal-lm", data_kind="text", size_keys=TRANSFORMER,
+    optional={"ffn": 0},
+    layout=Layout(blocks="transformer.h", block_axes=BLOCK, outer_axes=OUTER, tied_head=True,
+                  head_norm="transformer.ln_f", euler_blocks=True),
+    builder=build, describe=describe, resize=resize_hf(SIZES),
+    model_class=hf_class("GPT2LMHeadModel"), settings=settings, config_keys=SIZES,
+    customised=hf_customised({"activation_function": "relu", "layer_norm_epsilon": 1e-4,
+                              "scale_attn_by_inverse_layer_idx": True}),
+)

@@ -96,11 +96,15 @@ OUTER = (
     (r"lm_head\.weight", (None, "d_in")),  # untied: sums its inputs, like ViT's head
 )
 
-FAMILY = Family("llama", "causal-lm", "text", TRANSFORMER, {"ffn": 0, "kv_heads": 0},
-                Layout("model.layers", BLOCK, OUTER, False, None, euler_blocks=True),
-                build, describe, resize_hf(SIZES), hf_class("LlamaForCausalLM"), settings,
-                width_keys=("kv_heads",), extra_check=check, config_keys=SIZES,
-                default_ffn=ffn_default,
-                customised=hf_customised({"hidden_act": "gelu", "rms_norm_eps": 1e-5,
-                                          "attention_bias": True, "mlp_bias": True,
-                                          "num_key_value_heads": 2}))
+FAMILY = Family(
+    name="llama", task="causal-lm", data_kind="text", size_keys=TRANSFORMER,
+    optional={"ffn": 0, "kv_heads": 0},
+    layout=Layout(blocks="model.layers", block_axes=BLOCK, outer_axes=OUTER, tied_head=False,
+                  head_norm=None, euler_blocks=True),
+    builder=build, describe=describe, resize=resize_hf(SIZES),
+    model_class=hf_class("LlamaForCausalLM"), settings=settings, width_keys=("kv_heads",),
+    extra_check=check, config_keys=SIZES, default_ffn=ffn_default,
+    customised=hf_customised({"hidden_act": "gelu", "rms_norm_eps": 1e-5,
+                              "attention_bias": True, "mlp_bias": True,
+                              "num_key_value_heads": 2}),
+)

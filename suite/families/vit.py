@@ -142,6 +142,11 @@ def customised(fam: Family) -> nn.Module:
                   global_pool="avg")
 
 
-FAMILY = Family("vit", "classify", "images", {**TRANSFORMER, "patch": "patch side in pixels"},
-                {"ffn": 0}, Layout("blocks", BLOCK, OUTER, False, None),
-                build, describe, resize, _vit, settings, customised=customised)
+FAMILY = Family(
+    name="vit", task="classify", data_kind="images",
+    size_keys={**TRANSFORMER, "patch": "patch side in pixels"}, optional={"ffn": 0},
+    layout=Layout(blocks="blocks", block_axes=BLOCK, outer_axes=OUTER, tied_head=False,
+                  head_norm=None),
+    builder=build, describe=describe, resize=resize, model_class=_vit, settings=settings,
+    customised=customised,
+)

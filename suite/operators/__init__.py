@@ -1,8 +1,9 @@
 """The multilevel operators, written once against the families' layouts (suite/families/), one
 module per paper: paper1 (coalesce, decoalesce, interpolate), paper2 (restrict, prolongate),
-stacking (G_stack). A plan's Transfer steps name them through OPERATORS: each says what it does
-to the run's models and what it costs in FLOPs, so the runner and the meter learn nothing new
-when a method adds one (`register`)."""
+stacking (G_stack); what a model they build keeps of the one it comes from (everything but the
+shape: flags, modes, buffers, dtypes) is defined once, in inherit. A plan's Transfer steps name
+them through OPERATORS: each says what it does to the run's models and what it costs in FLOPs,
+so the runner and the meter learn nothing new when a method adds one (`register`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What every operator shares: a model's parameters split by the family's layout (outside the
-blocks by name, one dict per block), and loaded back into a model of the new shape with every
-property of the old one's parameters but their shape."""
+blocks by name, one dict per block), and their values loaded back into a model of the new
+shape (suite/operators/inherit.py then gives it everything else of the old one)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import re
 import torch
 from torch import nn
 
+from suite.errors import SuiteError
 from suite.families import Axes, Family, get_path
 
 
-class OperatorError(ValueError):
+class OperatorError(SuiteError, ValueError):
     """A model the operators cannot handle; the message names the dimension or parameter."""
 
 
@@ -48,11 +49,10 @@ def split(model: nn.Module, fam: Family) -> tuple[dict[str, torch.Tensor], list[
     return outer, blocks
 
 
-def load(model: nn.Module, fam: Family, outer: dict, blocks: list[dict],
-          like: nn.Module | None = None) -> nn.Module:
-    """Copy `outer` and `blocks` into `model`; with `like` (the model it was made from), each
-    parameter also takes like's dtype and requires_grad (by name; inside blocks, block 0's):
-    a resized model keeps every property of its parameters but their shape."""
+def load(model: nn.Module, fam: Family, outer: dict, blocks: list[dict]) -> nn.Module:
+    """Copy the values in `outer` and `blocks` into `model`'s parameters (each keeps its own
+    dtype: `inherit` then gives it the source's). Raises OperatorError for a name or shape the
+    model does not have."""
     params = dict(model.named_parameters())
     new = dict(outer)
     for i, blk in enumerate(blocks):
@@ -66,23 +66,4 @@ def load(model: nn.Module, fam: Family, outer: dict, blocks: list[dict],
                 raise OperatorError(f"{name}: operator produced {tuple(new[name].shape)}, the "
                                     f"model needs {tuple(p.shape)}")
             p.copy_(new[name])
-    if like is not None:
-        keep_properties(model, fam, like)
     return model
-
-
-def keep_properties(model: nn.Module, fam: Family, like: nn.Module) -> None:
-    prefix = fam.layout.blocks + "."
-    source = dict(like.named_parameters())
-
-    def origin(name: str) -> torch.nn.Parameter | None:
-        if name.startswith(prefix):  # block i of a coarser model: block 0 speaks for all
-            _, inner = name[len(prefix):].split(".", 1)
-            return source.get(f"{prefix}0.{inner}")
-        return source.get(name)
-
-    for name, p in model.named_parameters():
-        if (o := origin(name)) is not None:
-            if p.dtype != o.dtype:
-                p.data = p.data.to(o.dtype)
-            p.requires_grad_(o.requires_grad)

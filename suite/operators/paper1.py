@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from suite.families import Axes, Family, family_of
-from suite.operators.layout import OperatorError, axes_of, load, split
+from suite.operators.inherit import assemble
+from suite.operators.layout import OperatorError, axes_of, split
 
 DEPTH_PAIRINGS = ("adjacent", "stacked")
 EMBEDDING_SCALINGS = ("reference", "preserving")
@@ -100,28 +101,39 @@ def _tensor_roles(fam: Family, name: str, block: bool, embedding_scaling: str) -
 def coalesce(model: nn.Module, *, width: bool = True, depth: bool = True,
              depth_pairing: str = "adjacent",
              embedding_scaling: str = "reference") -> nn.Module:
-    """A new model half as wide (hidden, heads, FFN; head size kept) and half as deep."""
+    """A new model half as wide (hidden, heads, FFN and e.g. llama's kv_heads; head size kept)
+    and half as deep: paper 1's coalescing (Zou et al., ICLR 2024; METHODS.md: width U = F_in W
+    F_out, depth by averaging block pairs, `depth_pairing`). `width`/`depth` = False keeps that
+    dimension. The result inherits everything of `model` but the shape (inherit.py: merged
+    block i from blocks 2i and 2i+1, or i and i + L/2). Raises
+    OperatorError for a dimension that does not halve evenly, an unknown option or a parameter
+    without a layout rule; TypeError for a model of no family."""
     _options(depth_pairing, embedding_scaling)
     fam = family_of(model)
     size, _, _ = fam.describe(model)
     small = _coarser(fam, size, width, depth)
     outer, blocks = split(model, fam)
+    sources = [[i] for i in range(len(blocks))]
     if depth:
-        blocks = [{k: (blocks[a][k] + blocks[b][k]) / 2 for k in blocks[a]}
-                  for a, b in _pairs(len(blocks) // 2, depth_pairing)]
+        sources = [list(pair) for pair in _pairs(len(blocks) // 2, depth_pairing)]
+        blocks = [{k: (blocks[a][k] + blocks[b][k]) / 2 for k in blocks[a]} for a, b in sources]
     if width:
         outer = {k: _width(v, _tensor_roles(fam, k, False, embedding_scaling), _halve)
                  for k, v in outer.items()}
         blocks = [{k: _width(v, _tensor_roles(fam, k, True, embedding_scaling), _halve)
                    for k, v in blk.items()} for blk in blocks]
-    new = fam.resize(model, small)
-    new.train(model.training)
-    return load(new.to(next(model.parameters()).device), fam, outer, blocks, like=model)
+    new = fam.resize(model, small).to(next(model.parameters()).device)
+    return assemble(new, fam, outer, blocks, model, sources)
 
 
 def decoalesce(small: nn.Module, like: nn.Module, *, depth_pairing: str = "adjacent",
                embedding_scaling: str = "reference") -> nn.Module:
-    """A model shaped like `like`, grown from `small` by the pseudo-inverse of `coalesce`."""
+    """A model shaped like `like` (2x the width and/or depth of `small`), grown from `small` by
+    the pseudo-inverse of `coalesce` (paper 1's de-coalescing, METHODS.md):
+    coalesce(decoalesce(S, like=M)) == S. Only the parameter values come from `small`; the rest
+    (settings, requires_grad, modes, buffers, dtypes) is `like`'s, block by block
+    (suite/operators/inherit.py). Raises OperatorError when `like` is not 2x `small` in each
+    dimension that differs, or for an unknown option or a family mismatch."""
     _options(depth_pairing, embedding_scaling)
     fam = family_of(small)
     if family_of(like) is not fam:
@@ -148,12 +160,15 @@ def decoalesce(small: nn.Module, like: nn.Module, *, depth_pairing: str = "adjac
         for i, (a, b) in enumerate(_pairs(len(blocks), depth_pairing)):
             grown[a], grown[b] = blocks[i], {k: v.clone() for k, v in blocks[i].items()}
         blocks = grown
-    new = copy.deepcopy(like)  # the architecture, buffers and settings of `like`
-    return load(new, fam, outer, blocks)
+    new = copy.deepcopy(like)  # the architecture and settings of `like`
+    return assemble(new, fam, outer, blocks, like, [[j] for j in range(len(blocks))])
 
 
 def interpolate(big: nn.Module, grown: nn.Module, alpha: float) -> nn.Module:
-    """(1 - alpha) * big + alpha * grown for every parameter; exact at alpha 0 and 1."""
+    """(1 - alpha) * big + alpha * grown for every parameter (paper 1's interpolation, the
+    V-cycle's symmetry breaking; METHODS.md); exact at alpha 0 and 1. A copy of `big` with new
+    values: every other property, buffers included, is big's. Raises OperatorError for alpha
+    outside [0, 1] or models whose parameter names or shapes differ."""
     if not 0.0 <= alpha <= 1.0:
         raise OperatorError(f"interpolate: alpha={alpha}; allowed: 0 <= alpha <= 1")
     b, g = dict(big.named_parameters()), dict(grown.named_parameters())

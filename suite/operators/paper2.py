@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from suite.families import Family, family_of, get_path, set_path
+from suite.operators.inherit import inherit
 from suite.operators.layout import OperatorError
 
 PARITIES = ("even", "odd")
@@ -47,9 +48,12 @@ def _outer_params(model: nn.Module, blocks_path: str) -> list[tuple[nn.Module, s
 
 def restrict(model: nn.Module, parity: str, *, shared: str = "averaged",
              coarse_step: int = 1) -> nn.Module:
-    """A coarse model made of the fine model's even or odd blocks (copies) and its embedding,
-    final norm and head: copies under shared="averaged", the very same tensors under "tied".
-    `coarse_step` scales each coarse block's residual branch (the ODE step; 2 doubles it)."""
+    """A coarse model of N/2 blocks made of the fine model's even or odd blocks (copies; paper
+    2's restriction by injection) and its embedding, final norm and head: copies under
+    shared="averaged", the very same tensors under "tied". `coarse_step` scales each coarse
+    block's residual branch (the ODE step; 2 doubles it). Coarse block j inherits everything of
+    the fine block it copies (suite/operators/inherit.py). Raises OperatorError for a family
+    that is not a pre-LN decoder, an odd block count or an unknown option."""
     fam = _euler_family(model)
     if shared not in SHARED:
         raise OperatorError(f"shared={shared!r}; allowed: {', '.join(SHARED)}")
@@ -84,14 +88,16 @@ def restrict(model: nn.Module, parity: str, *, shared: str = "averaged",
         for (cmod, name), (fmod, fname) in pairs:
             assert name == fname and id(fmod) in fine_params
             setattr(cmod, name, getattr(fmod, name))
-    return coarse
+    return inherit(coarse, fam, model, [[i] for i in idx])
 
 
 def prolongate(fine: nn.Module, coarse: nn.Module, parity: str, delta: float = 0.25, *,
                shared: str = "averaged") -> nn.Module:
-    """In place: theta_fine <- (1 - delta) theta_fine + delta theta_coarse for the blocks the
-    coarse model owns, and for the embedding, final norm and head under shared="averaged"
-    (under "tied" coarse training already updated them). Returns `fine`."""
+    """In place: theta_fine <- (1 - delta) theta_fine + delta theta_coarse (paper 2, Eq. 4)
+    for the blocks the coarse model owns, and for the embedding, final norm and head under
+    shared="averaged" (under "tied" coarse training already updated them). Returns `fine`,
+    whose shapes, flags, modes and buffers are untouched: only values change. Raises
+    OperatorError for delta outside [0, 1] or a coarse model of the wrong block count."""
     fam = _euler_family(fine)
     if not 0.0 <= delta <= 1.0:
         raise OperatorError(f"prolongate: delta={delta}; allowed: 0 <= delta <= 1")

@@ -9,23 +9,25 @@ from __future__ import annotations
 from torch import nn
 
 from suite.families import family_of
-from suite.operators.layout import OperatorError, load, split
+from suite.operators.inherit import assemble
+from suite.operators.layout import OperatorError, split
 
 
 def stack(model: nn.Module, growth: int) -> nn.Module:
-    """A new model `growth` times as deep: block i is a copy of block i mod L/g of `model`.
-    Every setting and parameter property of `model` but the depth is kept. Raises
-    OperatorError for a growth factor below 2."""
+    """A new model `growth` times as deep (L blocks -> growth x L): block i is a copy of block
+    i mod L of `model` (G_stack, Du et al., NeurIPS 2024). Everything of `model` but the depth is
+    kept, block i taking block i mod L's requires_grad flags, modes and buffers
+    (suite/operators/inherit.py). Raises OperatorError for a growth factor that is not an
+    integer >= 2; TypeError for a model of no family."""
     if not isinstance(growth, int) or isinstance(growth, bool) or growth < 2:
         raise OperatorError(f"stack: growth={growth!r}; allowed: an integer >= 2")
     fam = family_of(model)
     size, _, _ = fam.describe(model)
     outer, blocks = split(model, fam)
-    deep = [{k: v.clone() for k, v in blocks[i % len(blocks)].items()}
-            for i in range(growth * len(blocks))]
+    sources = [[i % len(blocks)] for i in range(growth * len(blocks))]
+    deep = [{k: v.clone() for k, v in blocks[i].items()} for (i,) in sources]
     new = fam.resize(model, {**size, "layers": growth * size["layers"]})
-    new.train(model.training)
-    return load(new.to(next(model.parameters()).device), fam, outer, deep, like=model)
+    return assemble(new.to(next(model.parameters()).device), fam, outer, deep, model, sources)
 
 
 def stack_transfer(o: dict, model: nn.Module,
