@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from suite import analysis
-from suite.report import group_runs
+from suite.judge import analysis
+from suite.judge.report import group_runs
 
 OLD = "563e08b"
 CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss (fixed subset)"}

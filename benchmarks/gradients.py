@@ -43,7 +43,7 @@ def two_processes() -> dict[str, torch.Tensor]:
             "from torch.nn.parallel import DistributedDataParallel as DDP\n"
             f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
             "from test_accumulation import BENCH_OF, gradient, setup_family\n"
-            "from suite.distributed import leave, setup, teardown\n"
+            "from suite.run.distributed import leave, setup, teardown\n"
             "world, _ = setup('cpu')\n"
             "g = {}\n"
             "for n in sorted(BENCH_OF):\n"

@@ -48,7 +48,7 @@ case_run() {  # name, file, sed expression, benchmark, arms[, seeds, commit]
 case_run alpha1 suite/operators/paper1.py \
   's/return interpolate(big, grown, o\["alpha"\]), cost/return interpolate(big, grown, 1.0), cost/' \
   gpt baseline,vcycle
-case_run lrbug suite/train.py \
+case_run lrbug suite/spec.py \
   's|    frac = (step - warm) / max(1, total - warm)|    frac = min(1.0, 2 * (step - warm) / max(1, total - warm))|' \
   ode baseline,ode-multilevel
 case_run delta0 suite/operators/paper2.py \
@@ -56,8 +56,8 @@ case_run delta0 suite/operators/paper2.py \
   ode baseline,ode-multilevel
 old_windows='s|    return torch.arange(n, dtype=torch.long) \* (count - 1) // (n - 1)|    return torch.linspace(0, count - 1, n).long()|'
 case_run identity-gpt "" "" gpt baseline,vcycle,vcycle-preserving,ode-multilevel,gstack 1
-case_run identity-ode suite/shards.py "$old_windows" ode baseline,ode-multilevel 1
-case_run identity-ode-ablations suite/shards.py "$old_windows" ode \
+case_run identity-ode suite/data/shards.py "$old_windows" ode baseline,ode-multilevel 1
+case_run identity-ode-ablations suite/data/shards.py "$old_windows" ode \
   baseline,ode-step2,ode-delta05,ode-until-scaled,ode-shared-averaged 1
 case_run plain "" "" "${PLAIN_BENCH:-deit}" "${PLAIN_ARMS:-baseline,vcycle}" \
   "${PLAIN_SEEDS:-}" "${PLAIN_COMMIT:-HEAD}"

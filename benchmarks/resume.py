@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from test_resume import ARMS, kill_points, without_timing  # noqa: E402
 
-from suite import state as ckpt  # noqa: E402
 from suite.registry import load_benchmarks  # noqa: E402
 from suite.results import first_difference, read_run  # noqa: E402
-from suite.runner import run_one  # noqa: E402
+from suite.run import state as ckpt  # noqa: E402
+from suite.run.executor import RunOptions, run_one  # noqa: E402
 
 
 def main() -> int:
@@ -30,14 +30,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for bench, arm in ARMS:
             b = load_benchmarks()[bench]
-            full = read_run(run_one(b, "smoke", arm, 0, Path(tmp) / "full", threads=1,
-                                    progress=False))
+            full = read_run(run_one(b, "smoke", arm, 0, Path(tmp) / "full",
+                                    RunOptions(threads=1, progress=False)))
             for k in kill_points(bench, arm):
                 out = Path(tmp) / f"{bench}-{arm}-{k}"
-                stop = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
-                                        policy=ckpt.Policy(every_minutes=0, signal_at_step=k)))
-                done = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
-                                        resume=True))
+                stop = read_run(run_one(b, "smoke", arm, 0, out,
+                                        RunOptions(threads=1, progress=False, policy=ckpt.Policy(
+                                            every_minutes=0, signal_at_step=k))))
+                done = read_run(run_one(b, "smoke", arm, 0, out,
+                                        RunOptions(threads=1, progress=False, resume=True)))
                 diff = first_difference(without_timing(done.curve), without_timing(full.curve))
                 rows.append(f"| {bench} | {arm} | {k} of {full.summary['steps']} | "
                             f"{stop.status} | {done.status} | "

@@ -1,5 +1,6 @@
 """The estimator's and the gate's error rates, per arm, by simulation from the committed tiny
-curves (suite/simulate.py; the tests hold the thresholds, this prints the figures): coverage and
+curves (suite/judge/simulate.py; the tests hold the thresholds, this prints the figures): coverage
+and
 bias of the 95% interval, its median width, the gate's false-FAIL rate with no regression and
 its detection of a saving that fell by 5, 10 and 20 points, all at each benchmark's declared
 seeds. `python benchmarks/simulation.py results/tiny --out results/tiny/SIMULATION.md`.
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from suite import simulate
+from suite.judge import simulate
+from suite.judge.report import group_runs
 from suite.registry import load_benchmarks
-from suite.report import group_runs
 
 DRAWS = 300
 DROPS = (0.05, 0.10, 0.15, 0.20)  # the bar: >= 80% detection somewhere in 10-18 points

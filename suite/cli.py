@@ -1,10 +1,12 @@
-"""`python -m suite <command>`: list, run, compare. noxfile.py wraps these commands."""
+"""`python -m suite <command>`: the command line, a thin face: each command parses its
+arguments, calls one function of the wings (suite/run, suite/judge, suite/data) and prints what
+it returns. Every error of the suite (suite.errors.SuiteError) is one line and exit 2.
+noxfile.py wraps these commands."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,23 +16,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
-from suite import corpus, flops  # noqa: E402
-from suite.claims import ClaimsError, load_claims  # noqa: E402
-from suite.data import DataError  # noqa: E402
-from suite.families import FAMILIES  # noqa: E402
-from suite.methods import MethodError, Train, plan  # noqa: E402
-from suite.operators import OperatorError  # noqa: E402
-from suite.registry import inputs_for, load_benchmarks  # noqa: E402
-from suite.report import (  # noqa: E402
-    CRITERIA,
-    RUN_HEADERS,
-    THROUGHPUT_HEADERS,
-    run_rows,
-    saving_cells,
-    savings,
-    throughput_rows,
-)
-from suite.results import CheckpointError, ResultsError, find_runs, read_run  # noqa: E402
+from suite.data import corpus  # noqa: E402
+from suite.errors import SuiteError  # noqa: E402
+from suite.judge.claims import load_claims  # noqa: E402
+from suite.registry import load_benchmarks  # noqa: E402
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
 
 
@@ -60,78 +49,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_flops(x: float) -> str:
-    return f"{x:.3g}"
-
-
-def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
-    """Training tokens (images) the data offers, for passes over it; None where unknown."""
-    from suite import data as dataio
-
-    if FAMILIES[bench.family].data_kind == "images":
-        try:
-            found = dataio.load_images(scale.data.source, scale.data.image_size,
-                                       scale.data.augment)
-            return len(found.train) if hasattr(found, "augment") else len(found.train_y)
-        except DataError:
-            return None
-    if scale.data.source == corpus.NAME:
-        try:
-            return corpus.load()[2]["bytes"]["train"]
-        except corpus.CorpusError:
-            return None
-    try:
-        return len(dataio.load_text(scale.data.source, scale.data.vocab_size or None).train)
-    except DataError:
-        return None
-
-
-def _dry_run(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None) -> int:
-    """Price each arm's Plan with the meter: FLOPs per level, data passes, and (given an achieved
-    throughput to assume) the time it would take."""
-    from suite.runner import step_cost
-
-    fam = FAMILIES[bench.family]
-    inputs = inputs_for(fam, scale, None)
-    cost = step_cost(fam, scale, inputs)
-    per_sample = scale.seq_len or 1
-    available = _train_tokens(bench, scale)
-    rows = []
-    for a in arms:
-        p = plan(bench.arms[a], scale, cost, fam)
-        per_level: dict[int, list[int]] = {}
-        for s in p.steps:
-            if isinstance(s, Train):
-                acc = per_level.setdefault(s.level, [0, 0])
-                acc[0] += s.steps
-                acc[1] += cost(s.model) * s.steps
-        total = sum(f for _, f in per_level.values())
-        seen = sum(n for n, _ in per_level.values()) * scale.batch_size * per_sample
-        row = [a, p.method, p.train_steps, _fmt_flops(total),
-               "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
-                         for k, (n, f) in sorted(per_level.items())),
-               f"{seen:.3g}", f"{seen / available:.1f}" if available else "-"]
-        if tflops:
-            row.append(f"{total / (tflops * 1e12) / 60:.1f}")
-        rows.append(row)
-    unit = "tokens" if scale.seq_len else "images"
-    headers = ["arm", "method", "train steps", "FLOPs (projected)", "per level",
-               f"{unit} seen", "passes over the data"]
-    if tflops:
-        headers.append(f"minutes at {tflops:g} TFLOP/s")
-    print(tabulate(rows, headers, tablefmt="github"))
-    print(f"\nFLOP convention: {flops.CONVENTION}")
-    if tflops:
-        print(f"Minutes assume {tflops:g} TFLOP/s achieved on the counted FLOPs (an assumption, "
-              "not a measurement); evaluation and transfers are extra.")
-    return 0
-
-
-def _loss(v: float | None) -> str:
-    """A loss for a table; '-' where a run has none (it diverged at its first evaluation)."""
-    return "-" if v is None else f"{v:.4f}"
-
-
 def _benchmark(args: argparse.Namespace) -> Benchmark:
     benches = load_benchmarks(args.benchmarks)
     if args.benchmark not in benches:
@@ -140,194 +57,80 @@ def _benchmark(args: argparse.Namespace) -> Benchmark:
     return benches[args.benchmark]
 
 
-def _policy(bench: Benchmark, args: argparse.Namespace) -> Any:
-    """The checkpoint policy: the definition's [checkpoint] table, the command line's first."""
-    from suite.state import Policy
-
-    c = bench.checkpoint
-    every = args.checkpoint_every if args.checkpoint_every is not None else c.every_steps
-    minutes = args.checkpoint_minutes if args.checkpoint_minutes is not None else \
-        c.every_minutes
-    if every < 0 or minutes < 0:
-        raise SpecError("(command line)", "--checkpoint-every" if every < 0 else
-                        "--checkpoint-minutes", "negative", "0 (off) or more")
-    at = os.environ.get("SUITE_SIGNAL_AT_STEP")  # tests: a scheduler's SIGTERM, on cue
-    return Policy(every, minutes, c.keep, int(at) if at else None)
-
-
-def _check_data(bench: Benchmark, scale: Scale, data: str | None) -> None:
-    """Read the data once before any run (runner.load_data caches it), so that a bad source
-    is one line naming where it was given: --data, or the definition's key."""
-    from suite.runner import load_data
-
-    try:
-        load_data(FAMILIES[bench.family], scale)
-    except DataError as e:
-        where = "(command line): --data" if data else \
-            f"{bench.path}: scales.{scale.name}.data.source"
-        raise DataError(f"{where}: {e}") from None
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from suite.runner import run_one  # imports torch models; keep `list` fast
-
-    bench = _benchmark(args)
-    scale = bench.scale(args.scale)
-    if args.data:
-        bench = with_data_source(bench, args.scale, args.data)
-        scale = bench.scale(args.scale)
-    arms = args.arms.split(",") if args.arms else list(bench.arms)
-    for a in arms:
-        if a not in bench.arms:
-            raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
-    n_seeds = args.seeds if args.seeds is not None else scale.seeds
-    seeds = list(range(args.first_seed, args.first_seed + n_seeds))
-    if args.dry_run:
-        return _dry_run(bench, scale, arms, args.assume_tflops)
-    _check_data(bench, scale, args.data)
-    from suite import state as ckpt
-    from suite.distributed import rank0_says, setup, teardown
-
-    world, device = setup(args.device)  # torchrun: this rank's place and device
-    policy = _policy(bench, args)
-    rows = []
-    completed = preempted = stopped = False
-    between = ckpt.Preemption().install()  # a signal between runs, or in a run's setup
-    try:
-        for a, seed in ((a, seed) for a in arms for seed in seeds):
-            if stopped := rank0_says(between.requested is not None, world, device):
-                _stopped_between_runs(between.requested, world)
-                break
-            path = run_one(bench, args.scale, a, seed, Path(args.out), device, args.threads,
-                           args.precision, progress=not args.no_progress, world=world,
-                           accum=args.accum, compile=args.compile, resume=args.resume,
-                           policy=policy)
-            r = read_run(path) if world.main else None  # only rank 0 wrote it
-            preempted = rank0_says(r is not None and r.status == "preempted", world, device)
-            if r is not None:
-                s = r.summary
-                rows.append([a, seed, r.status, _loss(s.get("start_heldout_loss")),
-                             _loss(s.get("final_heldout_loss") if r.complete else None),
-                             f"{s['final_heldout_top1']:.3f}"
-                             if s.get("final_heldout_top1") is not None else "-",
-                             _fmt_flops(s["flops"]), f"{s['wall_s']:.1f}", str(path)])
-            if preempted:  # the job is being stopped: no further arm or seed starts
-                break
-        completed = not preempted and not stopped
-        if completed and rank0_says(between.requested is not None, world, device) and world.main:
-            print(f"{between.requested or 'a signal on another rank'} after the last run: every "
-                  "run was finished, nothing is left to resume", file=sys.stderr)
-        if world.main:  # before restore: a signal while printing must not kill the process
-            print(tabulate(rows, ["arm", "seed", "status", "held-out start", "held-out end",
-                                  "top1", "FLOPs", "train s", "folder"], tablefmt="github"))
-    finally:
-        between.restore()
-        teardown(completed)
-    return 0 if completed and all(r[2] == "completed" for r in rows) else 1
-
-
-def _stopped_between_runs(signal_name: str | None, world: Any) -> None:
-    if world.main:
-        from suite.runner import resume_command
-
-        print(f"{signal_name or 'a signal on another rank'} between runs: the runs above are "
-              f"kept, no further run starts; continue with:\n  {resume_command()}",
-              file=sys.stderr)
-
-
-SAVING_HEADERS = ["scale", "benchmark", "arm", "criterion", "target", "pairing",
-                  "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
-                  "criterion at equal FLOPs (arm - baseline)"]
-
-
-def comparison_tables(root: Path) -> tuple[list[list], list[list], list[str]]:
-    """Runs, savings against the baseline, and notes, for every scale and benchmark under root.
-    Only completed runs count; the others are named in the notes."""
-    groups: dict[tuple[str, str], dict[str, list]] = {}
-    for r in find_runs(root):
-        scale, bench, arm = r.key
-        groups.setdefault((scale, bench), {}).setdefault(arm, []).append(r)
-    runs, saving_rows, notes = [], [], []
-    for (scale, bench), arms in sorted(groups.items()):
-        runs += [[scale, bench, *row] for row in run_rows(arms)]
-        found, n = savings(bench, arms, load_claims())
-        notes += n
-        for a in found:
-            for y, c in a.by_criterion.items():
-                saving_rows.append([scale, bench, a.arm, CRITERIA[y], f"{c.target:.4f}",
-                                    *saving_cells(c)])
-    return runs, saving_rows, notes
-
-
-def render_comparison(root: Path) -> str:
-    runs_rows, saving_rows, notes = comparison_tables(root)
-    if not runs_rows:
-        raise ResultsError(f"{root}: no runs found")
-    out = [tabulate(runs_rows, ["scale", "benchmark", *RUN_HEADERS], tablefmt="github")]
-    if saving_rows:
-        out += ["", "Savings against the baseline (mean [95% interval] over seeds):", "",
-                tabulate(saving_rows, SAVING_HEADERS, tablefmt="github")]
-    out += [""] + [f"- {n}" for n in notes] + ([""] if notes else [])
-    out += [f"FLOP convention: {flops.CONVENTION}.",
-            "Savings: where the arm's mean curve reaches the baseline's mean final value; 95% "
-            "intervals by test inversion, paired by seed where seeds pair (suite/analysis.py). "
-            "A miss did not reach the target within its run; ‡: a lower end censored at the "
-            "run's end. A fall over the last 20% of FLOPs at or below 0 means held-out loss had "
-            "stopped falling."]
-    return "\n".join(out)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    text = render_comparison(Path(args.results))
-    if args.update:
-        path = Path(args.update)
-        begin, end = f"<!-- compare {args.results} -->", f"<!-- end compare {args.results} -->"
-        doc = path.read_text()
-        if begin not in doc or end not in doc:
-            raise ResultsError(f"{path}: markers {begin} ... {end} not found")
-        head, rest = doc.split(begin, 1)
-        path.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
-        print(f"updated {path}")
-    else:
-        print(text)
-    return 0
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
 def _rules(args: argparse.Namespace) -> dict:
     return {name: b.gate for name, b in load_benchmarks(args.benchmarks).items()}
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from suite.claims import load_claims
-    from suite.report import headline, write_report
+def _arms_and_seeds(bench: Benchmark, scale: Scale,
+                    args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    arms = _names(args.arms) or list(bench.arms)
+    for a in arms:
+        if a not in bench.arms:
+            raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
+    n_seeds = args.seeds if args.seeds is not None else scale.seeds
+    return arms, list(range(args.first_seed, args.first_seed + n_seeds))
 
-    root = Path(args.results) / args.scale
-    claims = load_claims()
-    path = write_report(root, claims, _rules(args), args.scale, plots=not args.no_plots)
-    print(f"wrote {path}")
-    if args.update_readme:
-        readme = Path(args.update_readme)
-        begin = f"<!-- headline {args.scale} -->"
-        end = f"<!-- end headline {args.scale} -->"
-        doc = readme.read_text()
-        if begin not in doc or end not in doc:
-            raise ResultsError(f"{readme}: markers {begin} ... {end} not found")
-        table = headline(root, claims, _rules(args), args.scale)
-        head, rest = doc.split(begin, 1)
-        readme.write_text(f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
-        print(f"updated {readme}")
+
+def cmd_run(args: argparse.Namespace) -> int:
+    bench = _benchmark(args)
+    if args.data:
+        bench = with_data_source(bench, args.scale, args.data)
+    scale = bench.scale(args.scale)
+    arms, seeds = _arms_and_seeds(bench, scale, args)
+    if args.dry_run:
+        from suite.run.pricing import price  # imports torch models; keep `list` fast
+
+        print(price(bench, scale, arms, args.assume_tflops))
+        return 0
+    from suite.run.context import RunOptions
+    from suite.run.distributed import setup
+    from suite.run.grid import RUN_HEADERS, check_data, checkpoint_policy, run_grid
+
+    check_data(bench, scale, bool(args.data))
+    world, device = setup(args.device)  # torchrun: this rank's place and device
+    options = RunOptions(device=device, threads=args.threads, precision=args.precision,
+                         progress=not args.no_progress, world=world, accum=args.accum,
+                         compile=args.compile, resume=args.resume,
+                         policy=checkpoint_policy(bench, args.checkpoint_every,
+                                                  args.checkpoint_minutes))
+    ok = run_grid(bench, args.scale, arms, seeds, Path(args.out), options,
+                  lambda rows: print(tabulate(rows, RUN_HEADERS, tablefmt="github")))
+    return 0 if ok else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from suite.judge.compare import render_comparison
+    from suite.judge.report import splice
+
+    text = render_comparison(Path(args.results))
+    if args.update:
+        splice(Path(args.update), f"compare {args.results}", text)
+        print(f"updated {args.update}")
+    else:
+        print(text)
     return 0
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+def cmd_report(args: argparse.Namespace) -> int:
+    from suite.judge.report import headline, splice, write_report
+
+    root, claims = Path(args.results) / args.scale, load_claims()
+    print(f"wrote {write_report(root, claims, _rules(args), args.scale, not args.no_plots)}")
+    if args.update_readme:
+        splice(Path(args.update_readme), f"headline {args.scale}",
+               headline(root, claims, _rules(args), args.scale))
+        print(f"updated {args.update_readme}")
+    return 0
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from suite.gate import HEADERS, check
+    from suite.judge.gate import HEADERS, check
 
-    ref = Path(args.reference) / args.scale
-    fresh = Path(args.fresh) / args.scale
+    ref, fresh = Path(args.reference) / args.scale, Path(args.fresh) / args.scale
     seeds = _names(args.seeds)
     try:
         seeds = [int(n) for n in seeds] if seeds else None
@@ -343,29 +146,22 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_power(args: argparse.Namespace) -> int:
-    from suite.report import POWER_HEADERS, group_runs, power_rows, savings
+    from suite.judge.compare import power_report
 
-    root = Path(args.results)
-    folders = [root] if any(root.glob("*/*/seed-*/manifest.json")) else sorted(
-        p for p in root.iterdir() if p.is_dir() and any(p.glob("*/*/seed-*/manifest.json"))
-    ) if root.is_dir() else []
-    if not folders:
-        raise ResultsError(f"{root}: no runs found (a scale folder such as results/tiny, or "
-                           "a results root that holds one)")
-    for folder in folders:
-        for bench, arms in group_runs(folder).items():
-            print(f"\n## {folder.name}/{bench}\n")
-            found, _ = savings(bench, arms, load_claims())
-            print(tabulate(power_rows(found, args.goal), POWER_HEADERS, tablefmt="github"))
-    print(f"\nNoise: SD over seeds at the crossing of the arm's mean curve with the target "
-          f"(paired: of the arm - baseline difference). Seeds for a 95% half-width of "
-          f"±{100 * args.goal:.0f} pt of FLOPs saved: t(n-1) x noise / sqrt(n) / (|slope| x B) "
-          "(suite/analysis.py: seeds_for).")
+    print(power_report(Path(args.results), args.goal))
     return 0
 
 
 def cmd_check_operators(args: argparse.Namespace) -> int:
-    from suite.checks import HEADERS, SURVIVAL_HEADERS, operator_exactness, settings_survival
+    from suite.checks import (
+        HEADERS,
+        INHERITANCE_HEADERS,
+        INHERITANCE_NOTE,
+        SURVIVAL_HEADERS,
+        inheritance,
+        operator_exactness,
+        settings_survival,
+    )
 
     rows = operator_exactness()
     print(tabulate([[r[0], *(f"{v:.1e}" for v in r[1:])] for r in rows], HEADERS,
@@ -375,23 +171,23 @@ def cmd_check_operators(args: argparse.Namespace) -> int:
     print(tabulate(settings_survival(), SURVIVAL_HEADERS, tablefmt="github"))
     print("\nEvery constructor setting but the sizes (Family.settings) of a model built with "
           "non-default ones (each family's `customised`), before and after each operator.")
+    print()
+    print(tabulate(inheritance(), INHERITANCE_HEADERS, tablefmt="github"))
+    print("\n" + INHERITANCE_NOTE)
     return 0
 
 
 def cmd_throughput(args: argparse.Namespace) -> int:
-    from suite.results import atomic_write_json
-    from suite.runner import measure_throughput
+    from suite.judge.report import THROUGHPUT_HEADERS, throughput_rows
+    from suite.run.throughput import record_throughput
 
-    bench = _benchmark(args)
-    folder = Path(args.out) / "throughput"
-    for compiled in ((False, True) if args.compile == "both" else (args.compile == "on",)):
-        r = measure_throughput(bench, args.scale, args.device, args.precision,
-                               compiled, args.steps, args.warmup, args.threads)
-        device = re.sub(r"[^a-z0-9]+", "-", r["environment"]["device_name"].lower()).strip("-")
-        name = f"{args.benchmark}-{args.scale}-{'compiled' if compiled else 'eager'}-{device}.json"
-        atomic_write_json(folder / name, r)
-        print(f"wrote {folder / name}")
-    rows = [r for r in throughput_rows(folder, args.scale) if r[0] == args.benchmark]
+    modes = (False, True) if args.compile == "both" else (args.compile == "on",)
+    for path in record_throughput(_benchmark(args), args.scale, Path(args.out), modes,
+                                  device=args.device, precision=args.precision,
+                                  steps=args.steps, warmup=args.warmup, threads=args.threads):
+        print(f"wrote {path}")
+    rows = [r for r in throughput_rows(Path(args.out) / "throughput", args.scale)
+            if r[0] == args.benchmark]
     print(tabulate(rows, THROUGHPUT_HEADERS, tablefmt="github"))
     print(f"\nBaseline model, {args.steps} timed steps after {args.warmup} warm-up steps; "
           "FLOPs as the meter counts them. MFU against the device's bf16 peak, only in bf16 and "
@@ -416,7 +212,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
-    from suite.tokenization import tokenize
+    from suite.data.tokenize import tokenize
 
     rec = tokenize(args.source, Path(args.out), Path(args.tokenizer) if args.tokenizer else None,
                    args.train_bpe or 0, args.field, args.heldout_every, args.shard_tokens,
@@ -610,8 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (SpecError, DataError, MethodError, OperatorError, ResultsError, ClaimsError,
-            corpus.CorpusError, CheckpointError) as e:  # a run it stopped is recorded failed
+    except SuiteError as e:  # one line naming the file and key; a run it stopped is recorded
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C (the first asks for a checkpoint): stop at once

@@ -97,6 +97,17 @@ def bf16_peak(device_name: str) -> float | None:
     return None
 
 
+def mfu(flops: float, wall_s: float, device_name: str, devices: int,
+        precision: str) -> float | None:
+    """Model FLOP utilisation: `flops` (the meter's count) over `wall_s` seconds on `devices`
+    devices, as a fraction of their dense bf16 peak (BF16_PEAK). None for an unknown device, no
+    time, or a run not in bf16 (against another precision's peak the figure means nothing)."""
+    peak = bf16_peak(device_name)
+    if peak is None or precision != "bf16" or not wall_s:
+        return None
+    return flops / wall_s / (peak * devices)
+
+
 def measured_train_flops(family: Family, model: nn.Module, x: torch.Tensor) -> int:
     """Forward + backward FLOPs of one step as torch's FlopCounterMode counts them (cross-check)."""
     from torch.utils.flop_counter import FlopCounterMode

@@ -14,7 +14,7 @@ from suite.families import FAMILIES, Family, Inputs
 from suite.methods import MethodError, plan
 from suite.spec import Benchmark, Scale, SpecError, load
 
-BUILTIN = Path(__file__).resolve().parent / "benchmarks"
+BUILTIN = Path(__file__).resolve().parent / "definitions"
 USER_SOURCE = "user"  # a scale whose data the user must bring with --data PATH
 
 

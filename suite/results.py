@@ -1,4 +1,5 @@
-"""Run folders: manifest.json, curve.jsonl, summary.json. Imports nothing of ours.
+"""Run folders: manifest.json, curve.jsonl, summary.json: the contract between the running
+wing, which writes them, and the judging wing, which reads them. Imports no torch.
 
     results/<scale>/<benchmark>/<arm>/seed-<n>/
         manifest.json   written first (status "running"): resolved definition, seed, provenance
@@ -14,14 +15,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from suite.errors import SuiteError
 
 COMPLETED = "completed"
 STATUSES = ("running", COMPLETED, "diverged", "preempted", "interrupted", "failed")
@@ -91,53 +91,6 @@ def first_difference(a: Any, b: Any, path: str = "") -> str | None:
 
 def run_dir(root: Path, scale: str, benchmark: str, arm: str, seed: int) -> Path:
     return Path(root) / scale / benchmark / arm / f"seed-{seed}"
-
-
-def _version(pkg: str) -> str | None:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def git_state(cwd: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the code that ran (None outside a git checkout)."""
-    cwd = cwd or Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True, timeout=10).stdout
-        return {"commit": commit, "dirty": bool(dirty.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment(device: str, threads: int) -> dict[str, Any]:
-    import torch
-
-    name = _cpu_name()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    return {
-        "git": git_state(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": {p: _version(p) for p in ("torch", "transformers", "timm", "fvcore", "numpy")},
-        "device": device,
-        "device_name": name,
-        "threads": threads,
-    }
 
 
 class RunWriter:
@@ -251,11 +204,11 @@ class Run:
         return int(self.manifest["seed"])
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or used (suite/state.py); names the file."""
+class CheckpointError(SuiteError, RuntimeError):
+    """A checkpoint that cannot be written or used (suite/run/state.py); names the file."""
 
 
-class ResultsError(ValueError):
+class ResultsError(SuiteError, ValueError):
     """A results folder that cannot be read; the message names the file."""
 
 

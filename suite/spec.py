@@ -1,4 +1,5 @@
-"""Benchmark definitions: TOML -> typed, validated objects. Imports nothing of ours.
+"""Benchmark definitions: TOML -> typed, validated objects; the criteria and the baseline's
+name every wing shares. Imports no torch (the judge reads it).
 
 A definition declares a workload (family, data, optimiser, evaluation), one table per scale
 (model size, steps, batch) and its arms. Top-level [data], [train] and [eval] are defaults that a
@@ -9,18 +10,29 @@ scale may override key by key (`[scales.tiny.train] lr = ...`). Every problem is
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suite.errors import SuiteError
 from suite.results import first_difference
 
 SCALES = ("smoke", "tiny", "small", "paper")
+BASELINE = "baseline"  # the arm every other arm of a benchmark is compared with
+# What a saving can be judged on: curve field -> its name in tables and claims. Every arm is
+# judged on the held-out loss; a method adds others (paper 2: the training loss, its criterion).
+CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss"}
 
 
-class SpecError(ValueError):
+def baseline_first(arm: str) -> tuple[bool, str]:
+    """Sort key of arm names: the baseline, then the other arms by name."""
+    return arm != BASELINE, arm
+
+
+class SpecError(SuiteError, ValueError):
     """A definition that cannot run. The message names the file, the key and what is allowed."""
 
     def __init__(self, file: str | Path, key: str, problem: str, allowed: str = "") -> None:
@@ -55,7 +67,11 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class TrainSpec:
+class Optim:
+    """The optimiser and learning-rate schedule: a definition's [train] table, and what the
+    training loop (suite/run/train.py) runs each stage of a plan with; a method derives its
+    stages' values from it (`dataclasses.replace`). The one home of these fields."""
+
     lr: float = _opt(REQUIRED, "peak learning rate", low=0.0, low_open=True)
     optimizer: str = _opt("adamw", "optimiser", choices=("adamw", "sgd"))
     weight_decay: float = _opt(0.0, "decoupled weight decay (AdamW) or L2 (SGD)", low=0.0)
@@ -65,6 +81,20 @@ class TrainSpec:
     decay: str = _opt("cosine", "shape after warm-up", choices=("cosine", "linear", "constant"))
     min_lr_ratio: float = _opt(0.0, "final lr as a fraction of the peak", low=0.0, high=1.0)
     grad_clip: float = _opt(0.0, "global gradient-norm clip (0: off)", low=0.0)
+
+
+def lr_factor(step: int, total: int, o: Optim) -> float:
+    """Multiplier of the peak lr at `step` (0-based) of a stage of `total` steps: linear
+    warm-up over `o.warmup` x total steps, then `o.decay` (cosine, linear or constant) down to
+    `o.min_lr_ratio` x the peak. The training loop and the methods' plans share it."""
+    warm = int(round(o.warmup * total))
+    if step < warm:
+        return (step + 1) / warm
+    if o.decay == "constant" or total <= warm:
+        return 1.0
+    frac = (step - warm) / max(1, total - warm)
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if o.decay == "cosine" else 1 - frac
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
 
 
 @dataclass(frozen=True)
@@ -97,7 +127,7 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """When a run writes its state (suite/state.py). Not part of a run's resolved definition:
+    """When a run writes its state (suite/run/state.py). Not part of a run's resolved definition:
     a resumed run's curve is the uninterrupted one's, so the policy cannot change a result."""
 
     every_steps: int = _opt(0, "write the run state every N training steps (0: by wall time)",
@@ -117,7 +147,7 @@ class Scale:
     batch_size: int
     seq_len: int  # text only; 0 for images
     data: DataSpec
-    train: TrainSpec
+    train: Optim
     eval: EvalSpec
     # seeds per arm that `run` trains by default: at tiny, from `python -m suite power`
     seeds: int = 1
@@ -214,7 +244,7 @@ def _parse(cls: type, table: dict, file: str, where: dict[str, str]) -> Any:
             raise SpecError(file, key, f"must be <= {hi}, got {v!r}", meta["doc"])
         out[name] = tuple(v) if hints[name] is tuple else v
     obj = cls(**out)
-    if isinstance(obj, TrainSpec):
+    if isinstance(obj, Optim):
         b = obj.betas
         if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
             raise SpecError(file, at("betas"), f"must be two numbers in [0, 1), got {list(b)}")
@@ -308,7 +338,7 @@ def _scale(doc: dict, sname: str, st: Any, file: str) -> Scale:
         seq_len=(_positive_int(st["seq_len"], file, f"{where}.seq_len", "tokens per sequence")
                  if "seq_len" in st else 0),
         data=_section(DataSpec, doc, st, "data", file, where),
-        train=_section(TrainSpec, doc, st, "train", file, where),
+        train=_section(Optim, doc, st, "train", file, where),
         eval=_section(EvalSpec, doc, st, "eval", file, where),
         seeds=(_positive_int(st["seeds"], file, f"{where}.seeds", "seeds per arm by default")
                if "seeds" in st else 1),
@@ -344,7 +374,7 @@ def defaults() -> dict[str, Any]:
                 out[f.name] = f.default_factory()  # type: ignore[misc]
         return out
 
-    return {"scale": {"data": of(DataSpec), "train": of(TrainSpec), "eval": of(EvalSpec),
+    return {"scale": {"data": of(DataSpec), "train": of(Optim), "eval": of(EvalSpec),
                       "seeds": 1}}
 
 

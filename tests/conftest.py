@@ -89,7 +89,7 @@ def gpt_smoke_runs(builtin_benchmarks, tmp_path_factory):
     """`get(seed)` -> the Run of the built-in gpt benchmark at smoke scale, trained once per
     session and seed (about a second each) under one shared results root."""
     from suite.results import read_run
-    from suite.runner import run_one
+    from suite.run.executor import RunOptions, run_one
 
     root = tmp_path_factory.mktemp("gpt-smoke")
     cache = {}
@@ -97,7 +97,7 @@ def gpt_smoke_runs(builtin_benchmarks, tmp_path_factory):
     def get(seed):
         if seed not in cache:
             path = run_one(builtin_benchmarks["gpt"], "smoke", "baseline", seed, root,
-                           threads=1, progress=False)
+                           RunOptions(threads=1, progress=False))
             cache[seed] = read_run(path)
         return cache[seed]
 

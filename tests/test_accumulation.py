@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from suite.data import TrainBatches
-from suite.distributed import World
 from suite.families import FAMILIES, logits
 from suite.registry import inputs_for, load_benchmarks
-from suite.runner import load_data
-from suite.train import Parallel, backward, evaluate
+from suite.run.context import load_data
+from suite.run.distributed import World
+from suite.run.train import Parallel, backward, evaluate
 
 BENCH_OF = {"bert": "bert", "gpt2": "gpt", "vit": "deit", "decoder": "ode"}  # one per family
 RELATIVE = 1e-6
@@ -29,7 +29,7 @@ def setup_family(family_name: str):
 
 
 def gradient(family, model, batch, accum, world=None, forward=None) -> torch.Tensor:
-    """The flat gradient that suite.train.backward accumulates for one global batch."""
+    """The flat gradient that suite.run.train.backward accumulates for one global batch."""
     model.zero_grad(set_to_none=True)
     backward(forward or model, batch, lambda m, x: logits(family, m, x),
              Parallel(world or World(), forward, accum), torch.device("cpu"), "fp32")

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite import analysis
-from suite.analysis import mean_ci, value_at, welch_difference
+from suite.judge import analysis, power
+from suite.judge.analysis import value_at
+from suite.judge.intervals import mean_ci, welch_difference
 from suite.results import ResultsError, Run
 
 T975_2 = 4.302652729749462  # Student t, 97.5% quantile, 2 degrees of freedom
@@ -158,7 +159,7 @@ def test_unpaired_when_the_seeds_differ_welch_by_hand():
 
 
 def saving_cells_pairing(c):
-    from suite.report import saving_cells
+    from suite.judge.savings import saving_cells
     return saving_cells(c)[0]
 
 
@@ -291,11 +292,11 @@ def test_seeds_for_by_hand():
     # paired: t(n-1) x 0.01 / sqrt(n) / 0.1 is 0.0514 at n = 17 and 0.0497 at n = 18
     assert analysis._t(16) * 0.01 / math.sqrt(17) / 0.1 == pytest.approx(0.05142, abs=1e-5)
     assert analysis._t(17) * 0.01 / math.sqrt(18) / 0.1 == pytest.approx(0.04973, abs=1e-5)
-    assert analysis.seeds_for(0.01, 0.1, 0.05, paired=True) == 18
+    assert power.seeds_for(0.01, 0.1, 0.05, paired=True) == 18
     # unpaired, equal noise a side: sqrt(2) x 0.01 / sqrt(n): 0.0501 at 33, 0.0493 at 34
-    assert analysis.seeds_for(0.01, 0.1, 0.05, paired=False, sd_base=0.01) == 34
-    assert analysis.seeds_for(0.01, 0.0, 0.05, paired=True) is None
-    assert analysis.seeds_for(1.0, 0.01, 0.05, paired=True) is None  # beyond MAX_SEEDS
+    assert power.seeds_for(0.01, 0.1, 0.05, paired=False, sd_base=0.01) == 34
+    assert power.seeds_for(0.01, 0.0, 0.05, paired=True) is None
+    assert power.seeds_for(1.0, 0.01, 0.05, paired=True) is None  # beyond MAX_SEEDS
 
 
 def test_one_seed_is_unpaired_for_its_own_reason():
@@ -314,7 +315,7 @@ def test_power_needs_two_seeds_a_side():
     one = analysis.Grid(x, np.ones((1, 3)), np.zeros(3), (0,), np.array([2.0]))
     two = analysis.Grid(x, np.ones((2, 3)), np.zeros(3), (0, 1), np.array([2.0, 2.0]))
     with pytest.raises(ValueError, match=r"^power needs two seeds or more a side, got 1 and 2$"):
-        analysis.power(None, one, two)
+        power.power(None, one, two)
     with pytest.raises(ValueError, match=r"^baseline against itself needs two seeds or more, "
                                          r"got 1$"):
-        analysis.baseline_power(one)
+        power.baseline_power(one)

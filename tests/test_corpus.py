@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from suite import corpus as C
 from suite import data as D
+from suite.data import corpus as C
 
 
 def _b64(n: int) -> str:

@@ -10,7 +10,8 @@ import torch
 from suite import flops
 from suite.registry import load_benchmarks
 from suite.results import read_run
-from suite.runner import measure_throughput, run_one
+from suite.run.executor import RunOptions, run_one
+from suite.run.throughput import measure_throughput
 from suite.spec import with_data_source
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -35,9 +36,10 @@ def gpt(text):
 def test_cuda_follows_the_cpu_curve(gpt, arm, precision, tolerance, tmp_path):
     """Same plan, same FLOPs, the same curve within the precision's tolerance (held-out loss in
     nats; fp32 on CUDA uses TF32 matmuls); transfers keep every model on the device."""
-    cpu = read_run(run_one(gpt, "smoke", arm, 0, tmp_path / "cpu", threads=1, progress=False))
-    gpu = read_run(run_one(gpt, "smoke", arm, 0, tmp_path / "gpu", device="cuda",
-                           precision=precision, progress=False))
+    cpu = read_run(run_one(gpt, "smoke", arm, 0, tmp_path / "cpu",
+                           RunOptions(threads=1, progress=False)))
+    gpu = read_run(run_one(gpt, "smoke", arm, 0, tmp_path / "gpu",
+                           RunOptions(device="cuda", precision=precision, progress=False)))
     assert gpu.complete and gpu.manifest["precision"] == precision
     assert [r["flops"] for r in gpu.curve] == [r["flops"] for r in cpu.curve]
     diffs = [abs(a["heldout_loss"] - b["heldout_loss"]) for a, b in zip(gpu.curve, cpu.curve,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import suite.distributed as d
+import suite.run.distributed as d
 from suite.registry import load_benchmarks
 from suite.results import read_run
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
 from suite.spec import SpecError
 
 ARMS = ["baseline", "vcycle", "ode-multilevel"]
@@ -23,7 +23,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 # from "the suite's DDP path is wrong"
 PROBE = textwrap.dedent("""
     import torch, torch.distributed as dist
-    from suite.distributed import setup
+    from suite.run.distributed import setup
     world, _ = setup("cpu")
     x = torch.tensor([float(world.rank + 1)])
     dist.all_reduce(x)
@@ -62,7 +62,7 @@ def ddp_and_single(tmp_path_factory):
     single_out = tmp_path_factory.mktemp("single")
     bench = load_benchmarks()["gpt"]
     for arm in ARMS:
-        run_one(bench, "smoke", arm, 0, single_out, threads=1, progress=False)
+        run_one(bench, "smoke", arm, 0, single_out, RunOptions(threads=1, progress=False))
     return ddp_out, single_out
 
 
@@ -89,11 +89,11 @@ def test_only_rank_0_wrote(ddp_and_single):
 @pytest.mark.parametrize("name", ["bert", "gpt", "deit", "ode"])  # one benchmark per family
 def test_gradient_accumulation_keeps_the_curve(tmp_path, name):
     bench = load_benchmarks()[name]
-    one = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "a", threads=1,
-                           progress=False))
+    one = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "a",
+                           RunOptions(threads=1, progress=False)))
     for accum in (2, 4):
         more = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / f"k{accum}",
-                                threads=1, progress=False, accum=accum))
+                                RunOptions(threads=1, progress=False, accum=accum)))
         assert more.manifest["accum"] == accum
         for key in ("heldout_loss", "train_loss"):
             diffs = [abs(a[key] - b[key]) for a, b in zip(one.curve, more.curve, strict=True)]
@@ -105,7 +105,7 @@ GRADIENTS = textwrap.dedent("""
     from torch.nn.parallel import DistributedDataParallel as DDP
     sys.path.insert(0, sys.argv[2])
     from test_accumulation import BENCH_OF, gradient, setup_family
-    from suite.distributed import leave, setup, teardown
+    from suite.run.distributed import leave, setup, teardown
     world, _ = setup("cpu")
     grads = {}
     for name in sorted(BENCH_OF):
@@ -137,8 +137,9 @@ def test_two_processes_give_the_single_process_gradient(ddp_and_single, tmp_path
 def test_a_batch_that_does_not_split_evenly_is_refused_before_training(tmp_path, accum, world):
     bench = load_benchmarks()["gpt"]  # smoke: a global batch of 8
     with pytest.raises(SpecError) as e:
-        run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False, accum=accum,
-                world=d.World(rank=0, size=world))
+        run_one(bench, "smoke", "baseline", 0, tmp_path,
+                RunOptions(threads=1, progress=False, world=d.World(rank=0, size=world),
+                           accum=accum))
     assert e.value.key == "scales.smoke.batch_size" and e.value.file.endswith("gpt.toml")
     assert f"a global batch of 8 does not split evenly over {world} process(es) x --accum {accum}" \
         in str(e.value)
@@ -183,7 +184,7 @@ def test_teardown_leaves_the_process_group(completed):
 
 LEAVE = textwrap.dedent("""
     import atexit, sys, torch.distributed as dist
-    import suite.distributed as d
+    import suite.run.distributed as d
     atexit.register(lambda: print("interpreter shutdown ran"))
     if sys.argv[1] == "group":
         dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)

@@ -7,14 +7,14 @@ import shutil
 
 import pytest
 
-from suite import analysis
-from suite.claims import ClaimsError, load_claims
 from suite.cli import main
-from suite.gate import fell_below, rose_above
+from suite.judge import analysis
+from suite.judge.claims import ClaimsError, load_claims
+from suite.judge.gate import fell_below, rose_above
+from suite.judge.report import write_report
 from suite.registry import load_benchmarks
-from suite.report import write_report
 from suite.results import ResultsError, read_run, run_dir
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
 
 
 def sv(mean, se, df=4.0):
@@ -66,7 +66,7 @@ def smoke_reference(tmp_path_factory):
     bench = load_benchmarks()["gpt"]
     for arm in ("baseline", "vcycle"):
         for seed in range(3):
-            run_one(bench, "smoke", arm, seed, root, threads=1, progress=False)
+            run_one(bench, "smoke", arm, seed, root, RunOptions(threads=1, progress=False))
     return root
 
 
@@ -274,7 +274,7 @@ gate exit: 1
 
 
 def test_report_reads_the_regression_logs_of_its_scale(tmp_path):
-    from suite.report import regression_rows
+    from suite.judge.report import regression_rows
 
     (tmp_path / "lrbug.log").write_text(LOG)
     (tmp_path / "other.log").write_text(LOG.replace("runs/tiny", "runs/smoke"))

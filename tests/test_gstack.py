@@ -10,7 +10,8 @@ from suite.families import FAMILIES
 from suite.methods.gstack import FITTED, guideline_tokens
 from suite.registry import inputs_for, load_benchmarks
 from suite.results import read_run
-from suite.runner import load_data, run_one, step_cost
+from suite.run.context import load_data, step_cost
+from suite.run.executor import RunOptions, run_one
 from suite.spec import Arm
 
 
@@ -62,7 +63,8 @@ def test_options_are_checked():
 @pytest.mark.parametrize("bench", ["gpt", "llama"])
 def test_gstack_runs(tmp_path, bench):
     b = load_benchmarks()[bench]
-    run = read_run(run_one(b, "smoke", "gstack", 0, tmp_path, threads=1, progress=False))
+    run = read_run(run_one(b, "smoke", "gstack", 0, tmp_path,
+                           RunOptions(threads=1, progress=False)))
     assert run.complete, run.summary["error"]
     assert run.summary["operators"]["stack"]["count"] == 1
     assert run.summary["operators"]["stack"]["flops"] == 0  # copies

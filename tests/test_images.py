@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from suite import data as D
-from suite import images as streamed
+from suite.data import images as streamed
 from suite.registry import load_benchmarks
 from suite.results import read_run
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
 from suite.spec import with_data_source
 
 CLASSES, PER_CLASS, SIDE = 4, 500, 28
@@ -115,7 +115,8 @@ def test_a_bad_tree_is_named(tmp_path):
 
 def test_a_vit_trains_on_the_stream(tree, tmp_path):
     bench = with_data_source(load_benchmarks()["deit"], "smoke", str(tree))
-    run = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    run = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                           RunOptions(threads=1, progress=False)))
     assert run.complete, run.summary["error"]
     assert run.manifest["data"]["source"].endswith("1800/200 images, streamed)")
     assert run.manifest["data"]["inputs"]["channels"] == 3

@@ -7,9 +7,9 @@ from suite import operators as ML
 from suite.families import FAMILIES, Inputs, logits
 from suite.methods import MethodError, Train, Transfer, plan
 from suite.results import read_run
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
+from suite.run.train import Clock, Loop, Optim, Stage, lr_factor, make_optimizer, train
 from suite.spec import Arm
-from suite.train import Clock, Optim, lr_factor, make_optimizer, train
 
 INPUTS = Inputs(seq_len=16, vocab_size=50)
 
@@ -98,7 +98,7 @@ def test_coarse_training_never_changes_blocks_it_does_not_own(parity):
     f = fine()
     before = params(f)
     c = ML.restrict(f, parity)
-    train(c, batches(), 5, Optim("sgd", 0.5), 1, Clock(), out)
+    train(c, batches(), Stage(5, Optim(optimizer="sgd", lr=0.5), 1), Clock(), Loop(out))
     ML.prolongate(f, c, parity, delta=0.25)
     owned = set(ML.owned_blocks(4, parity))
     for i in range(4):
@@ -114,7 +114,7 @@ def test_tied_shared_layers_are_the_fine_tensors():
     assert c.wte.weight is f.wte.weight and c.ln_f.weight is f.ln_f.weight
     assert c.head.weight is f.wte.weight
     emb_before = f.wte.weight.detach().clone()
-    train(c, batches(), 3, Optim("sgd", 0.5), 1, Clock(), out)
+    train(c, batches(), Stage(3, Optim(optimizer="sgd", lr=0.5), 1), Clock(), Loop(out))
     assert not torch.equal(f.wte.weight, emb_before)  # coarse training updated it in place
     updated = f.wte.weight.detach().clone()
     ML.prolongate(f, c, "even", delta=0.25, shared="tied")
@@ -246,7 +246,8 @@ def test_tied_works_for_hf_gpt2_with_its_tied_lm_head():
     emb_before = f.transformer.wte.weight.detach().clone()
     block_before = params(blocks(f)[1])
     fam = FAMILIES["gpt2"]
-    train(c, batches(), 3, Optim("adamw", 1e-2), 1, Clock(), lambda m, x: logits(fam, m, x))
+    train(c, batches(), Stage(3, Optim(optimizer="adamw", lr=1e-2), 1), Clock(),
+          Loop(lambda m, x: logits(fam, m, x)))
     assert not torch.equal(f.transformer.wte.weight, emb_before)
     assert same(params(blocks(f)[1]), block_before)  # an even block: not the odd model's
     updated = f.transformer.wte.weight.detach().clone()
@@ -266,8 +267,8 @@ def test_plan_errors(builtin_benchmarks):
 def test_ode_run_counts_both_conventions_and_evaluates_the_fine_model(tmp_path,
                                                                        builtin_benchmarks):
     bench = builtin_benchmarks["ode"]  # smoke: 20 steps, eval every 10, 4 blocks
-    run = read_run(run_one(bench, "smoke", "ode-multilevel", 0, tmp_path, threads=1,
-                           progress=False))
+    run = read_run(run_one(bench, "smoke", "ode-multilevel", 0, tmp_path,
+                           RunOptions(threads=1, progress=False)))
     assert run.complete
     s = run.summary
     k = run.manifest["method"]["options"]["coarse_steps_run"]
@@ -287,10 +288,10 @@ def test_the_fine_model_keeps_one_optimiser_across_its_one_step_stages(builtin_b
     assert not any(s.keep_optimizer for s in trains if s.auxiliary)  # coarse: fresh each time
     # a kept optimiser carries its state: AdamW's step count goes on
     f = fine()
-    o = Optim("adamw", 1e-3)
+    o = Optim(optimizer="adamw", lr=1e-3)
     opt = make_optimizer(f, o)
     for _ in range(3):
-        train(f, batches(), 1, o, 1, Clock(), out, optimizer=opt)
+        train(f, batches(), Stage(1, o, 1), Clock(), Loop(out), optimizer=opt)
     assert int(opt.state[f.wte.weight]["step"]) == 3
 
 

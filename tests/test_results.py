@@ -24,7 +24,7 @@ from suite.results import (
     read_run,
     run_dir,
 )
-from suite.runner import run_one
+from suite.run.executor import RunOptions, run_one
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = {"benchmark": "b", "scale_name": "smoke", "arm_name": "baseline", "seed": 3}
@@ -193,7 +193,7 @@ def curve_values(run, key):
 def test_runner_is_reproducible(gpt_smoke_runs, builtin_benchmarks, tmp_path):
     a = gpt_smoke_runs(0)
     b = read_run(run_one(builtin_benchmarks["gpt"], "smoke", "baseline", 0, tmp_path,
-                         threads=1, progress=False))
+                         RunOptions(threads=1, progress=False)))
     assert a.path != b.path and a.complete and b.complete
     assert curve_values(a, "step") == [0, 10, 20]
     assert curve_values(a, "heldout_loss") == curve_values(b, "heldout_loss")
@@ -261,7 +261,7 @@ def test_a_diverging_run_is_recorded_as_such(make_definition, tmp_path):
     doc["train"].update(lr=1e30, grad_clip=0.0)
     doc["scales"]["smoke"]["steps"] = 6
     bench = registry.validate(spec.parse(doc, "huge-lr.toml"))
-    path = run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False)
+    path = run_one(bench, "smoke", "baseline", 0, tmp_path, RunOptions(threads=1, progress=False))
     r = read_run(path)
     assert r.status == "diverged" and r.complete is False
     assert r.manifest["status"] == "diverged"
@@ -275,8 +275,8 @@ def test_levels_of_a_diverged_run_add_up(make_definition, tmp_path):
     doc["train"].update(lr=1e30, grad_clip=0.0)
     doc["scales"]["smoke"]["steps"] = 6
     bench = registry.validate(spec.parse(doc, "huge-lr.toml"))
-    s = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1,
-                         progress=False)).summary
+    s = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                         RunOptions(threads=1, progress=False))).summary
     assert s["status"] == "diverged" and s["steps"] > 0
     assert sum(v["steps"] for v in s["levels"].values()) == s["steps"]
     assert sum(v["flops"] for v in s["levels"].values()) == s["flops"]
@@ -285,7 +285,7 @@ def test_levels_of_a_diverged_run_add_up(make_definition, tmp_path):
 def test_a_nan_loss_diverges_even_with_a_sane_lr(make_definition, tmp_path, monkeypatch):
     import torch
 
-    from suite import train
+    from suite.run import train
 
     real = train.loss_of
 
@@ -295,7 +295,8 @@ def test_a_nan_loss_diverges_even_with_a_sane_lr(make_definition, tmp_path, monk
 
     monkeypatch.setattr(train, "loss_of", nan_loss)
     bench = registry.validate(spec.parse(make_definition(), "nan.toml"))
-    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                         RunOptions(threads=1, progress=False)))
     assert r.status == "diverged" and not r.complete
     assert r.summary["error"].startswith("training loss nan")
     assert len(r.curve) == 1 and math.isfinite(r.curve[0]["heldout_loss"])  # only the start
@@ -309,7 +310,7 @@ def _init_model(bench, seed):
     import torch
 
     from suite.families import FAMILIES
-    from suite.runner import load_data
+    from suite.run.context import load_data
 
     scale = bench.scale("smoke")
     family = FAMILIES[bench.family]
@@ -328,7 +329,7 @@ def test_train_loss_at_step_0_is_the_fixed_training_subset(gpt_smoke_runs, built
 
     from suite.data import heldout_batches
     from suite.families import logits
-    from suite.train import evaluate
+    from suite.run.train import evaluate
 
     family, scale, data, model = _init_model(builtin_benchmarks["gpt"], seed)
     subset = heldout_batches(data, family.task, scale.batch_size, scale.seq_len,
@@ -349,7 +350,8 @@ def test_heldout_loss_is_the_token_weighted_mean_of_its_halves(make_definition, 
     doc = make_definition()
     doc["eval"]["batches"] = 3
     bench = registry.validate(spec.parse(doc, "three.toml"))
-    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                         RunOptions(threads=1, progress=False)))
     ev = r.manifest["evaluation"]
     assert ev["heldout_batches"] == 3 and ev["heldout_halves_batches"] == [1, 2]
     na, nb = ev["heldout_halves_labelled"]
@@ -364,7 +366,8 @@ def test_heldout_loss_is_the_token_weighted_mean_of_its_halves(make_definition, 
 
 def test_one_heldout_batch_has_only_a_second_half(make_definition, tmp_path):
     bench = registry.validate(spec.parse(make_definition(), "one.toml"))  # eval.batches = 1
-    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    r = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                         RunOptions(threads=1, progress=False)))
     assert r.complete and r.manifest["evaluation"]["heldout_halves_batches"] == [0, 1]
     assert all("heldout_loss_a" not in row for row in r.curve)
     assert [row["heldout_loss_b"] for row in r.curve] == [row["heldout_loss"] for row in r.curve]
@@ -431,7 +434,7 @@ def test_a_nan_evaluation_diverges_and_the_next_seed_runs(tmp_path, capsys, step
 def test_a_nan_top1_or_transfer_evaluation_diverges_too(monkeypatch, builtin_benchmarks,
                                                         tmp_path):
     """Any evaluated value, not only the loss: a NaN top-1 right after the V-cycle's coalesce."""
-    from suite import runner
+    from suite.run import executor as runner
 
     real = runner.measure
 
@@ -444,8 +447,8 @@ def test_a_nan_top1_or_transfer_evaluation_diverges_too(monkeypatch, builtin_ben
     family, scale, data, model = _init_model(builtin_benchmarks["deit"], 0)
     big = sum(p.numel() for p in model.parameters())
     monkeypatch.setattr(runner, "measure", poisoned)
-    r = read_run(run_one(builtin_benchmarks["deit"], "smoke", "vcycle", 0, tmp_path, threads=1,
-                         progress=False))
+    r = read_run(run_one(builtin_benchmarks["deit"], "smoke", "vcycle", 0, tmp_path,
+                         RunOptions(threads=1, progress=False)))
     assert r.status == "diverged" and r.summary["divergence"]["quantities"] == ["heldout_top1"]
     first_stage = r.manifest["plan"][0]["steps"]  # level 1, then coalesce
     assert r.summary["steps"] == r.summary["divergence"]["step"] == first_stage

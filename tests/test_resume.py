@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from suite import methods
-from suite import state as ckpt
-from suite.distributed import World
 from suite.registry import load_benchmarks
 from suite.results import CheckpointError, read_run
-from suite.runner import _context, resume_command, run_one
+from suite.run import state as ckpt
+from suite.run.context import build_context
+from suite.run.executor import RunOptions, run_one
+from suite.run.resume import resume_command
 
 ARMS = [("gpt", "baseline"), ("gpt", "vcycle"), ("bert-large", "vcycle3"),
         ("ode", "ode-multilevel")]
@@ -31,8 +32,7 @@ def kill_points(bench: str, arm: str) -> list[int]:
     the middle of the first stage, the first step after the first and the last transfer, the
     middle of a coarse stage, one drawn at random (seeded by the arm), the last but one and
     the last."""
-    ctx, _, _ = _context(load_benchmarks()[bench], "smoke", arm, "cpu", 1, "auto", World(), 1,
-                         False)
+    ctx, _, _ = build_context(load_benchmarks()[bench], "smoke", arm, RunOptions(threads=1))
     stages, done, after_transfer = [], 0, False
     for s in ctx.plan.steps:
         if isinstance(s, methods.Transfer):
@@ -58,8 +58,8 @@ def without_timing(rows):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp("full")
-    return {(b, a): read_run(run_one(load_benchmarks()[b], "smoke", a, 0, root, threads=1,
-                                     progress=False)) for b, a in ARMS}
+    return {(b, a): read_run(run_one(load_benchmarks()[b], "smoke", a, 0, root,
+                                     RunOptions(threads=1, progress=False))) for b, a in ARMS}
 
 
 @pytest.mark.parametrize(("bench", "arm"), ARMS)
@@ -71,13 +71,14 @@ def test_a_resumed_run_draws_the_uninterrupted_curve(uninterrupted, tmp_path, be
     assert len(points) >= 3, points
     for k in points:
         out = tmp_path / f"k{k}"
-        stopped = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
-                                   policy=ckpt.Policy(every_minutes=0, signal_at_step=k)))
+        stopped = read_run(run_one(b, "smoke", arm, 0, out,
+                                   RunOptions(threads=1, progress=False, policy=ckpt.Policy(
+                                       every_minutes=0, signal_at_step=k))))
         assert stopped.status == "preempted", (k, stopped.summary["error"])
         assert stopped.summary["steps"] == k
         assert f"SIGTERM after step {k}; state in step-{k:08d}.pt" in stopped.summary["error"]
-        done = read_run(run_one(b, "smoke", arm, 0, out, threads=1, progress=False,
-                                resume=True))
+        done = read_run(run_one(b, "smoke", arm, 0, out,
+                                RunOptions(threads=1, progress=False, resume=True)))
         assert done.complete, (k, done.summary["error"])
         assert without_timing(done.curve) == without_timing(full.curve), k
         for key in ("steps", "flops", "flops_blocks", "final_heldout_loss", "final_train_loss",
@@ -95,8 +96,8 @@ def test_a_resumed_run_draws_the_uninterrupted_curve(uninterrupted, tmp_path, be
 def test_periodic_checkpoints_keep_the_newest(tmp_path):
     b = load_benchmarks()["gpt"]
     policy = ckpt.Policy(every_steps=3, keep=2, signal_at_step=10)
-    run = read_run(run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False,
-                           policy=policy))
+    run = read_run(run_one(b, "smoke", "baseline", 0, tmp_path,
+                           RunOptions(threads=1, progress=False, policy=policy)))
     assert run.status == "preempted"
     kept = sorted(p.name for p in (run.path / "checkpoints").iterdir())
     assert kept == ["step-00000009.pt", "step-00000010.pt"]  # 3, 6 deleted; 10: the signal
@@ -107,20 +108,22 @@ def test_periodic_checkpoints_keep_the_newest(tmp_path):
 
 def test_resume_keeps_completed_runs_and_refuses_another_definition(tmp_path):
     b = load_benchmarks()["gpt"]
-    path = run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False)
+    path = run_one(b, "smoke", "baseline", 0, tmp_path, RunOptions(threads=1, progress=False))
     before = (path / "summary.json").read_text()
-    assert run_one(b, "smoke", "baseline", 0, tmp_path, threads=1, progress=False,
-                   resume=True) == path
+    assert run_one(b, "smoke", "baseline", 0, tmp_path,
+                   RunOptions(threads=1, progress=False, resume=True)) == path
     assert (path / "summary.json").read_text() == before  # left as it was
-    run_one(b, "smoke", "vcycle", 0, tmp_path, threads=1, progress=False,
-            policy=ckpt.Policy(every_minutes=0, signal_at_step=4))
+    run_one(b, "smoke", "vcycle", 0, tmp_path,
+            RunOptions(threads=1, progress=False,
+                       policy=ckpt.Policy(every_minutes=0, signal_at_step=4)))
     vpath = path.parent.parent / "vcycle" / "seed-0"
     manifest = json.loads((vpath / "manifest.json").read_text())
     manifest["definition"]["scale"]["train"]["lr"] *= 2
     (vpath / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match=r"step-00000004\.pt: was written by a run whose "
                                               r"definition differs at 'scale\.train\.lr'"):
-        run_one(b, "smoke", "vcycle", 0, tmp_path, threads=1, progress=False, resume=True)
+        run_one(b, "smoke", "vcycle", 0, tmp_path,
+                RunOptions(threads=1, progress=False, resume=True))
 
 
 def test_a_broken_checkpoint_is_named(tmp_path):
@@ -163,17 +166,17 @@ def test_a_signal_before_a_runs_handlers_is_taken_over_by_them():
 
 
 def test_a_signal_between_runs_starts_no_further_run(tmp_path, capsys, monkeypatch):
-    import suite.runner
+    import suite.run.executor
     from suite.cli import main
 
-    real = suite.runner.run_one
+    real = suite.run.executor.run_one
 
     def then_signal(*args, **kwargs):
         path = real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGUSR1)  # as a scheduler would, between two seeds
         return path
 
-    monkeypatch.setattr(suite.runner, "run_one", then_signal)
+    monkeypatch.setattr(suite.run.executor, "run_one", then_signal)
     code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "2",
                  "--threads", "1", "--no-progress", "--out", str(tmp_path)])
     err = capsys.readouterr().err
@@ -187,17 +190,17 @@ def test_a_signal_between_runs_starts_no_further_run(tmp_path, capsys, monkeypat
 
 def test_a_signal_after_the_last_run_says_nothing_is_left(tmp_path, capsys, monkeypatch):
     """Found by a trial: SIGTERM after the last run ended the process with 143 and no word."""
-    import suite.runner
+    import suite.run.executor
     from suite.cli import main
 
-    real = suite.runner.run_one
+    real = suite.run.executor.run_one
 
     def then_signal(*args, **kwargs):
         path = real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return path
 
-    monkeypatch.setattr(suite.runner, "run_one", then_signal)
+    monkeypatch.setattr(suite.run.executor, "run_one", then_signal)
     before = signal.getsignal(signal.SIGTERM)
     code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "1",
                  "--threads", "1", "--no-progress", "--out", str(tmp_path)])
@@ -213,13 +216,13 @@ def test_a_signal_after_the_last_run_says_nothing_is_left(tmp_path, capsys, monk
 def test_a_second_ctrl_c_ends_with_one_line_and_no_result(tmp_path, capsys, monkeypatch):
     """Found by a trial: a second Ctrl-C outside the training loop (a git subprocess while
     writing the manifest) ended with a traceback."""
-    import suite.runner
+    import suite.run.executor
     from suite.cli import main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(suite.runner, "run_one", interrupted)
+    monkeypatch.setattr(suite.run.executor, "run_one", interrupted)
     code = main(["run", "gpt", "--scale", "smoke", "--arms", "baseline", "--seeds", "1",
                  "--threads", "1", "--no-progress", "--out", str(tmp_path)])
     assert code == 130
@@ -258,8 +261,8 @@ def test_the_command_line_prints_how_to_continue(tmp_path):
     again = subprocess.run(printed, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     done = read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0")
-    fresh = read_run(run_one(load_benchmarks()["gpt"], "smoke", "baseline", 0,
-                             tmp_path / "fresh", threads=1, progress=False))
+    fresh = read_run(run_one(load_benchmarks()["gpt"], "smoke", "baseline", 0, tmp_path / "fresh",
+                             RunOptions(threads=1, progress=False)))
     assert without_timing(done.curve) == without_timing(fresh.curve)
     assert read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-1").complete
 

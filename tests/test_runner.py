@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import methods, runner
+from suite import methods
 from suite.families import FAMILIES
 from suite.registry import load_benchmarks
 from suite.results import read_run
+from suite.run import context, provenance
+from suite.run import executor as runner
+from suite.run.context import RunOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +31,9 @@ def benches():
 def _plan(bench, arm, scale="smoke"):
     s = bench.scale(scale)
     fam = FAMILIES[bench.family]
-    data = runner.load_data(fam, s)
-    inputs = runner.inputs_for(fam, s, data)
-    return fam, inputs, methods.plan(bench.arms[arm], s, runner.step_cost(fam, s, inputs))
+    data = context.load_data(fam, s)
+    inputs = context.inputs_for(fam, s, data)
+    return fam, inputs, methods.plan(bench.arms[arm], s, context.step_cost(fam, s, inputs))
 
 
 @pytest.mark.parametrize(("bench", "arm"), [("ode", "ode-multilevel"), ("gpt", "vcycle"),
@@ -39,7 +42,7 @@ def test_warm_up_leaves_the_global_rng_as_it_found_it(benches, bench, arm):
     fam, inputs, plan = _plan(benches[bench], arm)
     torch.manual_seed(11)
     before = torch.get_rng_state()
-    assert runner.warm_up(fam, inputs, plan, torch.device("cpu"), "fp32") > 0
+    assert context.warm_up(fam, inputs, plan, torch.device("cpu"), "fp32") > 0
     assert torch.equal(torch.get_rng_state(), before)
 
 
@@ -51,7 +54,7 @@ def test_warm_up_builds_a_throwaway_for_every_scale_of_every_benchmark(benches):
         for name, scale in bench.scales.items():
             first = dataclasses.replace(plan.steps[0], model=dict(scale.model))
             sized = dataclasses.replace(plan, steps=(first, *plan.steps[1:]))
-            assert runner.warm_up(fam, inputs, sized, torch.device("cpu"), "fp32") > 0, name
+            assert context.warm_up(fam, inputs, sized, torch.device("cpu"), "fp32") > 0, name
 
 
 def _curves(run):
@@ -62,10 +65,10 @@ def _curves(run):
 def test_a_seed_gives_the_same_curve_with_or_without_the_warm_up(benches, bench, arm,
                                                                 tmp_path, monkeypatch):
     with_it = read_run(runner.run_one(benches[bench], "smoke", arm, 0, tmp_path / "a",
-                                      threads=1, progress=False))
+                                      RunOptions(threads=1, progress=False)))
     monkeypatch.setattr(runner, "warm_up", lambda *a: 0.0)
     without = read_run(runner.run_one(benches[bench], "smoke", arm, 0, tmp_path / "b",
-                                      threads=1, progress=False))
+                                      RunOptions(threads=1, progress=False)))
     assert with_it.complete and without.complete
     assert _curves(with_it) == _curves(without)
     assert with_it.summary["warmup_s"] > 0 and without.summary["warmup_s"] == 0.0
@@ -100,8 +103,8 @@ def test_warm_up_comes_first_and_stage_set_up_is_on_the_clock(benches, tmp_path,
     monkeypatch.setattr(runner, "make_optimizer", spy("make_optimizer", 100.0))
     monkeypatch.setattr(runner, "train", spy("train"))
     monkeypatch.setattr(runner, "apply_transfer", spy("apply_transfer"))
-    r = read_run(runner.run_one(benches["gpt"], "smoke", "vcycle", 0, tmp_path, threads=1,
-                                progress=False))
+    r = read_run(runner.run_one(benches["gpt"], "smoke", "vcycle", 0, tmp_path,
+                                RunOptions(threads=1, progress=False)))
     assert r.complete
     assert events[0] == "warm_up" and events.count("warm_up") == 1
     stages = [s for s in r.manifest["plan"] if s["kind"] == "Train"]
@@ -119,14 +122,15 @@ def test_after_the_warm_up_a_first_restrict_imports_nothing(tmp_path):
     code = textwrap.dedent("""
         import sys
         import torch
-        from suite import methods, operators, runner
+        from suite import methods, operators
         from suite.families import FAMILIES, Inputs
+        from suite.run import context
         from suite.registry import load_benchmarks
         bench = load_benchmarks()["ode"]
         plan = methods.plan(bench.arms["ode-multilevel"], bench.scale("smoke"))
         fam, inputs = FAMILIES["decoder"], Inputs(seq_len=32, vocab_size=256)
         cold = "transformers.models.bert.modeling_bert" not in sys.modules
-        runner.warm_up(fam, inputs, plan, torch.device("cpu"), "fp32")
+        context.warm_up(fam, inputs, plan, torch.device("cpu"), "fp32")
         model = fam.build(bench.scale("smoke").model, inputs)
         seen = set(sys.modules)
         coarse = operators.restrict(model, "even")
@@ -147,12 +151,12 @@ def test_pairing_of_the_baseline_and_the_v_cycle(benches):
     bench = benches["gpt"]
     scale = bench.scale("smoke")
     _, _, base = _plan(bench, "baseline")
-    p = runner.pairing(base, scale, 4, FAMILIES['gpt2'])
+    p = provenance.pairing(base, scale, 4, FAMILIES['gpt2'])
     assert (p["init_seed"], p["batch_seed"], p["shares_init_with_baseline"]) == (4, 4, True)
     assert p["main_step_batches"] == [[1, 20, 0]] and p["main_steps_on_baseline_batches"] == 20
     assert p["same_updates_as_baseline"] == 20
     _, _, vc = _plan(bench, "vcycle")
-    p = runner.pairing(vc, scale, 4, FAMILIES['gpt2'])
+    p = provenance.pairing(vc, scale, 4, FAMILIES['gpt2'])
     first = vc.steps[0].steps  # level 1 before coalescing: round(0.05 x 20) = 1 step
     assert p["shares_init_with_baseline"] is True and first == 1
     assert p["main_step_batches"] == [[1, vc.train_steps, 0]]
@@ -193,11 +197,11 @@ def test_llama_ffn_by_its_own_rule_in_plans_and_pairing(benches):
     scale = bench.scale("smoke")
     plan = methods.plan(bench.arms["ode-multilevel"], scale, family=fam)
     assert plan.steps[0].model["ffn"] == fam.resolved(dict(scale.model))["ffn"] == 88
-    assert runner.pairing(plan, scale, 0, fam)["shares_init_with_baseline"] is True
+    assert provenance.pairing(plan, scale, 0, fam)["shares_init_with_baseline"] is True
     wide = methods.Plan(plan.method, plan.options, (dataclasses.replace(
         plan.steps[0], model={**plan.steps[0].model, "ffn": 128}), *plan.steps[1:]))
-    assert runner.pairing(wide, scale, 0, fam)["shares_init_with_baseline"] is False
-    assert runner.same_updates(wide, scale, fam) == 0
+    assert provenance.pairing(wide, scale, 0, fam)["shares_init_with_baseline"] is False
+    assert provenance.same_updates(wide, scale, fam) == 0
 
 
 def test_same_updates_stop_where_the_learning_rate_differs(benches):
@@ -209,9 +213,10 @@ def test_same_updates_stop_where_the_learning_rate_differs(benches):
     scale = bench.scale("tiny")
     arm = bench.arms["vcycle"]
     plan = methods.plan(arm, scale)
-    assert plan.steps[0].steps == 30 and runner.same_updates(plan, scale, FAMILIES['gpt2']) == 30
+    assert plan.steps[0].steps == 30
+    assert provenance.same_updates(plan, scale, FAMILIES['gpt2']) == 30
     own = type(arm)(arm.name, arm.method, {**arm.options, "first_stage": "schedule"})
-    assert runner.same_updates(methods.plan(own, scale), scale, FAMILIES['gpt2']) == 0
+    assert provenance.same_updates(methods.plan(own, scale), scale, FAMILIES['gpt2']) == 0
 
 
 def test_pairing_of_the_ode_arm_counts_the_coarse_batches(benches):
@@ -220,7 +225,7 @@ def test_pairing_of_the_ode_arm_counts_the_coarse_batches(benches):
     bench = benches["ode"]
     _, _, plan = _plan(bench, "ode-multilevel", "tiny")
     assert plan.options["coarse_steps_run"] == 4 and plan.options["coarse_until"] == 35
-    p = runner.pairing(plan, bench.scale("tiny"), 0, FAMILIES["decoder"])
+    p = provenance.pairing(plan, bench.scale("tiny"), 0, FAMILIES["decoder"])
     assert p["shares_init_with_baseline"] is True
     assert p["main_step_batches"] == [[t, t, 8 * (t - 1)] for t in range(1, 36)] + \
         [[36, 600, 280]]
@@ -234,18 +239,18 @@ def test_arm_and_baseline_start_from_the_same_model_and_batches(benches, tmp_pat
     """What `pairing` states, observed: the same step-0 evaluation (same initial model) and the
     same batch i at training step i for the V-cycle arm and the baseline."""
     drawn = {}
-    real_next = runner.dataio.TrainBatches.__next__
+    real_next = context.dataio.TrainBatches.__next__
 
     def record(self):
         batch = real_next(self)
         drawn.setdefault(current, []).append(batch[0].clone())
         return batch
 
-    monkeypatch.setattr(runner.dataio.TrainBatches, "__next__", record)
+    monkeypatch.setattr(context.dataio.TrainBatches, "__next__", record)
     runs = {}
     for current in ("baseline", "vcycle"):
         runs[current] = read_run(runner.run_one(benches["gpt"], "smoke", current, 3, tmp_path,
-                                                threads=1, progress=False))
+                                                RunOptions(threads=1, progress=False)))
     base, arm = runs["baseline"], runs["vcycle"]
     assert arm.manifest["pairing"]["init_seed"] == base.manifest["pairing"]["init_seed"] == 3
     assert _curves(arm)[0] == _curves(base)[0]

@@ -1,5 +1,5 @@
 """The estimator's coverage and bias, baseline against baseline, and the gate's error rates, by
-simulation from the committed tiny curves (suite/simulate.py says how the draws are made).
+simulation from the committed tiny curves (suite/judge/simulate.py says how the draws are made).
 Seeds: each benchmark's tiny `seeds`, the ones its reference runs use."""
 
 import math
@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite import simulate
+from suite.judge import simulate
+from suite.judge.savings import group_runs
 from suite.registry import load_benchmarks
-from suite.report import group_runs
 
 TINY = Path(__file__).resolve().parent.parent / "results" / "tiny"
 DRAWS = 300

@@ -7,7 +7,17 @@ import torch
 
 from suite import data as D
 from suite.families import FAMILIES, Inputs, logits
-from suite.train import Clock, Diverged, Optim, evaluate, lr_factor, make_optimizer, train
+from suite.run.train import (
+    Clock,
+    Diverged,
+    Loop,
+    Optim,
+    Stage,
+    evaluate,
+    lr_factor,
+    make_optimizer,
+    train,
+)
 
 FAM = FAMILIES["decoder"]
 SIZE = {"hidden": 32, "layers": 2, "heads": 2}
@@ -27,7 +37,7 @@ def _batches(seed=0):
 
 @pytest.mark.parametrize("decay", ["cosine", "linear"])
 def test_warmup_then_decay_endpoints(decay):
-    o = Optim("adamw", 1.0, warmup=0.1, decay=decay, min_lr_ratio=0.1)
+    o = Optim(optimizer="adamw", lr=1.0, warmup=0.1, decay=decay, min_lr_ratio=0.1)
     total = 100
     assert lr_factor(0, total, o) == pytest.approx(0.1)  # (step + 1) / warm-up steps
     assert lr_factor(9, total, o) == pytest.approx(1.0)
@@ -39,14 +49,14 @@ def test_warmup_then_decay_endpoints(decay):
 
 
 def test_constant_schedule_and_no_warmup():
-    o = Optim("sgd", 0.5, decay="constant")
+    o = Optim(optimizer="sgd", lr=0.5, decay="constant")
     assert {lr_factor(i, 50, o) for i in range(50)} == {1.0}
 
 
 def test_no_weight_decay_on_biases_and_norms():
     torch.manual_seed(0)
     model = FAM.build(SIZE, INPUTS)
-    opt = make_optimizer(model, Optim("adamw", 1e-3, weight_decay=0.1))
+    opt = make_optimizer(model, Optim(optimizer="adamw", lr=1e-3, weight_decay=0.1))
     decayed, plain = opt.param_groups
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert all(p.dim() >= 2 for p in decayed["params"])
@@ -54,7 +64,7 @@ def test_no_weight_decay_on_biases_and_norms():
     n = sum(1 for p in model.parameters())
     assert len(decayed["params"]) + len(plain["params"]) == n
     with pytest.raises(ValueError, match="allowed: adamw, sgd"):
-        make_optimizer(model, Optim("lamb", 1e-3))
+        make_optimizer(model, Optim(optimizer="lamb", lr=1e-3))
 
 
 def test_clock_counts_steps_flops_and_last_loss_is_finite():
@@ -62,8 +72,8 @@ def test_clock_counts_steps_flops_and_last_loss_is_finite():
     model = FAM.build(SIZE, INPUTS)
     clock = Clock()
     seen = []
-    last = train(model, _batches(), 12, Optim("adamw", 1e-3), 1000, clock, out,
-                 on_step=lambda c, loss: seen.append(c.step), check_every=4)
+    last = train(model, _batches(), Stage(12, Optim(optimizer="adamw", lr=1e-3), 1000), clock,
+                 Loop(out, check_every=4, on_step=lambda c, loss: seen.append(c.step)))
     assert clock.step == 12 and clock.flops == 12_000 and seen == list(range(1, 13))
     assert math.isfinite(last) and clock.wall_s > 0
 
@@ -76,7 +86,8 @@ def test_bf16_autocast_path_runs_on_cpu_and_differs_from_fp32():
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
         model = FAM.build(SIZE, INPUTS)
-        train(model, _batches(), 5, Optim("adamw", 1e-3), 1, Clock(), out, precision=precision)
+        train(model, _batches(), Stage(5, Optim(optimizer="adamw", lr=1e-3), 1), Clock(),
+              Loop(out, precision=precision))
         ev = evaluate(model, held, out, torch.device("cpu"), precision, False)
         losses[precision] = ev["loss"]
     assert all(math.isfinite(v) for v in losses.values())
@@ -90,7 +101,8 @@ def test_nan_loss_raises_diverged():
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))  # tied: poisons the embedding and the logits
     with pytest.raises(Diverged, match="training loss nan at step"):
-        train(model, _batches(), 8, Optim("sgd", 0.1), 1, Clock(), out, check_every=4)
+        train(model, _batches(), Stage(8, Optim(optimizer="sgd", lr=0.1), 1), Clock(),
+              Loop(out, check_every=4))
 
 
 def test_compiled_training_follows_the_eager_curve(tmp_path):
@@ -98,13 +110,13 @@ def test_compiled_training_follows_the_eager_curve(tmp_path):
     FLOPs are still the fvcore count of the eager model."""
     from suite.registry import load_benchmarks
     from suite.results import read_run
-    from suite.runner import run_one
+    from suite.run.executor import RunOptions, run_one
 
     bench = load_benchmarks()["ode"]
-    eager = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "e", threads=1,
-                             progress=False))
-    comp = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "c", threads=1,
-                            progress=False, compile=True))
+    eager = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "e",
+                             RunOptions(threads=1, progress=False)))
+    comp = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path / "c",
+                            RunOptions(threads=1, progress=False, compile=True)))
     assert comp.manifest["compile"] is True and comp.complete
     assert [r["flops"] for r in comp.curve] == [r["flops"] for r in eager.curve]
     for a, b in zip(comp.curve, eager.curve, strict=True):
@@ -112,25 +124,24 @@ def test_compiled_training_follows_the_eager_curve(tmp_path):
 
 
 def test_mfu_only_for_known_devices_in_bf16():
-    from suite.distributed import World
-    from suite.flops import bf16_peak
-    from suite.runner import mfu
+    from suite.flops import bf16_peak, mfu
 
-    clock = Clock(step=10, flops=int(989e12), wall_s=2.0)
+    flops, wall_s = int(989e12), 2.0
     assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12
     assert bf16_peak("NVIDIA H100 PCIe") == 756e12
-    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(), "bf16") == pytest.approx(0.5)
-    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(0, 2, 0), "bf16") == pytest.approx(0.25)
-    assert mfu(clock, "AMD EPYC", World(), "bf16") is None  # unknown: never a made-up MFU
-    assert mfu(clock, "NVIDIA H100 80GB HBM3", World(), "fp32") is None
+    assert mfu(flops, wall_s, "NVIDIA H100 80GB HBM3", 1, "bf16") == pytest.approx(0.5)
+    assert mfu(flops, wall_s, "NVIDIA H100 80GB HBM3", 2, "bf16") == pytest.approx(0.25)
+    assert mfu(flops, wall_s, "AMD EPYC", 1, "bf16") is None  # unknown: never a made-up MFU
+    assert mfu(flops, wall_s, "NVIDIA H100 80GB HBM3", 1, "fp32") is None
+    assert mfu(flops, 0.0, "NVIDIA H100 80GB HBM3", 1, "bf16") is None
 
 
 def test_throughput_probe_reports_the_meter_flops_per_second(tmp_path, monkeypatch):
     import json
 
-    from suite import runner
     from suite.cli import main
     from suite.registry import load_benchmarks
+    from suite.run import throughput as runner
 
     bench = load_benchmarks()["gpt"]
     r = runner.measure_throughput(bench, "smoke", steps=3, warmup=1, threads=1)
@@ -205,6 +216,7 @@ def test_diverged_names_its_step_and_quantity():
         model.head.weight.fill_(float("nan"))
     clock = Clock(step=7)
     with pytest.raises(Diverged) as e:
-        train(model, _batches(), 3, Optim("sgd", 0.1), 1, clock, out, check_every=1)
+        train(model, _batches(), Stage(3, Optim(optimizer="sgd", lr=0.1), 1), clock,
+              Loop(out, check_every=1))
     assert e.value.step == 8 and e.value.quantities == ("minibatch training loss",)
     assert str(e.value) == "training loss nan at step 8"

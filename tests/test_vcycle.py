@@ -9,9 +9,10 @@ from suite import operators as ML
 from suite.families import FAMILIES, Inputs
 from suite.methods import MethodError, Train, Transfer, coarser, plan
 from suite.results import read_run
-from suite.runner import apply_transfer, run_one
+from suite.run.context import apply_transfer
+from suite.run.executor import RunOptions, run_one
+from suite.run.train import Optim
 from suite.spec import Arm
-from suite.train import Optim
 
 
 def _cost(size):  # a stand-in meter: cost grows with width^2 x depth
@@ -101,7 +102,8 @@ def test_interpolation_uses_the_model_saved_before_coalescing():
 
 def test_vcycle_run_records_levels_operators_and_options(tmp_path, builtin_benchmarks):
     bench = builtin_benchmarks["bert-large"]
-    run = read_run(run_one(bench, "smoke", "vcycle3", 0, tmp_path, threads=1, progress=False))
+    run = read_run(run_one(bench, "smoke", "vcycle3", 0, tmp_path,
+                           RunOptions(threads=1, progress=False)))
     assert run.complete
     s, m = run.summary, run.manifest
     assert set(s["levels"]) == {"1", "2", "3"}
@@ -114,7 +116,8 @@ def test_vcycle_run_records_levels_operators_and_options(tmp_path, builtin_bench
     assert [r["event"] for r in run.curve if "event" in r] == [
         "coalesce", "coalesce", "decoalesce+interpolate", "decoalesce+interpolate"]
     # the arm spends no more than the baseline's FLOPs (operators included, to 0.1%)
-    base = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path, threads=1, progress=False))
+    base = read_run(run_one(bench, "smoke", "baseline", 0, tmp_path,
+                            RunOptions(threads=1, progress=False)))
     assert s["flops"] <= base.summary["flops"] * 1.001
     # the plan in the manifest is the one that ran
     trains = [st for st in m["plan"] if st["kind"] == "Train"]

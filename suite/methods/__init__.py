@@ -13,6 +13,7 @@ suite.operators, its own registered there (suite.operators.register) when its mo
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from importlib import metadata
 
@@ -31,7 +32,7 @@ from suite.methods.base import (
     coarser,
     optim_of,
 )
-from suite.spec import Arm, Scale
+from suite.spec import CRITERIA, Arm, Scale
 
 ENTRY_POINTS = "multilevel_suite.methods"
 BUILTIN: dict[str, Method] = {m.METHOD.name: m.METHOD for m in (baseline, vcycle, ode, gstack)}
@@ -47,6 +48,9 @@ def _as_method(obj: object, where: str) -> Method:
         obj = obj()
     if not isinstance(obj, Method):
         raise MethodError(where, f"{type(obj).__name__} is not a suite.methods.Method")
+    if "heldout_loss" not in obj.criteria or not set(obj.criteria) <= set(CRITERIA):
+        raise MethodError(where, f"method {obj.name!r} declares criteria {obj.criteria!r}; "
+                          f"allowed: heldout_loss and any of {', '.join(CRITERIA)}")
     return obj
 
 
@@ -108,7 +112,7 @@ def plan(arm: Arm, scale: Scale, cost: StepCost | None = None,
     problem = _plan_problem(p, scale, family, set(operators.OPERATORS))
     if problem:
         raise MethodError(key, f"method {method.name!r} plans {problem}")
-    return p
+    return dataclasses.replace(p, criteria=method.criteria)
 
 
 def _plan_problem(p: object, scale: Scale, family: Family | None, known: set[str]) -> str:

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from suite.errors import SuiteError
 from suite.families import Family
-from suite.spec import Arm, Scale
-from suite.train import Optim
+from suite.spec import Arm, Optim, Scale
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ class Plan:
     method: str
     options: dict[str, Any]  # the method's resolved options, recorded in the manifest
     steps: tuple[Step, ...]
+    # what its savings are judged on (suite.spec.CRITERIA keys): the method's declaration,
+    # filled in by suite.methods.plan and recorded in the manifest for the judge to read
+    criteria: tuple[str, ...] = ("heldout_loss",)
 
     @property
     def train_steps(self) -> int:
@@ -53,7 +56,7 @@ class Plan:
         return sum(s.steps for s in self.steps if isinstance(s, Train) and not s.auxiliary)
 
 
-class MethodError(ValueError):
+class MethodError(SuiteError, ValueError):
     """An arm whose options its method cannot use; names the key and what is allowed."""
 
     def __init__(self, key: str, problem: str) -> None:
@@ -65,9 +68,8 @@ StepCost = Callable[[dict[str, int]], int]  # size table -> FLOPs of one trainin
 
 
 def optim_of(scale: Scale) -> Optim:
-    t = scale.train
-    return Optim(t.optimizer, t.lr, t.weight_decay, tuple(t.betas), t.momentum, t.warmup, t.decay,
-                 t.min_lr_ratio, t.grad_clip)
+    """The definition's [train] table at this scale: the baseline's optimiser and schedule."""
+    return scale.train
 
 
 @dataclass(frozen=True)
@@ -143,10 +145,13 @@ class Method:
     """A method as the registry holds it: its options (schema, defaults, docs), what builds its
     Plan (`plan(arm, scale, family, cost)`, raising MethodError naming the arm's key), and the
     transfer operators its plans use (names in suite.operators.OPERATORS, each with its FLOP
-    cost; a plug-in registers its own there first)."""
+    cost; a plug-in registers its own there first), and the criteria it is judged on."""
 
     name: str
     options: dict[str, Option]
     plan: PlanFn
     operators: tuple[str, ...] = ()
     doc: str = ""
+    # the curve fields its savings are judged on (suite.spec.CRITERIA keys); every method is
+    # judged on the held-out loss, and may add others (paper 2's: the training loss)
+    criteria: tuple[str, ...] = ("heldout_loss",)

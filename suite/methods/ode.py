@@ -18,8 +18,7 @@ from suite.methods.base import (
     optim_of,
     options,
 )
-from suite.spec import Arm, Scale
-from suite.train import lr_factor
+from suite.spec import Arm, Scale, lr_factor
 
 # Paper 2's odd/even multilevel. Defaults from METHODS.md; at the paper's 16,000 fine steps the
 # schedule is exactly the paper's (35 corrections of 2 x 100 coarse SGD steps) whatever the
@@ -106,5 +105,8 @@ def plan(arm: Arm, scale: Scale, family: Family | None = None,
     return Plan("ode-multilevel", o, tuple(steps))
 
 
-METHOD = Method("ode-multilevel", ODE, plan, ("restrict", "prolongate"),
-                "paper 2: coarse even/odd models between fine steps, prolongated back")
+METHOD = Method(name="ode-multilevel", options=ODE, plan=plan,
+                operators=("restrict", "prolongate"),
+                doc="paper 2: coarse even/odd models between fine steps, prolongated back",
+                # paper 2 states its result on the training loss
+                criteria=("heldout_loss", "train_loss"))

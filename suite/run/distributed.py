@@ -1,5 +1,5 @@
 """One process or many: torchrun's environment -> a process group, and the few collective
-operations the runner needs. Imports nothing of ours.
+operations the executor needs. Imports nothing of ours.
 
     torchrun --nproc-per-node 8 -m suite run gpt --scale small --device cuda
     torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 --rdzv-backend c10d \\

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from suite.results import CheckpointError, atomic_write
-from suite.train import Clock, Window
+from suite.run.train import Clock, Window
 
 FORMAT = 1
 FOLDER = "checkpoints"

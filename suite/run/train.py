@@ -16,30 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from suite.data import Batch, RankBatch
-from suite.distributed import World, shard
-
-
-@dataclass(frozen=True)
-class Optim:
-    """What the loop needs of a definition's [train] table."""
-
-    optimizer: str  # adamw | sgd
-    lr: float
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    momentum: float = 0.0
-    warmup: float = 0.0  # fraction of this stage's steps
-    decay: str = "cosine"  # cosine | linear | constant
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 0.0
+from suite.data.batches import IGNORE_INDEX, Batch, RankBatch
+from suite.run.distributed import World, shard
+from suite.spec import Optim, lr_factor
 
 
 @dataclass
 class Clock:
     """Cumulative progress of a run. `wall_s` (seconds) is what the method costs: training
     steps, transfers and each stage's set-up (optimiser, DDP wrapping), never evaluation, which
-    goes to `eval_wall_s`, nor the once-per-process warm-up (suite.runner.warm_up)."""
+    goes to `eval_wall_s`, nor the once-per-process warm-up (suite.run.executor.warm_up)."""
 
     step: int = 0
     flops: int = 0
@@ -91,24 +77,13 @@ def make_optimizer(model: nn.Module, o: Optim) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer {o.optimizer!r}; allowed: adamw, sgd")
 
 
-def lr_factor(step: int, total: int, o: Optim) -> float:
-    """Multiplier of the peak lr at `step` (0-based) of a stage of `total` steps."""
-    warm = int(round(o.warmup * total))
-    if step < warm:
-        return (step + 1) / warm
-    if o.decay == "constant" or total <= warm:
-        return 1.0
-    frac = (step - warm) / max(1, total - warm)
-    shape = 0.5 * (1 + math.cos(math.pi * frac)) if o.decay == "cosine" else 1 - frac
-    return o.min_lr_ratio + (1 - o.min_lr_ratio) * shape
-
-
 def loss_of(model: nn.Module, batch: Batch, out: Callable) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy over labelled positions (-100 is ignored) and the logits. One loss for
-    causal LM, masked LM and classification: the data module shapes the labels."""
+    """Mean cross-entropy over labelled positions (IGNORE_INDEX is ignored) and the logits.
+    One loss for causal LM, masked LM and classification: the data module shapes the labels."""
     x, y = batch
     z = out(model, x)
-    return F.cross_entropy(z.reshape(-1, z.size(-1)).float(), y.reshape(-1), ignore_index=-100), z
+    return F.cross_entropy(z.reshape(-1, z.size(-1)).float(), y.reshape(-1),
+                           ignore_index=IGNORE_INDEX), z
 
 
 def autocast(device: torch.device, precision: str):  # noqa: ANN201
@@ -129,7 +104,7 @@ def eval_sums(model: nn.Module, batches: list[Batch], out: Callable, device: tor
         x, y = x.to(device), y.to(device)
         with autocast(device, precision):
             loss, z = loss_of(model, (x, y), out)
-        n = int((y != -100).sum())
+        n = int((y != IGNORE_INDEX).sum())
         sums.append((float(loss) * n, n, int((z.argmax(-1) == y).sum())))
     model.train(was_training)
     return sums
@@ -170,8 +145,8 @@ def evaluate(model: nn.Module, batches: list[Batch], out: Callable, device: torc
 
 
 def labelled(y: torch.Tensor) -> int:
-    """Positions that carry a label (not -100): tokens for LM, images for classification."""
-    return int((y != -100).sum())
+    """Positions that carry a label (not IGNORE_INDEX): tokens for LM, images for classification."""
+    return int((y != IGNORE_INDEX).sum())
 
 
 def backward(fwd: nn.Module, batch: Batch | RankBatch, out: Callable, par: Parallel,
@@ -214,50 +189,65 @@ def backward(fwd: nn.Module, batch: Batch | RankBatch, out: Callable, par: Paral
     return loss
 
 
-def train(
-    model: nn.Module,
-    batches: Iterator[Batch],
-    steps: int,
-    optim: Optim,
-    step_flops: int,
-    clock: Clock,
-    out: Callable,
-    on_step: Callable[[Clock, float], None] | None = None,
-    device: torch.device | None = None,
-    precision: str = "fp32",
-    check_every: int = 10,
-    progress: Callable[[int, float], None] | None = None,
-    step_flops_blocks: int = 0,
-    schedule: tuple[int, int] | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    parallel: Parallel | None = None,
-    start: int = 0,
-    window: Window | None = None,
-) -> float:
-    """Train `model` for `steps` steps with `optimizer` (its state carried over from earlier
-    stages) or a fresh one; returns the last loss.
+@dataclass(frozen=True)
+class Stage:
+    """One Train step of a plan as the loop runs it: `steps` steps at `optim`, each costing
+    `step_flops` (`step_flops_blocks` counting the residual blocks only). The learning rate
+    follows the schedule over this stage alone, or, with `schedule = (offset, total)`, over
+    steps offset .. offset + steps - 1 of a schedule `total` steps long (paper 2 trains its fine
+    model one step at a time along one cosine). `start`: steps of this stage already done (a
+    resumed stage)."""
 
-    The learning rate follows the schedule over this stage alone, or, with `schedule =
-    (start, total)`, over steps start .. start + steps - 1 of a schedule `total` steps long
-    (paper 2 trains its fine model one step at a time along one cosine).
+    steps: int
+    optim: Optim
+    step_flops: int = 0
+    step_flops_blocks: int = 0
+    schedule: tuple[int, int] | None = None
+    start: int = 0
 
-    `on_step(clock, loss)` runs after every step (the runner evaluates and logs there); it is
-    excluded from wall time. Losses are read back from the device only every `check_every` steps
-    (the only host synchronisation), where a NaN or infinite loss raises `Diverged`; the loss
-    passed on is the mean over that window (over all ranks).
 
-    With `parallel`, each step trains on this rank's slice of the global batch in `accum`
+@dataclass(frozen=True)
+class Loop:
+    """Where and how the loop runs, the same for every stage of a run: `out(model, x)` gives the
+    logits; losses are read back from the device every `check_every` steps; `parallel` spreads
+    a step over ranks and micro-batches; `on_step(clock, loss)` runs after every step, outside
+    the wall time (the executor evaluates and checkpoints there); `progress(n, loss)` after
+    every step (a progress bar)."""
+
+    out: Callable
+    device: torch.device = torch.device("cpu")
+    precision: str = "fp32"
+    check_every: int = 10
+    parallel: Parallel = Parallel()
+    on_step: Callable[[Clock, float], None] | None = None
+    progress: Callable[[int, float], None] | None = None
+
+
+def train(model: nn.Module, batches: Iterator[Batch], stage: Stage, clock: Clock, loop: Loop,
+          optimizer: torch.optim.Optimizer | None = None, window: Window | None = None) -> float:
+    """Train `model` for `stage.steps` steps with `optimizer` (its state carried over from
+    earlier stages) or a fresh one; returns the last loss. `clock` carries the run's
+    cumulative steps, FLOPs and wall time.
+
+    Losses are read back from the device only every `loop.check_every` steps (the only host
+    synchronisation), where a NaN or infinite loss raises `Diverged`; the loss passed on is
+    the mean over that window (over all ranks).
+
+    With `loop.parallel`, each step trains on this rank's slice of the global batch in `accum`
     micro-batches (gradients are synchronised on the last one only), weighted by what each
     holds (`backward`): the step is the same for any number of processes and any
     accumulation, up to the order of float sums.
 
-    A resumed stage passes `start` (steps of this stage already done) and the run's `window`
-    (losses not yet read back); the loop then goes on exactly as it would have.
+    A resumed stage passes `stage.start` and the run's `window` (losses not yet read back);
+    the loop then goes on exactly as it would have.
     """
-    device = device or torch.device("cpu")
-    offset, total = schedule or (0, steps)  # where this stage sits in its lr schedule
+    steps, optim, device, precision, out = (stage.steps, stage.optim, loop.device,
+                                            loop.precision, loop.out)
+    check_every, on_step, progress = loop.check_every, loop.on_step, loop.progress
+    step_flops, step_flops_blocks, start = stage.step_flops, stage.step_flops_blocks, stage.start
+    offset, total = stage.schedule or (0, steps)  # where this stage sits in its lr schedule
     opt = optimizer or make_optimizer(model, optim)
-    par = parallel or Parallel()
+    par = loop.parallel
     fwd = par.forward if par.forward is not None else model
     model.train()
     win = window if window is not None else Window()

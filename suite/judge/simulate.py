@@ -5,9 +5,9 @@ mean curve m and residual vectors r_k = y_k - m (k = 1..K seeds). A simulated se
 m + sum_k w_k r_k with w_k ~ N(0, 1 / (K - 1)): a Gaussian with the sample covariance of the
 committed seeds, so the correlation between evaluations of one seed (seed effects) is kept. Where
 arm and baseline pair, one draw of w serves both, which keeps their correlation too. The truth is
-the crossing of the noise-free mean curves (suite/analysis.py's rule, same grid).
+the crossing of the noise-free mean curves (suite/judge/analysis.py's rule, same grid).
 
-    python -m suite simulate results/tiny      # coverage, bias, gate false FAIL and detection
+    python benchmarks/simulation.py results/tiny   # coverage, bias, gate false FAIL, detection
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from suite import analysis
-from suite.analysis import Grid
-from suite.gate import fell_below
+from suite.judge import analysis
+from suite.judge.analysis import Grid
+from suite.judge.gate import fell_below
 from suite.results import Run
 
 

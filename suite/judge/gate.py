@@ -1,6 +1,6 @@
 """The regression gate: fresh runs against the committed reference runs of the same scale.
 
-Two tiers (issue 12; error rates by simulation in suite/simulate.py):
+Two tiers (issue 12; error rates by simulation in suite/judge/simulate.py):
 
 - Exact: where the fresh and reference runs of seed n share definition, library versions and
   device class (device name, threads, precision, processes, accumulation), their curves are
@@ -9,7 +9,7 @@ Two tiers (issue 12; error rates by simulation in suite/simulate.py):
   with the size of the difference, and the statistical tier decides.
 - Statistical, for every arm including the baseline (each benchmark's [gate] table declares the
   tolerances):
-  - non-baseline arms: "FLOPs saved to target" (held-out loss; suite/analysis.py's estimator,
+  - non-baseline arms: "FLOPs saved to target" (held-out loss; suite/judge/analysis.py's estimator,
     its own se and df) must not have fallen by more than `tolerance`: one-sided Welch test at 5%
     of fresh - reference < -tolerance;
   - every arm: held-out loss at the baseline's budget must not have risen by more than the loss
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from suite import analysis
+from suite.judge import analysis
 from suite.results import ResultsError, Run, find_runs, first_difference
 from suite.spec import definition_difference
 

@@ -1,7 +1,7 @@
 """Savings of an arm against the baseline, over seeds, from run curves.
 
 The estimator, written down before the reference runs it judges (issue 12; the study behind it is
-../shared/STATISTICS.md). "pt" = percentage points of saving; B = the baseline's budget.
+docs/statistics.md). "pt" = percentage points of saving; B = the baseline's budget.
 
 Target quality
     T = the baseline's final value of the criterion (held-out loss, or training loss evaluated on
@@ -62,75 +62,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from suite.judge.intervals import (  # re-exported: the estimator's vocabulary
+    CONFIDENCE,
+    Interval,
+    _t,  # noqa: F401
+    band,
+    difference,  # noqa: F401
+    mean_ci,  # noqa: F401
+)
 from suite.results import ResultsError, Run
 
-CONFIDENCE = 0.95
 AXES = ("flops", "flops_blocks", "wall_s")
-
-
-@dataclass(frozen=True)
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def contains(self, x: float) -> bool:
-        return self.low <= x <= self.high
-
-    def fmt(self, pct: bool = False, digits: int = 1) -> str:
-        k = 100.0 if pct else 1.0
-        unit = "%" if pct else ""
-        if not math.isfinite(self.mean):
-            return "n/a"
-        if not math.isfinite(self.low) or not math.isfinite(self.high):
-            return f"{k * self.mean:.{digits}f}{unit} (n={self.n})"
-        return (f"{k * self.mean:.{digits}f}{unit} [{k * self.low:.{digits}f}, "
-                f"{k * self.high:.{digits}f}] (n={self.n})")
-
-
-def _t(df: float, confidence: float = CONFIDENCE) -> float:
-    return float(stats.t.ppf(0.5 + confidence / 2, df))
-
-
-def mean_ci(values: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean with a Student-t interval; non-finite and missing values are left out; the interval
-    is (-inf, inf) with fewer than two values."""
-    x = np.asarray([v for v in values if v is not None], dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    m = float(x.mean())
-    if len(x) < 2:
-        return Interval(m, -math.inf, math.inf, 1)
-    half = _t(len(x) - 1, confidence) * float(x.std(ddof=1)) / math.sqrt(len(x))
-    return Interval(m, m - half, m + half, len(x))
-
-
-def difference(a: list[float], b: list[float], paired: bool,
-               confidence: float = CONFIDENCE) -> tuple[Interval, float, float]:
-    """mean(a) - mean(b): paired t (a[i] and b[i] share seed i) or Welch. Returns the interval,
-    its standard error and degrees of freedom (inf se with fewer than two values a side)."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    if paired:
-        keep = np.isfinite(x) & np.isfinite(y)
-        x, y = x[keep], y[keep]
-    else:
-        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    n = len(x) if paired else min(len(x), len(y))
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0), math.inf, math.nan
-    d, se, df, half = (float(v[0]) for v in band(x[:, None], y, paired, confidence))
-    if not math.isfinite(se):
-        return Interval(d, -math.inf, math.inf, n), math.inf, math.nan
-    return Interval(d, d - half, d + half, n), se, df
-
-
-def welch_difference(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> Interval:
-    """mean(a) - mean(b) with a Welch t interval."""
-    return difference(a, b, paired=False, confidence=confidence)[0]
 
 
 # ------------------------------------------------------------------ curves on their grid
@@ -286,29 +229,6 @@ def dense(g: Grid, budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
         ys.append(g.y[:, -1:] + slope * step)
         seg.append(np.full(DENSE, g.segment[-1]))
     return np.concatenate(xs), np.concatenate(ys, axis=1), np.concatenate(seg), float(g.x[-1])
-
-
-def band(y: np.ndarray, base_end: np.ndarray, paired: bool,
-         confidence: float = CONFIDENCE) -> tuple[np.ndarray, ...]:
-    """Per point: mean difference to the target (arm y (n, M) against the baseline's final
-    values (n_b,)), its se, df and half-width (inf with fewer than two seeds a side)."""
-    n, nb = y.shape[0], len(base_end)
-    d = y.mean(axis=0) - base_end.mean()
-    if paired:
-        se = (y - base_end[:, None]).std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else None
-        df = np.full(d.shape, float(n - 1))
-    elif n > 1 and nb > 1:
-        va, vb = y.var(axis=0, ddof=1) / n, base_end.var(ddof=1) / nb
-        se = np.sqrt(va + vb)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            df = np.where(se > 0, (va + vb) ** 2 / (va**2 / (n - 1) + vb**2 / (nb - 1)),
-                          float(min(n, nb) - 1))
-    else:
-        se = None
-    if se is None:
-        inf = np.full(d.shape, math.inf)
-        return d, inf, np.full(d.shape, math.nan), inf
-    return d, se, df, stats.t.ppf(0.5 + confidence / 2, df) * se
 
 
 def saving(arm: Grid, base: Grid, paired: bool, budget: float,
@@ -495,80 +415,3 @@ def verdict(s: Saving, claim: float | None, tolerance: float, min_seeds: int,
     if s.width > max_interval:
         return "inconclusive"
     return f"no saving shown (< {100 * s.high:.1f} pt)"
-
-
-# ------------------------------------------------------------------ power
-
-MAX_SEEDS = 200
-
-
-def seeds_for(sd: float, slope_budget: float, half_width: float, paired: bool,
-              sd_base: float = 0.0, max_seeds: int = MAX_SEEDS,
-              confidence: float = CONFIDENCE) -> int | None:
-    """Smallest n (seeds per arm) whose 95% half-width of a saving, t(n-1) x sd / sqrt(n) /
-    (|slope| x B), is at most `half_width`. Paired: sd of the per-seed difference; unpaired: arm
-    sd with `sd_base` the baseline's, n seeds a side. None beyond max_seeds."""
-    if not slope_budget > 0:
-        return None
-    for n in range(2, max_seeds + 1):
-        s = sd / math.sqrt(n) if paired else math.sqrt((sd**2 + sd_base**2) / n)
-        if _t(n - 1, confidence) * s / slope_budget <= half_width:
-            return n
-    return None
-
-
-@dataclass(frozen=True)
-class Power:
-    arm: str
-    criterion: str
-    n: int
-    paired: bool
-    noise_nats: float  # SD over seeds at the crossing (paired: of the difference)
-    noise_pt: float  # the same in points of saving
-    half_width: float  # of the interval at n seeds (fraction); inf when censored or a miss
-    seeds_needed: int | None  # for a half-width of `goal`
-
-
-def power(c: Comparison, arm: Grid, base: Grid, goal: float = 0.05) -> Power:
-    """Noise and seeds of one comparison on FLOPs: the observed SD at the crossing (or the run's
-    end for a miss), the half-width now, and the seeds a half-width of `goal` needs. Raises
-    ValueError with fewer than two seeds a side (no spread to measure)."""
-    if min(arm.y.shape[0], base.y.shape[0]) < 2:
-        raise ValueError(f"power needs two seeds or more a side, got {arm.y.shape[0]} and "
-                         f"{base.y.shape[0]}")
-    s = c.flops_saving
-    budget = float(base.x_end.mean())
-    d, se, _, _ = band(arm.y, base.y[:, -1], c.paired)
-    _, i = crossing(arm.x, d, arm.segment)
-    i = len(d) - 1 if i < 0 else i
-    sd = float(se[i]) * math.sqrt(s.n) if c.paired else float(np.std(arm.y[:, i], ddof=1))
-    sd_base = 0.0 if c.paired else float(np.std(base.y[:, -1], ddof=1))
-    slope = local_slope(arm.x, arm.y.mean(axis=0), arm.segment, i, budget)
-    slope_b = -slope * budget if slope < 0 else math.nan
-    noise = math.hypot(sd, sd_base)
-    need = seeds_for(sd, slope_b, goal, c.paired, sd_base) if slope_b > 0 else None
-    hw = math.inf if s.miss or s.censored else (s.high - s.low) / 2
-    return Power(c.arm, c.criterion, s.n, c.paired, noise,
-                 noise / slope_b if slope_b > 0 else math.inf, hw, need)
-
-
-def end_slope(g: Grid) -> float:
-    """|slope| x B of a mean curve at its end (nats per whole budget; local_slope); nan when it
-    does not fall there."""
-    b = float(g.x_end.mean())
-    slope = local_slope(g.x, g.y.mean(axis=0), g.segment, len(g.x) - 1, b)
-    return -slope * b if slope < 0 else math.nan
-
-
-def baseline_power(g: Grid, goal: float = 0.05) -> Power:
-    """Baseline against baseline on other seeds (unpaired): the noise of its final loss, and the
-    seeds per side that give a half-width of `goal` at the slope of its mean curve's end.
-    Raises ValueError with fewer than two seeds (no other seed to compare with)."""
-    n = g.y.shape[0]
-    if n < 2:
-        raise ValueError(f"baseline against itself needs two seeds or more, got {n}")
-    sd = float(np.std(g.y[:, -1], ddof=1))
-    slope_b = end_slope(g)
-    need = seeds_for(sd, slope_b, goal, False, sd) if math.isfinite(slope_b) else None
-    noise_pt = math.sqrt(2) * sd / slope_b if math.isfinite(slope_b) else math.inf
-    return Power("baseline", "held-out loss", n, False, sd, noise_pt, math.nan, need)

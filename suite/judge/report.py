@@ -1,0 +1,319 @@
+"""results/<scale>/ -> REPORT.md with comparison tables, the per-level breakdown, the
+environment behind the numbers, and plots (PNG next to it, linked by relative path)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from suite.judge import analysis
+from suite.judge.claims import Claim
+from suite.judge.savings import (
+    CENSORED,
+    HEADERS,
+    POWER_HEADERS,
+    comparison,
+    group_runs,
+    power_rows,
+    savings,
+    seeds_of,
+)
+from suite.results import ResultsError, Run, atomic_write
+from suite.spec import BASELINE, baseline_first
+
+RUN_HEADERS = ["arm", "seeds", "completed", "held-out loss start", "held-out loss end",
+               "fall over the last 20% of FLOPs", "top1 end", "FLOPs", "train s / seed", "device"]
+
+
+def run_rows(arms: dict[str, list[Run]]) -> list[list]:
+    """Per arm: what ran, where it ended, and whether held-out loss was still falling at the end
+    (mean [95% interval] over completed seeds)."""
+    rows = []
+    for arm, rs in sorted(arms.items(), key=lambda kv: baseline_first(kv[0])):
+        ok = [r for r in rs if r.complete]
+        end = analysis.mean_ci([r.curve[-1]["heldout_loss"] for r in ok])
+        fall = analysis.mean_ci([analysis.tail_drop(r.curve) for r in ok])
+        top1 = [r.curve[-1]["heldout_top1"] for r in ok if "heldout_top1" in r.curve[-1]]
+        rows.append([
+            arm, seeds_of(rs), f"{len(ok)}/{len(rs)}",
+            f"{np.mean([r.curve[0]['heldout_loss'] for r in ok]):.4f}" if ok else "-",
+            end.fmt(digits=4),
+            fall.fmt(digits=4), analysis.mean_ci(top1).fmt(digits=3) if top1 else "-",
+            f"{ok[0].summary['flops']:.3g}" if ok else "-",
+            f"{sum(r.summary['wall_s'] for r in ok) / len(ok):.1f}" if ok else "-",
+            ", ".join(sorted({r.manifest["environment"]["device_name"] for r in rs})),
+        ])
+    return rows
+
+
+def breakdown(arms: dict[str, list[Run]]) -> list[list]:
+    rows = []
+    for arm, rs in sorted(arms.items()):
+        ok = [r for r in rs if r.complete]
+        if not ok:
+            continue
+        total = np.mean([r.summary["flops"] for r in ok])
+        levels = sorted({lv for r in ok for lv in r.summary["levels"]})
+        for lv in levels:
+            f = np.mean([r.summary["levels"][lv]["flops"] for r in ok])
+            rows.append([arm, f"level {lv}",
+                         int(np.mean([r.summary["levels"][lv]["steps"] for r in ok])),
+                         f"{f:.3g}", f"{f / total:.1%}",
+                         f"{np.mean([r.summary['levels'][lv]['wall_s'] for r in ok]):.1f}"])
+        for op in sorted({o for r in ok for o in r.summary.get("operators", {})}):
+            f = np.mean([r.summary["operators"][op]["flops"] for r in ok])
+            rows.append([arm, op, int(np.mean([r.summary["operators"][op]["count"]
+                                               for r in ok])),
+                         f"{f:.3g}", f"{f / total:.3%}",
+                         f"{np.mean([r.summary['operators'][op]['wall_s'] for r in ok]):.2f}"])
+    return rows
+
+
+def environments(runs: list[Run]) -> list[list]:
+    seen: dict[tuple, int] = {}
+    for r in runs:
+        e = r.manifest["environment"]
+        key = (str(e["git"]["commit"])[:10], str(e["git"]["dirty"]), e["python"],
+               e["versions"]["torch"], e["versions"]["transformers"], e["versions"]["timm"],
+               e["versions"]["fvcore"], e["device_name"], e["threads"])
+        seen[key] = seen.get(key, 0) + 1
+    return [[*k, n] for k, n in sorted(seen.items())]
+
+
+THROUGHPUT_HEADERS = ["benchmark", "device", "precision", "compiled", "ms / step", "throughput",
+                      "TFLOP/s", "MFU", "commit"]
+
+
+def throughput_rows(folder: Path, scale: str) -> list[list]:
+    rows = []
+    for f in sorted(folder.glob(f"*-{scale}-*.json")):
+        try:
+            r = json.loads(f.read_text())
+            rows.append([r["benchmark"], r["environment"]["device_name"], r["precision"],
+                         "yes" if r["compile"] else "no", f"{r['step_ms']:.1f}",
+                         f"{r['throughput_per_s']:.4g} {r['unit']}/s",
+                         f"{r['achieved_flops_per_s'] / 1e12:.3g}",
+                         f"{r['mfu']:.1%}" if r["mfu"] is not None else "-",
+                         str(r["environment"]["git"]["commit"])[:10]])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ResultsError(f"{f}: not a throughput record ({e})") from e
+    return rows
+
+
+REGRESSION_HEADERS = ["case (patch commit)", "benchmark", "arm", "tier", "check", "reference",
+                      "fresh", "result"]
+
+
+def regression_rows(folder: Path, scale: str) -> list[list]:
+    """The gate's rows from the logs of benchmarks/regressions.sh (one per injected patch or
+    re-run) whose fresh runs are at `scale`; exact-tier rows that only hand over to the
+    statistical tier are left out, and each case ends with its gate exit code."""
+    rows = []
+    for f in sorted(folder.glob("*.log")):
+        text = f.read_text().splitlines()
+        head = re.match(r"# (\S+): (\w+)", text[0]) if text else None
+        gate = [m for line in text if (m := re.match(r"gate: \w+ \((\S+) against", line))]
+        if not head or not gate or Path(gate[-1].group(1)).name != scale:
+            continue
+        case = f"{head.group(1)} ({head.group(2)})"
+        table = False
+        for line in text:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| benchmark") and "tier" in cells:
+                table = True
+            elif table and line.startswith("|") and not line.startswith("|--"):
+                if cells[-1] != "differs: statistical tier":
+                    rows.append([case, *cells[:3], *cells[3:6], cells[-1]])
+            elif line.startswith("gate exit:"):
+                rows.append([case, "-", "-", "-", "-", "-", "-", line])
+                table = False
+    return rows
+
+
+def _mean_curve(runs: list[Run], x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
+    end = min(r.curve[-1][x] for r in runs)
+    grid = np.linspace(0, end, 200)
+    ys = [np.interp(grid, [p[x] for p in r.curve], [p[y] for p in r.curve]) for r in runs]
+    return grid, np.mean(ys, axis=0)
+
+
+def plot(bench: str, arms: dict[str, list[Run]], out: Path) -> list[str]:
+    """Held-out loss against FLOPs and against wall time: thin lines per seed, bold mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    for x, label in (("flops", "training FLOPs"), ("wall_s", "training wall time (s)")):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for i, (arm, rs) in enumerate(sorted(arms.items(), key=lambda kv: baseline_first(kv[0]))):
+            ok = [r for r in rs if r.complete]
+            if not ok:
+                continue
+            color = f"C{i}"
+            for r in ok:
+                ax.plot([p[x] for p in r.curve], [p["heldout_loss"] for p in r.curve],
+                        color=color, lw=0.6, alpha=0.45)
+            gx, gy = _mean_curve(ok, x, "heldout_loss")
+            ax.plot(gx, gy, color=color, lw=2.2, label=f"{arm} (mean of {len(ok)})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out loss")
+        ax.set_title(f"{bench}: held-out loss against {label}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        lo = min((p["heldout_loss"] for rs in arms.values() for r in rs if r.complete
+                  for p in r.curve), default=0.0)
+        finals = [r.curve[-1]["heldout_loss"] for rs in arms.values() for r in rs if r.complete]
+        if finals:  # the interesting part is the end: clip the first steep drop
+            ax.set_ylim(lo - 0.05 * abs(lo), max(finals) + 3 * (max(finals) - lo) + 0.1)
+        name = f"{bench}-{'flops' if x == 'flops' else 'wall'}.png"
+        fig.tight_layout()
+        atomic_write(out / name, lambda f, fig=fig: fig.savefig(f, format="png", dpi=110),
+                     mode="wb")
+        plt.close(fig)
+        names.append(name)
+    return names
+
+
+def _preamble(scale: str, runs: list[Run]) -> list[str]:
+    lines = [f"# Report: {scale} scale", "",
+             "Generated by `python -m suite report` from the runs in this folder; every figure "
+             "comes from a run with its manifest.json. A saving is 1 - C / B, mean [95% "
+             "interval] (n = seeds): B is the baseline's budget, C where the arm's mean curve "
+             "over seeds reaches the target (the baseline's mean final value of the criterion); "
+             "intervals by test inversion, paired by seed where arm and baseline share seeds "
+             "(suite/judge/analysis.py says exactly how). An arm's curve is extended past its "
+             f"end by at most {analysis.EXTRAPOLATION:.0%} of the baseline's budget, along its "
+             "own final slope, and every figure read off that stretch is flagged †; an arm that "
+             "does not reach the target within its run and that stretch is a miss. Verdicts "
+             "follow each benchmark's declared [gate] rule.", "", *flop_conventions(runs), ""]
+    if scale not in ("paper",):
+        lines += [f"**This is the {scale} scale, not the papers' setting.** The papers' claims "
+                  "are shown beside the measurements for orientation; a verdict marked "
+                  "\"not the paper's setting\" says what the rule gives here, not whether the "
+                  "paper is right.", ""]
+    return lines
+
+
+def _benchmark_section(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
+                       scale: str, plots_in: Path | None) -> list[str]:
+    """One benchmark's part of REPORT.md: savings beside the claims, runs, the rule, notes,
+    seeds and noise, cost per level, plots (written to `plots_in`, unless None)."""
+    lines = [f"## {bench}", ""]
+    if rule is None:
+        return lines + [f"(no definition named {bench} is loaded: no verdicts)", ""]
+    computed = savings(bench, arms, claims)
+    rows, notes = comparison(bench, arms, claims, rule, scale, computed)
+    lines += [tabulate(rows, HEADERS, tablefmt="github"), ""]
+    lines += ["Runs (a fall over the last 20% of FLOPs at or below 0: held-out loss had "
+              "stopped falling, the data or the schedule ran out):", "",
+              tabulate(run_rows(arms), RUN_HEADERS, tablefmt="github"), ""]
+    lines += [f"Rule ([gate]): tolerance {rule.tolerance:.0%}, at least {rule.min_seeds} "
+              f"seeds, an interval that holds 0 and is wider than {rule.max_interval:.0%}: "
+              f"inconclusive; claims held at: {', '.join(rule.claims_at)}"
+              + (f"; declared unresolved at {scale}: the power analysis asks for more seeds "
+                 "than about 60 CPU-minutes allow, so its seeds are capped and an interval "
+                 "may stay wider than +-5 pt" if scale in rule.unresolved_at else "")
+              + ".", ""]
+    lines += [f"- {n}" for n in notes] + ([""] if notes else [])
+    if any(f in str(cell) for row in rows for cell in row for f in "‡†"):
+        lines += [CENSORED, ""]
+    lines += ["Seeds and noise (`python -m suite power`; FLOPs saved, at the crossing):", "",
+              tabulate(power_rows(computed[0]), POWER_HEADERS, tablefmt="github"), ""]
+    lines += ["Cost per level and operator (mean over completed seeds):", "",
+              tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
+                                         "share of the arm's FLOPs", "wall s"],
+                       tablefmt="github"), ""]
+    if plots_in is not None:
+        for name in plot(bench, arms, plots_in):
+            lines += [f"![{name}]({name})", ""]
+    return lines
+
+
+def _sidecars(root: Path, scale: str) -> list[str]:
+    """The throughput records and the logs of injected regressions beside the scale folder."""
+    lines = []
+    speed = throughput_rows(root.parent / "throughput", scale)
+    if speed:
+        lines += ["## Speed of the baseline's training step", "",
+                  f"From `python -m suite throughput` (files in `{root.parent.name}/throughput/`): "
+                  "timed steps after warm-up, FLOPs as the meter counts them; MFU against the "
+                  "device's bf16 peak, only in bf16 and only for a device in suite/flops.py's "
+                  "table.", "", tabulate(speed, THROUGHPUT_HEADERS, tablefmt="github"), ""]
+    regressions = regression_rows(root.parent / "regressions", scale)
+    if regressions:
+        lines += ["## Injected regressions and re-runs", "",
+                  "From `bash benchmarks/regressions.sh` (logs in "
+                  f"`{root.parent.name}/regressions/`, each with its patch): a patch applied on "
+                  "a scratch branch of a clean clone, the arms it touches run at the committed "
+                  "seeds, and `python -m suite gate` against these results. A patch that makes "
+                  "an arm better passes: the gate tests for a fall only.", "",
+                  tabulate(regressions, REGRESSION_HEADERS, tablefmt="github"), ""]
+    return lines
+
+
+def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str,
+                 plots: bool = True) -> Path:
+    """Write root/REPORT.md (and its PNGs) from the runs under root, atomically; returns its
+    path. Raises ResultsError when root holds no run."""
+    groups = group_runs(root)
+    if not groups:
+        raise ResultsError(f"{root}: no runs found")
+    runs = [r for arms in groups.values() for rs in arms.values() for r in rs]
+    lines = _preamble(scale, runs)
+    for bench, arms in groups.items():
+        lines += _benchmark_section(bench, arms, claims, rules.get(bench), scale,
+                                    root if plots else None)
+    lines += _sidecars(root, scale)
+    lines += ["## Environment of the runs", "",
+              tabulate(environments(runs), ["commit", "dirty", "python", "torch",
+                                            "transformers", "timm", "fvcore", "device",
+                                            "threads", "runs"], tablefmt="github"), ""]
+    path = root / "REPORT.md"
+    atomic_write(path, lambda f: f.write("\n".join(lines)))
+    return path
+
+
+def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str) -> str:
+    """The README's table: every non-baseline arm's FLOPs saving beside its claim and verdict
+    (wall time and the rest are in REPORT.md)."""
+    rows = []
+    for bench, arms in group_runs(root).items():
+        if bench not in rules:
+            continue
+        for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
+            if r[0] != BASELINE:
+                rows.append([bench, *[r[i] for i in (0, 1, 6, 10, 11)]])
+    return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "claim", "verdict"],
+                    tablefmt="github")
+
+
+def flop_conventions(runs: list[Run]) -> list[str]:
+    """'FLOP convention: ...' as the runs' manifests recorded it (one line per distinct text,
+    with how many runs recorded it when they differ)."""
+    seen: dict[str, int] = {}
+    for r in runs:
+        text = r.manifest.get("flop_convention", "not recorded")
+        seen[text] = seen.get(text, 0) + 1
+    if len(seen) == 1:
+        return [f"FLOP convention: {next(iter(seen))}."]
+    return [f"FLOP convention ({n} runs): {text}." for text, n in sorted(seen.items())]
+
+
+def splice(path: Path, marker: str, text: str) -> None:
+    """Replace what lies between `<!-- MARKER -->` and `<!-- end MARKER -->` in the markdown
+    file `path` with `text`, atomically (an interrupted write leaves the old file whole).
+    Raises ResultsError naming the file and the markers when either is missing."""
+    begin, end = f"<!-- {marker} -->", f"<!-- end {marker} -->"
+    doc = path.read_text() if path.is_file() else ""
+    if begin not in doc or end not in doc:
+        raise ResultsError(f"{path}: markers {begin} ... {end} not found")
+    head, rest = doc.split(begin, 1)
+    new = f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}"
+    atomic_write(path, lambda f: f.write(new))

@@ -1,0 +1,81 @@
+"""`python -m suite run --dry-run`: each arm's Plan priced with the meter before anything trains:
+training steps and FLOPs per level, the tokens (images) it would see and the passes over the
+data that makes, and, at an assumed achieved throughput, the minutes it would take."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from suite import data as dataio
+from suite import flops
+from suite.data import corpus
+from suite.families import FAMILIES
+from suite.methods import Train, plan
+from suite.registry import inputs_for
+from suite.run.context import step_cost
+from suite.spec import Benchmark, Scale
+
+
+def fmt_flops(x: float) -> str:
+    """A FLOP count in three significant figures, as every table shows it."""
+    return f"{x:.3g}"
+
+
+def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
+    """Training tokens (images) the data offers, for passes over it; None where unknown."""
+    if FAMILIES[bench.family].data_kind == "images":
+        try:
+            found = dataio.load_images(scale.data.source, scale.data.image_size,
+                                       scale.data.augment)
+            return len(found.train) if hasattr(found, "augment") else len(found.train_y)
+        except dataio.DataError:
+            return None
+    if scale.data.source == corpus.NAME:
+        try:
+            return corpus.load()[2]["bytes"]["train"]
+        except corpus.CorpusError:
+            return None
+    try:
+        return len(dataio.load_text(scale.data.source, scale.data.vocab_size or None).train)
+    except dataio.DataError:
+        return None
+
+
+def price(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None) -> str:
+    """Each arm's Plan priced with the meter, as a table and its notes: FLOPs per level (the
+    FLOP convention of suite/flops.py), data passes, and, given `tflops` (TFLOP/s achieved, an
+    assumption), the minutes it would take. Raises SpecError / MethodError as planning does."""
+    fam = FAMILIES[bench.family]
+    inputs = inputs_for(fam, scale, None)
+    cost = step_cost(fam, scale, inputs)
+    per_sample = scale.seq_len or 1
+    available = _train_tokens(bench, scale)
+    rows = []
+    for a in arms:
+        p = plan(bench.arms[a], scale, cost, fam)
+        per_level: dict[int, list[int]] = {}
+        for s in p.steps:
+            if isinstance(s, Train):
+                acc = per_level.setdefault(s.level, [0, 0])
+                acc[0] += s.steps
+                acc[1] += cost(s.model) * s.steps
+        total = sum(f for _, f in per_level.values())
+        seen = sum(n for n, _ in per_level.values()) * scale.batch_size * per_sample
+        row = [a, p.method, p.train_steps, fmt_flops(total),
+               "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
+                         for k, (n, f) in sorted(per_level.items())),
+               f"{seen:.3g}", f"{seen / available:.1f}" if available else "-"]
+        if tflops:
+            row.append(f"{total / (tflops * 1e12) / 60:.1f}")
+        rows.append(row)
+    unit = "tokens" if scale.seq_len else "images"
+    headers = ["arm", "method", "train steps", "FLOPs (projected)", "per level",
+               f"{unit} seen", "passes over the data"]
+    if tflops:
+        headers.append(f"minutes at {tflops:g} TFLOP/s")
+    out = [tabulate(rows, headers, tablefmt="github"), f"\nFLOP convention: {flops.CONVENTION}"]
+    if tflops:
+        out.append(f"Minutes assume {tflops:g} TFLOP/s achieved on the counted FLOPs (an "
+                   "assumption, not a measurement); evaluation and transfers are extra.")
+    return "\n".join(out)
+

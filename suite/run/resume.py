@@ -1,0 +1,81 @@
+"""Going on where a run stopped: the RunState a checkpoint holds rebuilt (suite/run/state.py),
+the run folder's checkpoint to resume from, and the command line that resumes this process's
+runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from suite import data as dataio
+from suite import methods
+from suite.results import CheckpointError, read_run
+from suite.run import state as ckpt
+from suite.run.context import Context, apply_transfer
+from suite.run.state import RunState
+from suite.run.train import Clock, Window, make_optimizer
+from suite.spec import definition_difference
+
+
+def restore(ctx: Context, payload: dict[str, Any], batches: dataio.TrainBatches) -> RunState:
+    """The RunState a checkpoint holds: the models' structure rebuilt by replaying the plan's
+    transfers up to its position on a fresh model (tied tensors tied again), then every
+    weight, optimiser, the batch stream and the RNG loaded."""
+    plan, s = ctx.plan, RunState()
+    first = next(t for t in plan.steps if isinstance(t, methods.Train))
+    model = ctx.family.build(first.model, ctx.inputs).to(ctx.dev)
+    for t in plan.steps[: payload["position"]]:
+        if isinstance(t, methods.Transfer):
+            model, _ = apply_transfer(t, model, s.saved)
+    s.model = model
+    model.load_state_dict(payload["model"])
+    for level, m in s.saved.items():
+        m.load_state_dict(payload["saved"][level])
+    for level, o in payload["optimizers"].items():
+        owner = model if o["owner"] == "model" else s.saved[int(o["owner"].split(":")[1])]
+        opt = make_optimizer(owner, plan.steps[o["stage"]].optim)
+        opt.load_state_dict(o["state"])
+        s.optimizers[int(level)] = (o["stage"], opt)
+    s.position, s.stage_step = payload["position"], payload["stage_step"]
+    s.clock = Clock(**payload["clock"])
+    s.main_steps, s.curve = payload["main_steps"], payload["curve"]
+    s.levels = {int(k): v for k, v in payload["levels"].items()}
+    s.operators, s.spread = payload["operators"], payload["spread"]
+    s.setup_wall_s = payload["setup_wall_s"]
+    s.window = Window([t.to(ctx.dev) for t in payload["window"]["pending"]],
+                      payload["window"]["last"])
+    batches.load_state_dict(payload["rng"]["batches"])
+    ckpt.restore_rng(payload["rng"])
+    return s
+
+
+def resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dict | None]:
+    """(checkpoint, its run's manifest) to resume from, or (None, None) to start afresh.
+    Raises CheckpointError when the run folder's definition differs from this run's."""
+    found = ckpt.latest(path)
+    if found is None or not (path / "manifest.json").exists():
+        return None, None
+    old = read_run(path).manifest
+    ours = json.loads(json.dumps(manifest["definition"]))  # as written: tuples are lists
+    if (key := definition_difference(ours, old["definition"])) is not None:
+        raise CheckpointError(f"{found}: was written by a run whose definition differs at "
+                              f"{key!r}; resume it with the definition it started with")
+    return found, old
+
+
+def resume_command(argv: list[str] | None = None) -> str:
+    """The shell-quoted command line that continues this process's runs: this interpreter (a
+    bare `python` may not be the environment the suite is installed in), the same arguments
+    (`argv`, default sys.argv[1:]) and --resume; under torchrun (WORLD_SIZE > 1) through
+    `-m torch.distributed.run` with the same number of processes on one node."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    args += [] if "--resume" in args else ["--resume"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", str(world)] if world > 1 \
+        else []
+    return shlex.join([sys.executable, *launcher, "-m", "suite", *args])
+
