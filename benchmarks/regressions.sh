@@ -2,7 +2,8 @@
 # Issue 12's must-show: three regressions injected on scratch branches of a clean clone, each run
 # at tiny scale with the committed seeds and gated against results/tiny; and a plain re-run that
 # passes the exact tier. Each case: a sed on one file, the arms it touches, the gate's verdict.
-#   bash benchmarks/regressions.sh OUT   (hours of CPU; run alone; OUT gets one log per case;
+#   bash benchmarks/regressions.sh OUT   (hours of CPU; run alone; OUT gets one log and one gate
+#   record (.json, what the report reads) per case;
 #   ONLY=delta0 runs one case; the plain re-run takes PLAIN_BENCH, PLAIN_ARMS, PLAIN_SEEDS (how
 #   many, from seed 0; default all the committed ones) and PLAIN_COMMIT (default HEAD: a past
 #   commit re-runs that code, e.g. to show a refactor kept the committed curves bit for bit))
@@ -40,8 +41,10 @@ case_run() {  # name, file, sed expression, benchmark, arms[, seeds, commit]
   { echo "# $name: $(git log --oneline -1)"; [ -z "$file" ] || git diff HEAD~1 | head -20
     $py -m suite run "$bench" --scale tiny --arms "$arms" "${seeds[@]}" --out runs \
       --no-progress | tail -3
+    label="$name ($(git -C "$work" rev-parse --short HEAD))"
     cd "$src" && $py -m suite gate --scale tiny --fresh "$work/runs" --reference "$src/results" \
-      --only "$bench" --arms "$arms" "${gate_seeds[@]}"; echo "gate exit: $?"
+      --only "$bench" --arms "$arms" "${gate_seeds[@]}" --json "$out/$name.json" \
+      --label "$label"; echo "gate exit: $?"
   } >> "$out/$name.log" 2>&1
   cd "$src"; rm -rf "$work"
 }

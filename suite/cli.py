@@ -142,6 +142,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     print(tabulate(rows, HEADERS, tablefmt="github"))
     print(f"\ngate: {'pass' if ok else 'FAIL'} ({fresh} against {ref}; one-sided tests at 5%, "
           "tolerances from each benchmark's [gate] table)")
+    if args.json:
+        from suite.results import atomic_write_json
+
+        atomic_write_json(Path(args.json), {
+            "label": args.label or "", "headers": HEADERS, "rows": rows, "ok": ok,
+            "exit": 0 if ok else 1, "fresh": str(fresh), "reference": str(ref)})
     return 0 if ok else 1
 
 
@@ -399,6 +405,9 @@ def _results_parsers(sub: Any) -> None:
                    "all)")
     g.add_argument("--seeds", help="comma-separated reference seeds to gate (default: all; "
                    "seed 0 alone is enough for the exact tier)")
+    g.add_argument("--json", metavar="FILE", help="also write the rows and the verdict as JSON "
+                   "(what the report's table of injected regressions reads)")
+    g.add_argument("--label", help="with --json: what the record is, e.g. 'alpha1 (fbc0284)'")
     g.set_defaults(fn=cmd_gate)
 
 

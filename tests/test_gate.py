@@ -4,6 +4,7 @@ import json
 import math
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -259,29 +260,43 @@ def test_claims_file_errors(tmp_path):
                                                     "llama"}
 
 
-LOG = """# lrbug: 8007c49 scratch: lrbug
-| arm | seed | status |
-|-----|------|--------|
-| baseline | 4 | completed |
-| benchmark | arm | tier | check | reference | fresh | tolerance | result |
-|-----------|-----|------|-------|-----------|-------|-----------|--------|
-| ode | baseline | exact | seeds 0,1 | - | seed 0: first | - | differs: statistical tier |
-| ode | baseline | statistical | loss at budget | 2.5644 | 2.6473 | +0.0002 | FAIL |
+def test_report_reads_the_gate_records_of_its_scale(tmp_path, capsys):
+    """`gate --json` writes the record the report's table of injected regressions reads: the
+    rows that decide (not the exact tier's hand-over), then the exit code; only its scale."""
+    from suite.judge.report import regression_rows
+    from suite.results import ResultsError
 
-gate: FAIL (/tmp/regression-lrbug/runs/tiny against /tmp/regsrc/results/tiny; one-sided)
-gate exit: 1
-"""
+    fresh = tmp_path / "fresh"
+    shutil.copytree(Path("results/smoke/ode"), fresh / "smoke" / "ode")
+    for m in (fresh / "smoke").rglob("manifest.json"):  # other versions: the statistical tier
+        d = json.loads(m.read_text())
+        d["environment"]["versions"]["torch"] = "0"
+        m.write_text(json.dumps(d))
+    folder = tmp_path / "regressions"
+    assert main(["gate", "--scale", "smoke", "--fresh", str(fresh), "--reference", "results",
+                 "--only", "ode", "--arms", "baseline,ode-multilevel", "--json",
+                 str(folder / "case.json"), "--label", "case (abc1234)"]) == 0
+    capsys.readouterr()
+    rec = json.loads((folder / "case.json").read_text())
+    assert rec["ok"] is True and rec["exit"] == 0 and rec["label"] == "case (abc1234)"
+    rows = regression_rows(folder, "smoke")
+    decided = [r for r in rec["rows"] if r[-1] != "differs: statistical tier"]
+    assert len(rows) == len(decided) + 1 and len(decided) >= 3
+    assert rows[0][:4] == ["case (abc1234)", "ode", "baseline", "statistical"]
+    assert rows[-1] == ["case (abc1234)", "-", "-", "-", "-", "-", "-", "gate exit: 0"]
+    assert all(r[-1] == "pass" for r in rows[:-1])
+    assert regression_rows(folder, "tiny") == []
+    (folder / "broken.json").write_text("{}")
+    with pytest.raises(ResultsError, match=r"broken\.json: not a gate record"):
+        regression_rows(folder, "smoke")
 
 
-def test_report_reads_the_regression_logs_of_its_scale(tmp_path):
+def test_the_committed_regression_records_give_the_reports_table():
     from suite.judge.report import regression_rows
 
-    (tmp_path / "lrbug.log").write_text(LOG)
-    (tmp_path / "other.log").write_text(LOG.replace("runs/tiny", "runs/smoke"))
-    (tmp_path / "broken.log").write_text("not a log of regressions.sh\n")
-    assert regression_rows(tmp_path, "tiny") == [
-        ["lrbug (8007c49)", "ode", "baseline", "statistical",
-         "loss at budget", "2.5644", "2.6473", "FAIL"],
-        ["lrbug (8007c49)", "-", "-", "-", "-", "-", "-", "gate exit: 1"]]
-    assert regression_rows(tmp_path, "paper") == []
-    assert len(regression_rows(tmp_path, "smoke")) == 2
+    rows = regression_rows(Path("results/regressions"), "tiny")
+    exits = {r[0].split()[0]: r[-1] for r in rows if r[1] == "-"}
+    assert exits == {"alpha1": "gate exit: 0", "delta0": "gate exit: 1",
+                     "identity-gpt": "gate exit: 0", "identity-ode": "gate exit: 0",
+                     "identity-ode-ablations": "gate exit: 0", "lrbug": "gate exit: 1",
+                     "plain": "gate exit: 0"}

@@ -4,7 +4,6 @@ environment behind the numbers, and plots (PNG next to it, linked by relative pa
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -110,28 +109,21 @@ REGRESSION_HEADERS = ["case (patch commit)", "benchmark", "arm", "tier", "check"
 
 
 def regression_rows(folder: Path, scale: str) -> list[list]:
-    """The gate's rows from the logs of benchmarks/regressions.sh (one per injected patch or
-    re-run) whose fresh runs are at `scale`; exact-tier rows that only hand over to the
-    statistical tier are left out, and each case ends with its gate exit code."""
+    """The gate's rows from the records `python -m suite gate --json` wrote for
+    benchmarks/regressions.sh (one per injected patch or re-run) whose fresh runs are at
+    `scale`; exact-tier rows that only hand over to the statistical tier are left out, and each
+    case ends with its gate exit code. Raises ResultsError for a record that is not one."""
     rows = []
-    for f in sorted(folder.glob("*.log")):
-        text = f.read_text().splitlines()
-        head = re.match(r"# (\S+): (\w+)", text[0]) if text else None
-        gate = [m for line in text if (m := re.match(r"gate: \w+ \((\S+) against", line))]
-        if not head or not gate or Path(gate[-1].group(1)).name != scale:
-            continue
-        case = f"{head.group(1)} ({head.group(2)})"
-        table = False
-        for line in text:
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if line.startswith("| benchmark") and "tier" in cells:
-                table = True
-            elif table and line.startswith("|") and not line.startswith("|--"):
-                if cells[-1] != "differs: statistical tier":
-                    rows.append([case, *cells[:3], *cells[3:6], cells[-1]])
-            elif line.startswith("gate exit:"):
-                rows.append([case, "-", "-", "-", "-", "-", "-", line])
-                table = False
+    for f in sorted(folder.glob("*.json")):
+        try:
+            rec = json.loads(f.read_text())
+            if Path(rec["fresh"]).name != scale:
+                continue
+            rows += [[rec["label"], *cells[:3], *cells[3:6], cells[-1]] for cells in rec["rows"]
+                     if cells[-1] != "differs: statistical tier"]
+            rows.append([rec["label"], "-", "-", "-", "-", "-", "-", f"gate exit: {rec['exit']}"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ResultsError(f"{f}: not a gate record ({e})") from e
     return rows
 
 
@@ -249,7 +241,7 @@ def _sidecars(root: Path, scale: str) -> list[str]:
     regressions = regression_rows(root.parent / "regressions", scale)
     if regressions:
         lines += ["## Injected regressions and re-runs", "",
-                  "From `bash benchmarks/regressions.sh` (logs in "
+                  "From `bash benchmarks/regressions.sh` (gate records and logs in "
                   f"`{root.parent.name}/regressions/`, each with its patch): a patch applied on "
                   "a scratch branch of a clean clone, the arms it touches run at the committed "
                   "seeds, and `python -m suite gate` against these results. A patch that makes "
