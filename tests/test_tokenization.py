@@ -6,10 +6,13 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from suite import data as D
 from suite.cli import main
 from suite.data import shards as S
+from suite.data import tokenize as T
 from suite.data.tokenize import RECORD, tokenize
 from suite.registry import load_benchmarks
 from suite.results import read_run
@@ -147,3 +150,213 @@ def test_the_command_line(folder, tmp_path, capsys):
     assert main(["tokenize", str(folder), "--out", str(tmp_path / "u"), "--tokenizer",
                  str(folder / "doc00.txt")]) == 2
     assert "not a tokenizers JSON file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- faults from field reports
+
+
+def no_eot_tokenizer(path, texts):
+    """A byte-level BPE without any end-of-text token (a user's own tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tok.save(str(path))
+    return path
+
+
+def test_documents_are_never_joined_silently(folder, tmp_path, capsys):
+    """A tokenizer without a recognised end-of-text token joined documents with nothing
+    between them and said nothing. It is said now, and recorded; --separator names one."""
+    tok = no_eot_tokenizer(tmp_path / "plain.json", [document(i) for i in range(5)])
+    rec = tokenize(str(folder), tmp_path / "a", tokenizer=tok)
+    err = capsys.readouterr().err
+    assert f"{tok} has none of the end-of-text tokens <|endoftext|>" in err
+    assert "--separator TEXT" in err
+    assert rec["separator"]["ids"] == [] and rec["tokenizer"]["end_of_text"] is None
+    rec = tokenize(str(folder), tmp_path / "b", tokenizer=tok, separator="\n\n")
+    assert capsys.readouterr().err == ""
+    from tokenizers import Tokenizer
+
+    t = Tokenizer.from_file(str(tok))
+    sep = t.encode("\n\n", add_special_tokens=False).ids
+    assert rec["separator"] == {"text": "\n\n", "ids": sep, "how": "text, encoded"}
+    train = ids_of([tmp_path / "b" / f for f in rec["train"]["shards"]]).tolist()
+    assert train[: len(sep)] == sep
+    assert t.decode(train) == "".join("\n\n" + document(i) for i in range(30) if i % 10 != 9)
+    rec = tokenize(str(folder), tmp_path / "c", tokenizer=tok, separator="")
+    assert rec["separator"]["how"] == "none, as given" and capsys.readouterr().err == ""
+
+
+def test_a_separator_that_is_a_token(bpe, folder, tmp_path):
+    out, _ = bpe
+    rec = tokenize(str(folder), tmp_path / "s", tokenizer=out / "tokenizer.json",
+                   separator="<|endoftext|>")
+    assert rec["separator"]["how"] == "a token of the vocabulary"
+    assert len(rec["separator"]["ids"]) == 1
+
+
+def test_jsonl_and_parquet_follow_one_rule_for_values(tmp_path, bpe, capsys):
+    """A .parquet column of ints, lists or bytes became "0" and reprs while .jsonl refused a
+    number; nulls were dropped without a count. Both now: a string is a document, a null is
+    skipped and counted, anything else is refused naming the file, row and key."""
+    out, _ = bpe
+    tok = out / "tokenizer.json"
+    docs = [document(i) for i in range(12)]
+    rows = [json.dumps({"text": d}) for d in docs[:6]] + ['{"text": null}'] + \
+        [json.dumps({"text": d}) for d in docs[6:]]
+    (tmp_path / "n.jsonl").write_text("\n".join(rows) + "\n")
+    rec = tokenize(str(tmp_path / "n.jsonl"), tmp_path / "jn", tokenizer=tok)
+    assert rec["nulls"] == {"count": 1, "first": [f"{tmp_path / 'n.jsonl'}:7"]}
+    assert rec["train"]["documents"] + rec["heldout"]["documents"] == 12
+    assert "1 null value(s) of 'text' skipped" in capsys.readouterr().err
+    (tmp_path / "i.jsonl").write_text(json.dumps({"text": 0}) + "\n")
+    with pytest.raises(D.DataError, match=re.escape(f"{tmp_path / 'i.jsonl'}:1: key 'text' holds "
+                                                    "int (0), not text; allowed: a string")):
+        tokenize(str(tmp_path / "i.jsonl"), tmp_path / "ji", tokenizer=tok)
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    for name, column, want in [("ints", pa.array(range(20)), "int (0)"),
+                               ("lists", pa.array([["a", "b"]] * 20), "list (['a', 'b'])"),
+                               ("bytes", pa.array([b"\x00\x01"] * 20), "bytes (b'\\x00\\x01')")]:
+        pq.write_table(pa.table({"text": column}), tmp_path / f"{name}.parquet")
+        with pytest.raises(D.DataError) as e:
+            tokenize(str(tmp_path / f"{name}.parquet"), tmp_path / f"p{name}", tokenizer=tok)
+        assert str(e.value) == (f"{tmp_path / f'{name}.parquet'}:1: column 'text' holds {want}, "
+                                "not text; allowed: a string (a null is skipped and counted)")
+    pq.write_table(pa.table({"text": [None, *docs, None]}), tmp_path / "nulls.parquet")
+    rec = tokenize(str(tmp_path / "nulls.parquet"), tmp_path / "pn", tokenizer=tok)
+    assert rec["nulls"]["count"] == 2 and rec["nulls"]["first"][1].endswith("nulls.parquet:14")
+    assert rec["train"]["documents"] + rec["heldout"]["documents"] == 12
+
+
+def test_unreadable_jsonl_and_parquet_are_one_line(tmp_path, bpe):
+    out, _ = bpe
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    with pytest.raises(D.DataError, match=re.escape(f"{tmp_path / 'bad.jsonl'}:1: not UTF-8 at "
+                                                    "byte 13 of the line")):
+        tokenize(str(tmp_path / "bad.jsonl"), tmp_path / "b", tokenizer=out / "tokenizer.json")
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(D.DataError, match=re.escape(f"{tmp_path / 'bad.parquet'}: not a "
+                                                    "readable Parquet file")):
+        tokenize(str(tmp_path / "bad.parquet"), tmp_path / "p", tokenizer=out / "tokenizer.json")
+
+
+def test_hidden_and_binary_files_are_not_tokenized(folder, bpe, tmp_path, capsys):
+    """A folder with .DS_Store, a .git/ folder and a suffix-less binary tokenised them as text
+    (2,906 replacement characters in one test folder's shards), and the hidden files shifted
+    which documents were held out. Now they are skipped, counted and named."""
+    out, rec = bpe
+    messy = tmp_path / "messy"
+    messy.mkdir()
+    for p in folder.iterdir():
+        (messy / p.name).write_bytes(p.read_bytes())
+    (messy / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(range(256)) * 8)
+    (messy / ".git" / "objects").mkdir(parents=True)
+    (messy / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (messy / ".git" / "objects" / "ab").write_bytes(bytes(range(256)) * 4)
+    (messy / "a.out").write_bytes(b"\x7fELF\x02\x01\x01\0" + bytes(range(256)) * 16)
+    (messy / "prog").write_bytes(b"\x7fELF\x02\x01\x01\0" + bytes(range(256)) * 16)
+    (messy / "core").write_bytes(bytes(range(128, 256)) * 16)  # no NUL, not UTF-8
+    again = tokenize(str(messy), tmp_path / "t", tokenizer=out / "tokenizer.json",
+                     shard_tokens=3000)
+    assert again["files"]["read"] == 30
+    assert again["files"]["skipped"] == {".png": 1, ".out": 1, "(hidden)": 2, "(not text)": 2}
+    assert again["files"]["not_text"] == [f"{messy / 'core'} (not UTF-8 at byte 0)",
+                                          f"{messy / 'prog'} (a NUL byte at byte 7)"]
+    assert again["heldout"]["document_names"] == [str(messy / f"doc{i:02d}.txt")
+                                                  for i in (9, 19, 29)]
+    for split in ("train", "heldout"):
+        assert ids_of([tmp_path / "t" / f for f in again[split]["shards"]]).tolist() == \
+            ids_of([out / f for f in rec[split]["shards"]]).tolist()
+    (messy / "only.bin").write_bytes(b"\0" * 100)
+    with pytest.raises(D.DataError, match=re.escape(f"{messy / 'only.bin'}: not text (a NUL "
+                                                    "byte at byte 0 of the first 8192)")):
+        tokenize(str(messy / "only.bin"), tmp_path / "u", tokenizer=out / "tokenizer.json")
+
+
+TRICKY = ["word", "  ", " ", "\n", "\n\n", "\t", "ü", "日本語", "🙂", "\u00a0", "\u3000", "'s",
+          "123456", "!?", "x" * 70]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY), max_size=80), st.integers(8, 64))
+def test_pieces_are_cut_before_a_word_and_within_the_limit(parts, limit):
+    """Each piece has at most `limit` UTF-8 bytes, the pieces joined are the text, and every cut
+    lies just before a space with a non-space character on both sides, unless the text within
+    the limit has no such space (then at a character boundary)."""
+    text = "".join(parts)
+    got = list(T.pieces(text, limit))
+    assert "".join(got) == text and all(len(p.encode()) <= limit for p in got)
+    start = 0
+    for p in got[:-1]:
+        at = start + len(p)
+        spaces = [i for i in range(start + 1, len(text)) if cuttable(text, i)
+                  and len(text[start:i].encode()) <= limit]
+        assert at == max(spaces, default=at)  # the last space within the limit, if any
+        start = at
+
+
+def cuttable(text, i):
+    """A space with a non-space character on either side."""
+    return 0 < i < len(text) - 1 and text[i] == " " and not text[i - 1].isspace() \
+        and not text[i + 1].isspace()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(TRICKY[:-1] + ["alpha", "beta", " gamma", ". "]), max_size=120),
+       st.integers(8, 48))
+def test_a_byte_level_tokenizer_gives_a_document_the_ids_of_its_pieces(bpe_tokenizer, parts,
+                                                                       limit):
+    """GPT-2's pre-tokenizer never joins a space that has a word on either side to what
+    precedes it, so the pieces' ids joined are the whole document's ids."""
+    text = "".join(parts)
+    whole = bpe_tokenizer.encode(text, add_special_tokens=False).ids
+    cut = [i for p in T.pieces(text, limit) for i in bpe_tokenizer.encode(
+        p, add_special_tokens=False).ids]
+    runs = [0, *[i for i in range(len(text)) if cuttable(text, i)], len(text)]
+    if all(len(text[a:b].encode()) <= limit for a, b in zip(runs, runs[1:], strict=False)):
+        assert cut == whole  # no stretch between spaces is over the limit: no other cut
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer(bpe):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(bpe[0] / "tokenizer.json"))
+
+
+def test_long_documents_are_encoded_in_bounded_pieces(folder, bpe, tmp_path, monkeypatch):
+    """levanter#568: 256 whole documents were encoded at once, and one 40 MB line took 5.9 GB.
+    The tokenizer now never sees more than BATCH_BYTES + PIECE_BYTES bytes in one call, and
+    the shards are the very ones a whole-document encoding gives."""
+    out, rec = bpe
+    from tokenizers import Tokenizer
+
+    long_doc = tmp_path / "long"
+    long_doc.mkdir()
+    for i in range(10):  # documents of 40 to 400 times the piece size
+        (long_doc / f"d{i}.txt").write_text(" ".join(document(j) for j in range(4 * i + 4)))
+    whole = tokenize(str(long_doc), tmp_path / "whole", tokenizer=out / "tokenizer.json")
+    seen = []
+    real = Tokenizer.encode_batch_fast
+
+    def spy(self, texts, **kw):
+        seen.append(sum(len(t.encode()) for t in texts))
+        assert all(len(t.encode()) <= T.PIECE_BYTES for t in texts)
+        return real(self, texts, **kw)
+
+    monkeypatch.setattr(T, "PIECE_BYTES", 128)
+    monkeypatch.setattr(T, "BATCH_BYTES", 1024)
+    monkeypatch.setattr(Tokenizer, "encode_batch_fast", spy)
+    cut = tokenize(str(long_doc), tmp_path / "cut", tokenizer=out / "tokenizer.json")
+    assert max(seen) <= 1024 + 128 and len(seen) > 100
+    for split in ("train", "heldout"):
+        assert ids_of([tmp_path / "cut" / f for f in cut[split]["shards"]]).tolist() == \
+            ids_of([tmp_path / "whole" / f for f in whole[split]["shards"]]).tolist()
+    assert cut["train"]["bytes"] == whole["train"]["bytes"]

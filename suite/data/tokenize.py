@@ -3,13 +3,26 @@
 Documents are read one at a time (text files: one document each; .jsonl: one per line;
 .parquet: one per row, streamed in record batches by pyarrow), so memory holds one shard's
 buffer whatever the corpus size. Document i (in the order read) is held out when
-i % heldout_every == heldout_every - 1: whole documents, never windows. Each document is
-preceded by the tokenizer's end-of-text token where it has one (GPT-2's <|endoftext|>, as
-llm.c and modded-nanogpt do). Shards are llm.c `.bin` files (suite.data.shards reads them):
-`<name>_val_000000.bin`, `<name>_train_000001.bin`, ...; `tokens.json` records the tokenizer
-file and its sha256, the vocabulary, token, document and byte counts per split (bits per byte
-come from the held-out bytes per token), the held-out documents and which files were read and
-skipped, by suffix.
+i % heldout_every == heldout_every - 1 (suite.data.split): whole documents, never windows.
+
+Memory does not grow with a document's size: a document longer than PIECE_BYTES is encoded
+in pieces (`pieces`), cut just before a space between two words, so that a byte-level
+tokenizer (GPT-2's, Llama 3's) gives the very ids it gives the whole document; and pieces are
+encoded BATCH_BYTES at a time. (A whole 40 MB line encoded at once took 6 GB, levanter#568.)
+A text file is read PIECE_BYTES at a time.
+
+Each document is preceded by a separator: the tokenizer's end-of-text token where it has one
+(GPT-2's <|endoftext|>, as llm.c and modded-nanogpt do), else the `separator` given; with
+neither, documents are joined with nothing between them, and tokenize says so. A .jsonl value
+or .parquet cell must be a string: anything else is refused naming the file, row and key;
+nulls are skipped and counted. Dot-files, dot-folders and files that are not text are
+skipped and counted (suite.data.files).
+
+Shards are llm.c `.bin` files (suite.data.shards reads them): `<name>_val_000000.bin`,
+`<name>_train_000001.bin`, ...; `tokens.json` records the tokenizer file and its sha256, the
+vocabulary, the separator, token, document and byte counts per split (bits per byte come from
+the held-out bytes per token), the held-out documents, the nulls skipped, and which files
+were read and skipped.
 """
 
 from __future__ import annotations
@@ -17,80 +30,207 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from suite.data import files as datafiles
 from suite.data import shards
 from suite.data.sources import TEXT_SUFFIXES, DataError, text_files
+from suite.data.split import HELDOUT_EVERY, is_heldout, rule
 
 DOC_SUFFIXES = (".jsonl", ".parquet")  # read as many documents, by the `field` key/column
 END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 RECORD = "tokens.json"
 LISTED = 1000  # held-out document names listed in the record; the count is always exact
+PIECE_BYTES = 1 << 18  # a document longer than this is encoded in pieces of at most this
+BATCH_BYTES = 1 << 21  # pieces encoded together: the tokenizer's memory is ~150x their size
+BATCH_PIECES = 256
+LOOKAHEAD = 8  # bytes past a cut that must be read before cutting: the next character
 
 
 @dataclass
 class Document:
     name: str  # file, file:line or file:row
-    text: str
     bytes: int  # UTF-8 bytes of the text as stored, for bits per byte
+    pieces: Iterable[str]  # the text, in pieces of at most PIECE_BYTES bytes (`pieces`)
+
+
+@dataclass
+class Nulls:
+    """Null values of the text key or column: skipped, counted, the first LISTED named."""
+
+    count: int = 0
+    names: list[str] = field(default_factory=list)
+
+    def add(self, name: str) -> None:
+        self.count += 1
+        if len(self.names) < datafiles.LISTED:
+            self.names.append(name)
 
 
 def _sources(source: str) -> tuple[list[Path], dict[str, Any]]:
-    """Files to read: a file, a glob, or a folder's text, .jsonl and .parquet files."""
+    """Files to read: a file, a glob, or a folder's text, .jsonl and .parquet files; never a
+    dot-file or a file that is not text (counted in the record)."""
     path = Path(source).expanduser()
     if path.is_file():
+        if path.suffix.lower() not in DOC_SUFFIXES and (why := datafiles.not_text(path)):
+            raise DataError(f"{path}: not text ({why} of the first {datafiles.TEXT_PROBE}); "
+                            "allowed: UTF-8 text, .jsonl or .parquet")
         return [path], {"read": 1, "skipped": {}}
-    files, rec = text_files(source, TEXT_SUFFIXES + DOC_SUFFIXES)  # a folder or a glob
-    if not files:
-        raise DataError(f"{source}: no such file or folder, and no file matches it as a glob")
-    return files, rec
+    found, rec = text_files(source, TEXT_SUFFIXES + DOC_SUFFIXES, binary=(".parquet",))
+    if not found:
+        raise DataError(f"{source}: no such file or folder, and no file matches it as a glob"
+                        + (f" ({_read_text(rec)})" if rec["skipped"] else ""))
+    return found, rec
 
 
-def documents(files: list[Path], key: str) -> Iterator[Document]:
-    """Every document of `files`, in order. Raises DataError naming the file, line or row and
-    the key for a .jsonl line or .parquet file without a string `key`."""
-    for f in files:
-        if f.suffix.lower() == ".jsonl":
-            with open(f, encoding="utf-8") as lines:
-                for i, line in enumerate(lines, 1):
-                    if line.strip():
-                        yield _json_document(f, i, line, key)
-        elif f.suffix.lower() == ".parquet":
-            yield from _parquet_documents(f, key)
-        else:
-            raw = f.read_bytes()
-            yield Document(str(f), raw.decode("utf-8", errors="replace"), len(raw))
+def cut(buf: bytes | bytearray, limit: int) -> int:
+    """Where to cut UTF-8 `buf` (longer than `limit`) so that the first piece has at most
+    `limit` bytes: just before a space that has a non-space character on either side, the last
+    one within the limit. Byte-level pre-tokenizers (GPT-2's and Llama 3's regex) never join
+    such a space to what precedes it, so the pieces' ids joined are the whole text's ids.
+    With no such space, the last character boundary within the limit."""
+    i = buf.rfind(b" ", 1, limit + 1)
+    while i > 0:
+        if i + 1 < len(buf) and not _char_before(buf, i).isspace() and \
+                not _char_after(buf, i + 1).isspace():
+            return i
+        i = buf.rfind(b" ", 1, i)
+    i = limit
+    while i > 1 and buf[i] & 0xC0 == 0x80:  # a continuation byte: inside a character
+        i -= 1
+    return i
 
 
-def _json_document(f: Path, line_no: int, line: str, key: str) -> Document:
+def _char_before(buf: bytes | bytearray, i: int) -> str:
+    j = i - 1
+    while j > 0 and buf[j] & 0xC0 == 0x80 and i - j < 4:
+        j -= 1
+    return bytes(buf[j:i]).decode("utf-8", "replace")[-1:]
+
+
+def _char_after(buf: bytes | bytearray, i: int) -> str:
+    return bytes(buf[i : i + 4]).decode("utf-8", "replace")[:1]
+
+
+def byte_pieces(chunks: Iterable[bytes], limit: int | None = None) -> Iterator[bytes]:
+    """The bytes of `chunks` joined, cut (`cut`) into pieces of at most `limit` (PIECE_BYTES)
+    bytes; holds at most one chunk and one piece. Yields at least one piece (b"" for none)."""
+    limit = limit or PIECE_BYTES
+    buf, gave = bytearray(), False
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= limit + LOOKAHEAD:
+            at = cut(buf, limit)
+            yield bytes(buf[:at])
+            del buf[:at]
+            gave = True
+    while len(buf) > limit:
+        at = cut(buf, limit)
+        yield bytes(buf[:at])
+        del buf[:at]
+        gave = True
+    if buf or not gave:
+        yield bytes(buf)
+
+
+def pieces(text: str, limit: int | None = None) -> Iterator[str]:
+    """`text` in pieces of at most `limit` (PIECE_BYTES) UTF-8 bytes (`cut`); a short text is
+    one piece."""
+    limit = limit or PIECE_BYTES
+    if len(text) * 4 <= limit:  # at most 4 bytes a character: no need to look
+        yield text
+        return
+    for piece in byte_pieces([text.encode("utf-8")], limit):
+        yield piece.decode("utf-8")
+
+
+def _file_pieces(path: Path) -> Iterator[str]:
+    """A text file read PIECE_BYTES at a time, in pieces; bytes that are not UTF-8 become
+    U+FFFD, as before (its first TEXT_PROBE bytes were checked to be text)."""
+    limit = PIECE_BYTES
     try:
-        text = json.loads(line)[key]
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{f}:{line_no}: no string under key {key!r} ({type(e).__name__}); "
-                        "--field names the key that holds the text") from e
-    if not isinstance(text, str):
-        raise DataError(f"{f}:{line_no}: key {key!r} holds {type(text).__name__}, not text")
-    return Document(f"{f}:{line_no}", text, len(text.encode("utf-8")))
+        with open(path, "rb") as f:
+            for piece in byte_pieces(iter(lambda: f.read(limit), b""), limit):
+                yield piece.decode("utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read: {e.strerror or e}") from e
 
 
-def _parquet_documents(f: Path, key: str) -> Iterator[Document]:
+def documents(paths: list[Path], key: str, nulls: Nulls | None = None) -> Iterator[Document]:
+    """Every document of `paths`, in order. A .jsonl value or .parquet cell under `key` must be
+    a string; a null is skipped (counted in `nulls`). Raises DataError naming the file, line
+    or row and the key for anything else, and for a file that cannot be read."""
+    nulls = nulls if nulls is not None else Nulls()
+    for f in paths:
+        try:
+            if f.suffix.lower() == ".jsonl":
+                yield from _jsonl_documents(f, key, nulls)
+            elif f.suffix.lower() == ".parquet":
+                yield from _parquet_documents(f, key, nulls)
+            else:
+                yield Document(str(f), f.stat().st_size, _file_pieces(f))
+        except OSError as e:
+            raise DataError(f"{f}: cannot be read: {e.strerror or e}") from e
+
+
+def _jsonl_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
+    with open(f, "rb") as lines:
+        for i, raw in enumerate(lines, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{f}:{i}: not UTF-8 at byte {e.start} of the line; JSON "
+                                "Lines are UTF-8 text") from None
+            if line.strip():
+                try:
+                    value = json.loads(line)[key]
+                except (ValueError, KeyError, TypeError, IndexError) as e:
+                    raise DataError(f"{f}:{i}: no string under key {key!r} ({type(e).__name__})"
+                                    "; --field names the key that holds the text") from None
+                if (doc := _document(f"{f}:{i}", value, f"key {key!r}", nulls)) is not None:
+                    yield doc
+
+
+def _document(name: str, value: Any, where: str, nulls: Nulls) -> Document | None:
+    """The one rule for a .jsonl value and a .parquet cell: a string is a document, a null is
+    skipped and counted, anything else (a number, a list, bytes) is refused: turned into text
+    it trained on "0" and reprs."""
+    if value is None:
+        nulls.add(name)
+        return None
+    if not isinstance(value, str):
+        shown = repr(value)
+        raise DataError(f"{name}: {where} holds {type(value).__name__} "
+                        f"({shown[:40] + '...' if len(shown) > 40 else shown}), not text; "
+                        "allowed: a string (a null is skipped and counted)")
+    return Document(name, len(value.encode("utf-8")), pieces(value))
+
+
+def _parquet_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(f)
-    if key not in table.schema_arrow.names:
-        raise DataError(f"{f}: no column {key!r}; it has {', '.join(table.schema_arrow.names)}"
-                        " (--field names the column that holds the text)")
-    row = 0
-    for batch in table.iter_batches(columns=[key], batch_size=1024):
-        for text in batch.column(0).to_pylist():
-            row += 1
-            if text is not None:
-                yield Document(f"{f}:{row}", str(text), len(str(text).encode("utf-8")))
+    try:
+        table = pq.ParquetFile(f)
+    except (pa.ArrowException, OSError) as e:
+        raise DataError(f"{f}: not a readable Parquet file ({e})") from None
+    with table:
+        if key not in table.schema_arrow.names:
+            raise DataError(f"{f}: no column {key!r}; it has "
+                            f"{', '.join(table.schema_arrow.names)} (--field names the column "
+                            "that holds the text)")
+        row = 0
+        for batch in table.iter_batches(columns=[key], batch_size=1024):
+            for value in batch.column(0).to_pylist():
+                row += 1
+                if (doc := _document(f"{f}:{row}", value, f"column {key!r}", nulls)) is not None:
+                    yield doc
 
 
 class ShardWriter:
@@ -123,7 +263,8 @@ class ShardWriter:
         tmp = path.with_suffix(".bin.tmp")
         with open(tmp, "wb") as f:
             f.write(header.tobytes())
-            f.write(self.buf[: self.n].astype(self.dtype.newbyteorder("<")).tobytes())
+            # no copy on a little-endian machine: a shard's buffer is written as it is
+            self.buf[: self.n].astype(self.dtype.newbyteorder("<"), copy=False).tofile(f)
         os.replace(tmp, path)
         self.files.append(path.name)
         self.tokens += self.n
@@ -138,9 +279,10 @@ class Split:
     names: list[str] = field(default_factory=list)
 
 
-def train_bpe(files: list[Path], key: str, vocab_size: int, heldout_every: int) -> Any:
+def train_bpe(paths: list[Path], key: str, vocab_size: int, heldout_every: int) -> Any:
     """A byte-level BPE (GPT-2's scheme) trained with HF tokenizers on the training documents
-    only (held-out documents are never seen), with <|endoftext|> as its special token."""
+    only (held-out documents are never seen), with <|endoftext|> as its special token. The
+    trainer is fed pieces (`pieces`): its word counts are the whole documents'."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -149,8 +291,8 @@ def train_bpe(files: list[Path], key: str, vocab_size: int, heldout_every: int) 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT[0]],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    texts = (d.text for i, d in enumerate(documents(files, key))
-             if i % heldout_every != heldout_every - 1)
+    texts = (piece for i, d in enumerate(documents(paths, key))
+             if not is_heldout(i, heldout_every) for piece in d.pieces)
     tok.train_from_iterator(texts, trainer=trainer)
     return tok
 
@@ -163,17 +305,6 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _batched(items: Iterator[Any], n: int) -> Iterator[list[Any]]:
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == n:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _load_tokenizer(path: Path) -> Any:
     from tokenizers import Tokenizer
 
@@ -183,20 +314,81 @@ def _load_tokenizer(path: Path) -> Any:
         raise DataError(f"{path}: not a tokenizers JSON file (tokenizer.json): {e}") from e
 
 
+def separator_ids(tok: Any, tok_path: Path, separator: str | None) -> tuple[list[int],
+                                                                            dict[str, Any]]:
+    """The ids put before each document, and what they are, for the record. `separator` None:
+    the tokenizer's end-of-text token (END_OF_TEXT), or nothing, said on stderr; a token of
+    the vocabulary: its id; other text: its encoding; "": nothing, as asked."""
+    if separator is None:
+        eot = next((t for t in END_OF_TEXT if tok.token_to_id(t) is not None), None)
+        if eot is not None:
+            return [tok.token_to_id(eot)], {"text": eot, "ids": [tok.token_to_id(eot)],
+                                            "how": "the tokenizer's end-of-text token"}
+        print(f"tokenize: {tok_path} has none of the end-of-text tokens "
+              f"{', '.join(END_OF_TEXT)}: documents are joined with nothing between them; "
+              "name a separator with --separator TEXT (a token of its vocabulary, or text to "
+              "encode), or --separator '' to keep this", file=sys.stderr)
+        return [], {"text": None, "ids": [], "how": "none: the tokenizer has no end-of-text "
+                    "token and no separator was given"}
+    if (tid := tok.token_to_id(separator)) is not None:
+        return [tid], {"text": separator, "ids": [tid], "how": "a token of the vocabulary"}
+    ids = tok.encode(separator, add_special_tokens=False).ids
+    if separator and not ids:
+        raise DataError(f"--separator {separator!r}: {tok_path} encodes it to no ids; allowed: "
+                        "a token of its vocabulary, text it encodes, or '' for none")
+    return ids, {"text": separator, "ids": ids,
+                 "how": "text, encoded" if ids else "none, as given"}
+
+
+class _Encoder:
+    """Pieces of documents in, ids out to the split's shard writer, in order: pieces are
+    encoded together up to BATCH_BYTES (or BATCH_PIECES), never whole documents at once."""
+
+    def __init__(self, tok: Any, prefix: list[int], writers: dict[str, ShardWriter],
+                 splits: dict[str, Split]) -> None:
+        self.encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: less
+        self.prefix, self.writers, self.splits = prefix, writers, splits
+        self.pending: list[tuple[str, bool, str]] = []  # (split, first piece?, text)
+        self.size = 0
+
+    def document(self, split: str, doc: Document) -> None:
+        s = self.splits[split]
+        s.documents, s.bytes = s.documents + 1, s.bytes + doc.bytes
+        if split == "heldout" and len(s.names) < LISTED:
+            s.names.append(doc.name)
+        first = True
+        for text in doc.pieces:
+            self.pending.append((split, first, text))
+            self.size, first = self.size + len(text), False
+            if self.size >= BATCH_BYTES or len(self.pending) >= BATCH_PIECES:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        encoded = self.encode([t for _, _, t in self.pending], add_special_tokens=False)
+        for (split, first, _), enc in zip(self.pending, encoded, strict=True):
+            ids = (self.prefix + enc.ids) if first else enc.ids
+            self.writers[split].add(ids)
+            self.splits[split].tokens += len(ids)
+        self.pending, self.size = [], 0
+
+
 def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: int = 0,
-             key: str = "text", heldout_every: int = 10, shard_tokens: int = 10**8,
-             name: str = "tokens") -> dict[str, Any]:
+             key: str = "text", heldout_every: int = HELDOUT_EVERY, shard_tokens: int = 10**8,
+             name: str = "tokens", separator: str | None = None) -> dict[str, Any]:
     """Tokenise every document of `source` with a tokenizer.json (`tokenizer`) or a byte-level
     BPE of `bpe_vocab` ids trained here on the training documents; write shards of at most
     `shard_tokens` ids and the record (returned) into `out`, which must hold no shards yet.
-    Raises DataError naming the file and what is wrong (no documents, fewer than
-    `heldout_every`, a bad tokenizer file, a missing text key)."""
+    `separator` goes before each document where the tokenizer has no end-of-text token
+    (`separator_ids`). Raises DataError naming the file and what is wrong (no documents, fewer
+    than `heldout_every`, a bad tokenizer file, a missing or non-string text key)."""
     if (tokenizer is None) == (bpe_vocab <= 0):
         raise DataError("give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB")
     if heldout_every < 2 or shard_tokens < 1:
         raise DataError(f"--heldout-every {heldout_every} (need >= 2), --shard-tokens "
                         f"{shard_tokens} (need >= 1)")
-    files, rec = _sources(source)
+    paths, rec = _sources(source)
     out.mkdir(parents=True, exist_ok=True)
     if existing := sorted(p.name for p in out.iterdir() if p.suffix in shards.SUFFIXES):
         raise DataError(f"{out}: already holds shards ({', '.join(existing[:3])}, ...); "
@@ -204,53 +396,56 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     if tokenizer is not None:
         tok, tok_path = _load_tokenizer(tokenizer), tokenizer
     else:
-        tok, tok_path = train_bpe(files, key, bpe_vocab, heldout_every), out / "tokenizer.json"
+        tok, tok_path = train_bpe(paths, key, bpe_vocab, heldout_every), out / "tokenizer.json"
         tok.save(str(tok_path))
+    prefix, sep = separator_ids(tok, tok_path, separator)
     vocab = tok.get_vocab_size()
     dtype = np.dtype(np.uint16 if vocab <= 1 << 16 else np.uint32)
-    eot = next((t for t in END_OF_TEXT if tok.token_to_id(t) is not None), None)
-    prefix = [tok.token_to_id(eot)] if eot else []
     writers = {"heldout": ShardWriter(out, name, "val", dtype, shard_tokens, 0),
                "train": ShardWriter(out, name, "train", dtype, shard_tokens, 1)}
-    splits = {"train": Split(), "heldout": Split()}
-    for chunk in _batched(enumerate(documents(files, key)), 256):
-        encoded = tok.encode_batch([d.text for _, d in chunk], add_special_tokens=False)
-        for (i, doc), enc in zip(chunk, encoded, strict=True):
-            split = "heldout" if i % heldout_every == heldout_every - 1 else "train"
-            ids = prefix + enc.ids
-            writers[split].add(ids)
-            s = splits[split]
-            s.documents, s.tokens, s.bytes = s.documents + 1, s.tokens + len(ids), \
-                s.bytes + doc.bytes
-            if split == "heldout" and len(s.names) < LISTED:
-                s.names.append(doc.name)
+    splits, nulls = {"train": Split(), "heldout": Split()}, Nulls()
+    encoder = _Encoder(tok, prefix, writers, splits)
+    for i, doc in enumerate(documents(paths, key, nulls)):
+        encoder.document("heldout" if is_heldout(i, heldout_every) else "train", doc)
+    encoder.flush()
     for w in writers.values():
         w.flush()
+    _refuse_too_few(source, out, rec, heldout_every, splits, writers)
+    record = _record(source, rec, tokenizer is None, tok_path, vocab, dtype, sep,
+                     heldout_every, splits, writers)
+    record["nulls"] = {"count": nulls.count, "first": nulls.names}
+    if nulls.count:
+        print(f"tokenize: {nulls.count} null value(s) of {key!r} skipped (first: "
+              f"{', '.join(nulls.names[:3])})", file=sys.stderr)
+    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _refuse_too_few(source: str, out: Path, rec: dict[str, Any], heldout_every: int,
+                    splits: dict[str, Split], writers: dict[str, ShardWriter]) -> None:
     total = splits["train"].documents + splits["heldout"].documents
     if splits["heldout"].documents == 0 or splits["train"].tokens == 0:
         for w in writers.values():  # no half-made shard set stays behind
             for f in w.files:
                 (out / f).unlink()
         raise DataError(f"{source}: {total} document(s) read ({_read_text(rec)}); document i is "
-                        f"held out when i % {heldout_every} == {heldout_every - 1}, so at least "
+                        f"held out when {rule(heldout_every)}, so at least "
                         f"{heldout_every} are needed (--heldout-every sets it)")
-    record = _record(source, rec, tokenizer is None, tok_path, vocab, dtype, eot,
-                     heldout_every, splits, writers)
-    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
-    return record
 
 
-def _record(source: str, files: dict[str, Any], trained: bool, tok_path: Path, vocab: int,
-            dtype: np.dtype, eot: str | None, heldout_every: int, splits: dict[str, Split],
+def _record(source: str, read: dict[str, Any], trained: bool, tok_path: Path, vocab: int,
+            dtype: np.dtype, sep: dict[str, Any], heldout_every: int, splits: dict[str, Split],
             writers: dict[str, ShardWriter]) -> dict[str, Any]:
     """tokens.json: what was read, with which tokenizer, and what each split holds."""
+    eot = sep["text"] if sep["how"] == "the tokenizer's end-of-text token" else None
     return {
         "format": "llm.c .bin shards: 256 int32 header (magic, version, tokens), then ids",
-        "source": source, "files": files,
+        "source": source, "files": read,
         "tokenizer": {"file": str(tok_path), "sha256": sha256(tok_path), "vocab_size": vocab,
                       "trained_here": trained, "end_of_text": eot},
+        "separator": sep,
         "dtype": str(dtype),
-        "heldout_rule": f"document i held out when i % {heldout_every} == {heldout_every - 1}",
+        "heldout_rule": f"document i held out when {rule(heldout_every)}",
         **{k: {"documents": s.documents, "tokens": s.tokens, "bytes": s.bytes,
                "shards": writers[k].files,
                **({"document_names": s.names, "names_listed": len(s.names)}
