@@ -86,9 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(price(bench, scale, arms, args.assume_tflops))
         return 0
+    from suite.results import RUN_ROW_HEADERS
     from suite.run.context import RunOptions
     from suite.run.distributed import setup
-    from suite.run.grid import RUN_HEADERS, check_data, checkpoint_policy, run_grid
+    from suite.run.grid import check_data, checkpoint_policy, run_grid
 
     check_data(bench, scale, bool(args.data))
     world, device = setup(args.device)  # torchrun: this rank's place and device
@@ -98,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          policy=checkpoint_policy(bench, args.checkpoint_every,
                                                   args.checkpoint_minutes))
     ok = run_grid(bench, args.scale, arms, seeds, Path(args.out), options,
-                  lambda rows: print(tabulate(rows, RUN_HEADERS, tablefmt="github")))
+                  lambda rows: print(tabulate(rows, RUN_ROW_HEADERS, tablefmt="github")))
     return 0 if ok else 1
 
 
@@ -116,14 +117,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from suite.judge.report import headline, splice, write_report
+    from suite.judge.report import update_readme, write_report
 
     root, claims = Path(args.results) / args.scale, load_claims()
     print(f"wrote {write_report(root, claims, _rules(args), args.scale, not args.no_plots)}")
     if args.update_readme:
-        splice(Path(args.update_readme), f"headline {args.scale}",
-               headline(root, claims, _rules(args), args.scale))
-        print(f"updated {args.update_readme}")
+        filled = update_readme(Path(args.update_readme), root, claims, _rules(args), args.scale)
+        print(f"updated {args.update_readme}: {', '.join(filled)}")
     return 0
 
 
@@ -386,7 +386,8 @@ def _results_parsers(sub: Any) -> None:
     rp.add_argument("--scale", default="tiny", choices=SCALES)
     rp.add_argument("--no-plots", action="store_true")
     rp.add_argument("--update-readme", metavar="FILE", help="write the headline table between "
-                    "<!-- headline SCALE --> and <!-- end headline SCALE --> of FILE")
+                    "<!-- headline SCALE --> and <!-- end headline SCALE --> of FILE, and the "
+                    "sample of each <!-- sample SCALE BENCH --> block")
     rp.set_defaults(fn=cmd_report)
     pw = sub.add_parser("power", help="noise per seed and the seeds a ±5 pt saving needs")
     pw.add_argument("results", nargs="?", default="results/tiny",

@@ -261,3 +261,29 @@ def find_runs(root: Path) -> list[Run]:
     if not root.exists():
         raise ResultsError(f"{root}: no such results folder")
     return [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))]
+
+
+RUN_ROW_HEADERS = ["arm", "seed", "status", "held-out start", "held-out end", "top1", "FLOPs",
+                   "train s", "folder"]
+
+
+def fmt_flops(x: float) -> str:
+    """A FLOP count in three significant figures, as every table shows it."""
+    return f"{x:.3g}"
+
+
+def _loss(v: float | None) -> str:
+    """A loss for a table; '-' where a run has none (it diverged at its first evaluation)."""
+    return "-" if v is None else f"{v:.4f}"
+
+
+def run_row(run: Run, folder: str | None = None) -> list[Any]:
+    """One RUN_ROW_HEADERS row: what `python -m suite run` prints for each run it made (the
+    README's sample is made with it too). `folder`: shown instead of the run's own path."""
+    s = run.summary
+    top1 = s.get("final_heldout_top1")
+    return [run.manifest["arm_name"], run.seed, run.status, _loss(s.get("start_heldout_loss")),
+            _loss(s.get("final_heldout_loss") if run.complete else None),
+            f"{top1:.3f}" if top1 is not None else "-", fmt_flops(s["flops"]),
+            f"{s['wall_s']:.1f}", folder or str(run.path)]
+

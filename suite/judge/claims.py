@@ -32,7 +32,7 @@ class Claim:
     hardware: str
     benchmark: str
     arm: str
-    criterion: str = "held-out loss"
+    criterion: str = CRITERIA_NAMES["heldout_loss"]
 
 
 def load_claims(path: Path = CLAIMS_FILE) -> list[Claim]:

@@ -36,7 +36,7 @@ from scipy import stats
 
 from suite.judge import analysis
 from suite.results import ResultsError, Run, find_runs, first_difference
-from suite.spec import definition_difference
+from suite.spec import BASELINE, baseline_first, definition_difference
 
 HEADERS = ["benchmark", "arm", "tier", "check", "reference", "fresh", "tolerance", "result"]
 ALPHA = 0.05  # one-sided level of every statistical check
@@ -156,7 +156,7 @@ def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base:
                  analysis.mean_ci(lr).fmt(digits=4), analysis.mean_ci(ln).fmt(digits=4),
                  f"+{tol_nats:.4f} nats ({rule.budget_tolerance:.0%} of B)",
                  "FAIL" if bad else "pass"])
-    if arm == "baseline":
+    if arm == BASELINE:
         checks = [("cost to reach the reference baseline's loss, as a saving",
                    ZERO,
                    analysis.compare(new, ref_base).flops_saving)]
@@ -192,7 +192,7 @@ def select(ref: dict[tuple[str, str], dict[int, Run]], benchmarks: list[str] | N
         if unknown := sorted(set(asked or ()) - have):
             raise ResultsError(f"{where}: no reference runs of {name} {', '.join(unknown)}; "
                                f"it holds {', '.join(sorted(have))}")
-    if arms and "baseline" not in arms:
+    if arms and BASELINE not in arms:
         raise ResultsError("--arms must include baseline: every other arm's saving is "
                            "measured against the fresh baseline")
     out = {(b, a): {n: r for n, r in s.items() if seeds is None or n in seeds}
@@ -220,9 +220,8 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
     if not new:
         raise ResultsError(f"{fresh_root}: no fresh runs")
     rows, ok = [], True
-    for (bench, arm), seeds in sorted(ref.items(), key=lambda kv: (kv[0][0],
-                                                                   kv[0][1] != "baseline",
-                                                                   kv[0][1])):
+    for (bench, arm), seeds in sorted(ref.items(),
+                                      key=lambda kv: (kv[0][0], *baseline_first(kv[0][1]))):
         fresh = new.get((bench, arm), {})
         found: list[tuple[int, str, bool]] = []
         for seed, r in sorted(seeds.items()):
@@ -251,8 +250,8 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
             continue
         done_ref = [r for r in seeds.values() if r.complete]
         done_new = [r for r in fresh.values() if r.complete]
-        base_ref = [r for r in ref.get((bench, "baseline"), {}).values() if r.complete]
-        base_new = [r for r in new.get((bench, "baseline"), {}).values() if r.complete]
+        base_ref = [r for r in ref.get((bench, BASELINE), {}).values() if r.complete]
+        base_new = [r for r in new.get((bench, BASELINE), {}).values() if r.complete]
         if not (done_ref and done_new and base_ref and base_new):
             continue
         got, good = _statistical(bench, arm, done_ref, done_new, base_ref, base_new,

@@ -11,6 +11,7 @@ import numpy as np
 
 from suite.judge.analysis import Comparison, Grid, crossing, local_slope
 from suite.judge.intervals import CONFIDENCE, _t, band
+from suite.spec import BASELINE, CRITERIA
 
 MAX_SEEDS = 200
 
@@ -84,5 +85,5 @@ def baseline_power(g: Grid, goal: float = 0.05) -> Power:
     slope_b = end_slope(g)
     need = seeds_for(sd, slope_b, goal, False, sd) if math.isfinite(slope_b) else None
     noise_pt = math.sqrt(2) * sd / slope_b if math.isfinite(slope_b) else math.inf
-    return Power("baseline", "held-out loss", n, False, sd, noise_pt, math.nan, need)
+    return Power(BASELINE, CRITERIA["heldout_loss"], n, False, sd, noise_pt, math.nan, need)
 

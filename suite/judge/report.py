@@ -4,6 +4,7 @@ environment behind the numbers, and plots (PNG next to it, linked by relative pa
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ from suite.judge.savings import (
     CENSORED,
     HEADERS,
     POWER_HEADERS,
+    claim_of,
     comparison,
     group_runs,
     power_rows,
     savings,
     seeds_of,
 )
-from suite.results import ResultsError, Run, atomic_write
+from suite.results import RUN_ROW_HEADERS, ResultsError, Run, atomic_write, run_row
 from suite.spec import BASELINE, baseline_first
 
 RUN_HEADERS = ["arm", "seeds", "completed", "held-out loss start", "held-out loss end",
@@ -273,17 +275,19 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
 
 
 def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str) -> str:
-    """The README's table: every non-baseline arm's FLOPs saving beside its claim and verdict
-    (wall time and the rest are in REPORT.md)."""
+    """The README's table: every non-baseline arm's FLOPs saving beside the FLOPs saving its
+    paper claims and the verdict (wall time, tokens and the rest are in REPORT.md)."""
     rows = []
     for bench, arms in group_runs(root).items():
         if bench not in rules:
             continue
         for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
             if r[0] != BASELINE:
-                rows.append([bench, *[r[i] for i in (0, 1, 6, 10, 11)]])
-    return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "claim", "verdict"],
-                    tablefmt="github")
+                claimed = claim_of(claims, bench, r[0], "flops_saved", r[1])
+                rows.append([bench, r[0], r[1], r[6],
+                             f"{claimed.value:.1%}" if claimed else "-", r[11]])
+    return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "claimed",
+                           "verdict"], tablefmt="github")
 
 
 def flop_conventions(runs: list[Run]) -> list[str]:
@@ -296,6 +300,33 @@ def flop_conventions(runs: list[Run]) -> list[str]:
     if len(seen) == 1:
         return [f"FLOP convention: {next(iter(seen))}."]
     return [f"FLOP convention ({n} runs): {text}." for text, n in sorted(seen.items())]
+
+
+def sample(root: Path, bench: str, seed: int = 0) -> str:
+    """What `python -m suite run BENCH` prints, made from the runs of seed `seed` of every arm
+    of `bench` under the scale folder `root` (their folder shown as runs/... would be): the
+    README's sample, generated, never typed. Raises ResultsError when there is none."""
+    runs = [r for arms in group_runs(root).get(bench, {}).values() for r in arms
+            if r.seed == seed]
+    if not runs:
+        raise ResultsError(f"{root}: no run of {bench} with seed {seed}")
+    runs.sort(key=lambda r: baseline_first(r.manifest["arm_name"]))
+    rows = [run_row(r, f"runs/{root.name}/{bench}/{r.manifest['arm_name']}/seed-{seed}")
+            for r in runs]
+    return "```text\n" + tabulate(rows, RUN_ROW_HEADERS, tablefmt="github") + "\n```"
+
+
+def update_readme(path: Path, root: Path, claims: list[Claim], rules: dict[str, Any],
+                  scale: str) -> list[str]:
+    """Fill the generated blocks of a markdown file from the runs of the scale folder `root`:
+    `<!-- headline SCALE -->` (required) and each `<!-- sample SCALE BENCH -->` present.
+    Returns the markers filled; raises ResultsError naming a missing headline marker."""
+    splice(path, f"headline {scale}", headline(root, claims, rules, scale))
+    filled = [f"headline {scale}"]
+    for bench in re.findall(rf"<!-- sample {re.escape(scale)} ([\w-]+) -->", path.read_text()):
+        splice(path, f"sample {scale} {bench}", sample(root, bench))
+        filled.append(f"sample {scale} {bench}")
+    return filled
 
 
 def splice(path: Path, marker: str, text: str) -> None:

@@ -48,7 +48,9 @@ def saving_cells(c: analysis.Comparison) -> list[str]:
             c.wall_saving.fmt("wall time"), at]
 
 
-def _claim(claims: list[Claim], bench: str, arm: str, metric: str, criterion: str) -> Claim | None:
+def claim_of(claims: list[Claim], bench: str, arm: str, metric: str,
+             criterion: str) -> Claim | None:
+    """The claim about `metric` of this benchmark's arm on `criterion` (its name), or None."""
     rows = [c for c in claims if (c.benchmark, c.arm, c.metric, c.criterion) ==
             (bench, arm, metric, criterion)]
     return rows[0] if rows else None
@@ -120,13 +122,13 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
     for a in found:
         if not a.by_criterion:
             final = analysis.mean_ci([r.curve[-1].get("heldout_loss") for r in a.runs])
-            rows.append([a.arm, "held-out loss", seeds_of(a.runs), final.fmt(digits=4), "-",
-                         *["-"] * 5, "-", "-"])
+            rows.append([a.arm, CRITERIA["heldout_loss"], seeds_of(a.runs),
+                         final.fmt(digits=4), "-", *["-"] * 5, "-", "-"])
             continue
         for y, c in a.by_criterion.items():
             criterion = CRITERIA[y]
-            claim_f = _claim(claims, bench, a.arm, "flops_saved", criterion)
-            claim_w = _claim(claims, bench, a.arm, "walltime_saved", criterion)
+            claim_f = claim_of(claims, bench, a.arm, "flops_saved", criterion)
+            claim_w = claim_of(claims, bench, a.arm, "walltime_saved", criterion)
             v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),

@@ -12,15 +12,11 @@ from typing import Any
 
 from suite import data as dataio
 from suite.families import FAMILIES
-from suite.results import read_run
+from suite.results import read_run, run_row
 from suite.run import state as ckpt
 from suite.run.context import RunOptions, load_data
-from suite.run.pricing import fmt_flops
 from suite.run.resume import resume_command
 from suite.spec import Benchmark, Scale, SpecError
-
-RUN_HEADERS = ["arm", "seed", "status", "held-out start", "held-out end", "top1", "FLOPs",
-               "train s", "folder"]
 
 
 def checkpoint_policy(bench: Benchmark, every_steps: int | None,
@@ -48,25 +44,10 @@ def check_data(bench: Benchmark, scale: Scale, from_command_line: bool) -> None:
         raise dataio.DataError(f"{where}: {e}") from None
 
 
-def _loss(v: float | None) -> str:
-    """A loss for a table; '-' where a run has none (it diverged at its first evaluation)."""
-    return "-" if v is None else f"{v:.4f}"
-
-
-def _row(arm: str, seed: int, path: Path) -> list[Any]:
-    r = read_run(path)
-    s = r.summary
-    top1 = s.get("final_heldout_top1")
-    return [arm, seed, r.status, _loss(s.get("start_heldout_loss")),
-            _loss(s.get("final_heldout_loss") if r.complete else None),
-            f"{top1:.3f}" if top1 is not None else "-", fmt_flops(s["flops"]),
-            f"{s['wall_s']:.1f}", str(path)]
-
-
 def run_grid(bench: Benchmark, scale_name: str, arms: list[str], seeds: list[int], out: Path,
              options: RunOptions, show: Callable[[list[list[Any]]], None]) -> bool:
-    """Run every (arm, seed), arm-major, into `out`; then `show` the RUN_HEADERS rows of the
-    runs rank 0 wrote (on rank 0, while the signal handler still holds: a signal while
+    """Run every (arm, seed), arm-major, into `out`; then `show` one row per run rank 0 wrote
+    (suite.results.run_row) (on rank 0, while the signal handler still holds: a signal while
     printing must not kill the process). Returns whether every run asked for completed. A run
     that is preempted, or a signal between two runs, stops the grid there (the runs done are
     kept; `--resume` goes on); a second Ctrl-C raises KeyboardInterrupt."""
@@ -85,7 +66,7 @@ def run_grid(bench: Benchmark, scale_name: str, arms: list[str], seeds: list[int
             status = read_run(path).status if world.main else None  # only rank 0 wrote it
             preempted = rank0_says(status == "preempted", world, options.device)
             if world.main:
-                rows.append(_row(arm, seed, path))
+                rows.append(run_row(read_run(path)))
             if preempted:  # the job is being stopped: no further arm or seed starts
                 break
         completed = not preempted and not stopped

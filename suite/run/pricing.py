@@ -12,13 +12,9 @@ from suite.data import corpus
 from suite.families import FAMILIES
 from suite.methods import Train, plan
 from suite.registry import inputs_for
+from suite.results import fmt_flops
 from suite.run.context import step_cost
 from suite.spec import Benchmark, Scale
-
-
-def fmt_flops(x: float) -> str:
-    """A FLOP count in three significant figures, as every table shows it."""
-    return f"{x:.3g}"
 
 
 def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
