@@ -36,7 +36,7 @@ nox.options.sessions = ["tests"]
 ENV = {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
 BENCHMARKS = sorted(p.stem for p in (ROOT / "suite" / "definitions").glob("*.toml"))
 # torch and torchvision must come as a matching pair: PyPI's torchvision does not import beside
-# a CPU-only torch. These versions are on the developers' and CI's disk (see README).
+# a CPU-only torch. These versions are on the developers' and CI's disk (ci/README.md).
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 VENV_GIB = 8  # free space the shared virtualenv needs while it is built (about 6 GB once built)
 
@@ -175,7 +175,7 @@ def _python(session: nox.Session, rebuild: bool = False) -> str:
     if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
         if rebuild:
             session.skip("--no-venv: there is no shared virtualenv to rebuild")
-        return "python"  # the machine's own Python must already have the packages (see README)
+        return "python"  # the machine's own Python must already have the packages (ci/README.md)
     return _install(session, SHARED, _digest(), rebuild)
 
 

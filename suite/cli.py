@@ -45,7 +45,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     print(tabulate(sorted(methods.available().items()), ["method", "what it does"],
                    tablefmt="github"))
     print(f"\nPlug-ins: an entry point in group '{methods.ENTRY_POINTS}', or method = "
-          "'package.module:attribute' in a definition (README: Add a method).")
+          "'package.module:attribute' in a definition (docs/extending.md).")
     return 0
 
 

@@ -10,7 +10,7 @@ the row-vector convention y = x W:
 - interpolate: (1 - alpha) * big + alpha * grown, for every parameter.
 Tied heads: "reference" scaling sums instead of averaging the embeddings (x2, the public code);
 "preserving" does that to the norm right before the head instead, which makes width
-de-coalescing function-preserving for pre-LN models too (see `embedding_scaling` in the README).
+de-coalescing function-preserving for pre-LN models too (`embedding_scaling`, docs/methods.md).
 """
 
 from __future__ import annotations
