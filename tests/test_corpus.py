@@ -82,6 +82,7 @@ def test_fortune_files_become_documents_without_separators(tmp_path):
     (d / "wisdom").write_bytes(b"Look up.\n%\nLook down.\n%\n")
     (d / "wisdom.dat").write_bytes(b"\x00\x01")
     (d / "wisdom.u8").write_bytes(b"ignored")
+    (d / "._wisdom").write_bytes(b"\0\5\x16\x07")  # a macOS copy's AppleDouble file: no fortune
     assert C.fortune_documents(tmp_path) == [("fortunes/wisdom", b"Look up.\n\nLook down.\n\n")]
 
 

@@ -372,6 +372,52 @@ def test_a_folder_says_what_it_read_and_skipped_and_a_glob_reads_the_rest(tmp_pa
                        "skipped": {".png": 1, ".py": 5}}
 
 
+def test_hidden_and_binary_files_in_a_folder_are_skipped_and_said(tmp_path, capsys):
+    """vision#109, fastai#488: .DS_Store, a .git/ folder and a suffix-less binary trained as
+    text, and the hidden files, sorting first, shifted which works were held out. They are
+    skipped, counted in `TextData.files` (the run's manifest) and said in one line."""
+    for i in range(12):
+        (tmp_path / f"work{i:02d}").write_text(f"<work {i}>" * 20)  # suffix-less text is read
+    clean = D.load_text(str(tmp_path))
+    assert clean.files["skipped"] == {} and capsys.readouterr().err == ""
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(range(256)))
+    (tmp_path / "._work00").write_bytes(b"\0\5\x16\x07" * 30)  # macOS AppleDouble
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / ".git" / "objects" / "pack").write_bytes(bytes(range(256)) * 10)
+    (tmp_path / "sub" / ".cache").mkdir(parents=True)
+    (tmp_path / "sub" / ".cache" / "notes.txt").write_text("cached " * 50)
+    (tmp_path / "a.out").write_bytes(b"\x7fELF\x02\x01\x01\0" + bytes(range(256)))
+    (tmp_path / "program").write_bytes(b"\x7fELF\x02\x01\x01\0" + bytes(range(256)))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1") * 10)
+    d = D.load_text(str(tmp_path))
+    assert d.heldout_names == clean.heldout_names == ("work09",)
+    assert as_bytes(d.train) == as_bytes(clean.train)
+    assert as_bytes(d.heldout) == as_bytes(clean.heldout)
+    assert d.files == {"suffixes": [".txt", ".md", ".rst", ".text", ""], "read": 12,
+                       "skipped": {".out": 1, "(hidden)": 4, "(not text)": 2},
+                       "not_text": [f"{tmp_path / 'latin1.txt'} (not UTF-8 at byte 3)",
+                                    f"{tmp_path / 'program'} (a NUL byte at byte 7)"]}
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path}: read 12 file(s); skipped 4 (hidden), 2 (not text), 1 "
+                          f".out; not text: {tmp_path / 'latin1.txt'} (not UTF-8 at byte 3), ")
+    assert err.count("\n") == 1
+    glob = D.load_text(str(tmp_path / "*"))  # a glob matches no dot-file either
+    assert glob.files["read"] == 12 and glob.files["skipped"] == {"(not text)": 3}
+    named = D.load_text(str(tmp_path / "program"))  # a file named by the user is read as is
+    assert len(named.train) + len(named.heldout) == 8 + 256
+
+
+def test_a_multibyte_character_cut_by_the_probe_is_text(tmp_path):
+    from suite.data import files
+
+    path = tmp_path / "long.txt"
+    path.write_bytes(b"a" * (files.TEXT_PROBE - 1) + "ü".encode() * 10)
+    assert files.not_text(path) is None
+    path.write_bytes(b"a" * 10 + "ü".encode()[:1])  # cut at the file's end: not text
+    assert files.not_text(path) == "not UTF-8 at byte 10"
+
+
 def test_folder_with_a_single_file(tmp_path):
     (tmp_path / "only.txt").write_text("x" * 100)
     with pytest.raises(D.DataError, match=re.escape(f"{tmp_path}: need at least 2 text files to "

@@ -3,6 +3,8 @@ through a DataLoader with workers and timm's transforms, reproducible and resuma
 batch, with nothing but file names held in memory."""
 
 import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +123,80 @@ def test_a_vit_trains_on_the_stream(tree, tmp_path):
     assert run.manifest["data"]["source"].endswith("1800/200 images, streamed)")
     assert run.manifest["data"]["inputs"]["channels"] == 3
     assert run.curve[-1]["heldout_loss"] < run.curve[0]["heldout_loss"]
+
+
+# ---------------------------------------------------------------- faults from field reports
+
+
+def small_tree(root, per_class=20, side=8):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(
+                root / c / f"{i:02d}.png")
+    return root
+
+
+def test_dot_folders_are_no_class_and_dot_files_no_image(tmp_path):
+    """vision#109: a `.ipynb_checkpoints` folder became a class and macOS's `._x.png` copies
+    images (which fail to read); both shifted the sorted order that picks held-out files."""
+    root = small_tree(tmp_path / "t")
+    clean = D.load_images(str(root))
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".ipynb_checkpoints" / "x.png").write_bytes((root / "cat" / "00.png").read_bytes())
+    (root / "cat" / "._00.png").write_bytes(b"\0\5\x16\x07" * 20)
+    (root / "dog" / ".thumbs").mkdir()
+    (root / "dog" / ".thumbs" / "00.png").write_bytes((root / "dog" / "00.png").read_bytes())
+    (root / "dog" / "notes.txt").write_text("not an image")
+    d = D.load_images(str(root))
+    assert d.classes == clean.classes == ["cat", "dog"]
+    assert (d.train, d.heldout) == (clean.train, clean.heldout)
+    assert d.files == {"read": 40, "skipped": {".txt": 1, "(hidden)": 3}}
+
+
+def test_a_damaged_image_is_named_before_training(tmp_path):
+    """stylegan2-pytorch#7: a corrupt PNG or a truncated JPEG ended training with a 60-77-line
+    traceback that named no file. Every image is checked at load: one line naming each."""
+    from PIL import Image
+
+    root = small_tree(tmp_path / "t")
+    png = root / "cat" / "03.png"
+    png.write_bytes(png.read_bytes()[:60] + b"\0" * 40 + png.read_bytes()[100:])  # bad CRC
+    jpg = root / "dog" / "19.jpg"  # a held-out file
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        jpg, quality=90)
+    jpg.write_bytes(jpg.read_bytes()[:-2000])  # a download cut short: its header is whole
+    with pytest.raises(D.DataError) as e:
+        D.load_images(str(root))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{root}: 2 image(s) cannot be read: {png} (")
+    assert f"; {jpg} (OSError: " in msg
+    assert msg.endswith("; remove or replace them")
+    ok = root / "dog" / "18.jpg"  # data after the end marker, as some cameras write: readable
+    Image.fromarray(np.full((8, 8, 3), 9, dtype=np.uint8)).save(ok)
+    ok.write_bytes(ok.read_bytes() + b"trailer")
+    png.unlink()
+    jpg.unlink()
+    assert len(D.load_images(str(root)).train) == 37
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_image_damaged_after_loading_is_one_line_naming_it(tmp_path, workers):
+    """What the check at load cannot see (a file changed since) is a DataError naming the file
+    when it is read, from a DataLoader worker process too, and for the held-out batches."""
+    root = small_tree(tmp_path / "t")
+    images = dataclasses.replace(D.load_images(str(root)), workers=workers)
+    for f, _ in images.train + images.heldout:
+        Path(f).write_bytes(Path(f).read_bytes()[:50])
+    with pytest.raises(D.DataError) as e:
+        next(D.TrainBatches(images, "classify", 4, 0, seed=0))
+    msg = str(e.value)
+    assert "\n" not in msg and "Traceback" not in msg and "DataLoader" not in msg
+    assert re.fullmatch(rf"{re.escape(str(root))}/(cat|dog)/\d\d\.png: not a readable image "
+                        r"\(OSError: .*\)", msg), msg
+    with pytest.raises(D.DataError, match=re.escape(f"{images.heldout[0][0]}: not a readable "
+                                                    "image (OSError: ")):
+        D.heldout_batches(images, "classify", 2, 0, 1)

@@ -114,7 +114,10 @@ class TrainBatches:
     def _next_rows(self) -> RankBatch:
         d = self.data
         if self._folder is not None:
-            x, y = next(self._folder)
+            try:
+                x, y = next(self._folder)
+            except images.ImageError as e:  # a damaged file, named: one line, not a traceback
+                raise DataError(str(e)) from None
             return RankBatch(x, y, self.bs)  # every image is labelled
         if isinstance(d, TextData):
             # int64 bounds; the very last start is never drawn (seeds keep the batches they drew)
