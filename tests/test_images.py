@@ -140,7 +140,7 @@ def small_tree(root, per_class=20, side=8):
     return root
 
 
-def test_dot_folders_are_no_class_and_dot_files_no_image(tmp_path):
+def test_dot_folders_are_no_class_and_dot_files_no_image(tmp_path, capsys):
     """vision#109: a `.ipynb_checkpoints` folder became a class and macOS's `._x.png` copies
     images (which fail to read); both shifted the sorted order that picks held-out files."""
     root = small_tree(tmp_path / "t")
@@ -155,6 +155,7 @@ def test_dot_folders_are_no_class_and_dot_files_no_image(tmp_path):
     assert d.classes == clean.classes == ["cat", "dog"]
     assert (d.train, d.heldout) == (clean.train, clean.heldout)
     assert d.files == {"read": 40, "skipped": {".txt": 1, "(hidden)": 3}}
+    assert capsys.readouterr().err == f"{root}: read 40 file(s); skipped 3 (hidden), 1 .txt\n"
 
 
 def test_a_damaged_image_is_named_before_training(tmp_path):

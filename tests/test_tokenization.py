@@ -360,3 +360,17 @@ def test_long_documents_are_encoded_in_bounded_pieces(folder, bpe, tmp_path, mon
         assert ids_of([tmp_path / "cut" / f for f in cut[split]["shards"]]).tolist() == \
             ids_of([tmp_path / "whole" / f for f in whole[split]["shards"]]).tolist()
     assert cut["train"]["bytes"] == whole["train"]["bytes"]
+
+
+def test_parquet_rows_are_read_in_batches_bounded_by_bytes(tmp_path):
+    """1,024 rows at a time held 1,024 documents whatever their size."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["x" * 10] * 3000}), tmp_path / "small.parquet")
+    rng = np.random.default_rng(0)
+    big = ["".join(rng.choice(list("abcdefgh "), 200_000)) for _ in range(40)]  # distinct
+    pq.write_table(pa.table({"text": big}), tmp_path / "big.parquet")
+    assert T.rows_per_batch(pq.ParquetFile(tmp_path / "small.parquet")) == 1024
+    rows = T.rows_per_batch(pq.ParquetFile(tmp_path / "big.parquet"))
+    assert rows * 200_000 <= T.PARQUET_BATCH_BYTES and rows >= 1

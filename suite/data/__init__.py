@@ -1,7 +1,8 @@
 """The data wing: where tokens and images come from (`sources`: Shakespeare, offline-en, a user's
 text, token shards or images), how they are split into training and held-out sets, and the
 batches each task draws from them (`batches`). `corpus`, `shards`, `images` and `tokenize` are
-the formats under them. The names of `sources` and `batches` are re-exported here."""
+the formats under them; `split` is the one home of which items are held out, `files` of which
+files of a folder are data. The names of `sources` and `batches` are re-exported here."""
 
 from suite.data.batches import Batch, RankBatch, TrainBatches, heldout_batches
 from suite.data.shards import Tokens

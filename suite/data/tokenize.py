@@ -9,11 +9,12 @@ Memory does not grow with a document's size: a document longer than PIECE_BYTES 
 in pieces (`pieces`), cut just before a space between two words, so that a byte-level
 tokenizer (GPT-2's, Llama 3's) gives the very ids it gives the whole document; and pieces are
 encoded BATCH_BYTES at a time. (A whole 40 MB line encoded at once took 6 GB, levanter#568.)
-A text file is read PIECE_BYTES at a time.
+A text file is read PIECE_BYTES at a time, a .parquet file about PARQUET_BATCH_BYTES of rows
+at a time; a .jsonl line is held whole.
 
-Each document is preceded by a separator: the tokenizer's end-of-text token where it has one
-(GPT-2's <|endoftext|>, as llm.c and modded-nanogpt do), else the `separator` given; with
-neither, documents are joined with nothing between them, and tokenize says so. A .jsonl value
+Each document is preceded by a separator: the `separator` given, else the tokenizer's
+end-of-text token where it has one (GPT-2's <|endoftext|>, as llm.c and modded-nanogpt do);
+with neither, documents are joined with nothing between them, and tokenize says so. A .jsonl value
 or .parquet cell must be a string: anything else is refused naming the file, row and key;
 nulls are skipped and counted. Dot-files, dot-folders and files that are not text are
 skipped and counted (suite.data.files).
@@ -50,6 +51,7 @@ LISTED = 1000  # held-out document names listed in the record; the count is alwa
 PIECE_BYTES = 1 << 18  # a document longer than this is encoded in pieces of at most this
 BATCH_BYTES = 1 << 21  # pieces encoded together: the tokenizer's memory is ~150x their size
 BATCH_PIECES = 256
+PARQUET_BATCH_BYTES = 1 << 26  # .parquet rows read at once: about 64 MiB of them
 LOOKAHEAD = 8  # bytes past a cut that must be read before cutting: the next character
 
 
@@ -68,6 +70,7 @@ class Nulls:
     names: list[str] = field(default_factory=list)
 
     def add(self, name: str) -> None:
+        """Count a null at `name` (file:row)."""
         self.count += 1
         if len(self.names) < datafiles.LISTED:
             self.names.append(name)
@@ -212,6 +215,17 @@ def _document(name: str, value: Any, where: str, nulls: Nulls) -> Document | Non
     return Document(name, len(value.encode("utf-8")), pieces(value))
 
 
+def rows_per_batch(table: Any) -> int:
+    """Rows of a .parquet file read at once: 1,024, or fewer when rows are large (bytes per row
+    from the file's metadata, as encoded: repeated values count once), so that a batch holds
+    about PARQUET_BATCH_BYTES whatever the documents' size: 1,024 rows of 40 MB documents
+    would be 40 GB."""
+    meta = table.metadata
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    per_row = sum(g.total_byte_size for g in groups) / max(1, sum(g.num_rows for g in groups))
+    return max(1, min(1024, int(PARQUET_BATCH_BYTES // max(per_row, 1.0))))
+
+
 def _parquet_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -226,7 +240,7 @@ def _parquet_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
                             f"{', '.join(table.schema_arrow.names)} (--field names the column "
                             "that holds the text)")
         row = 0
-        for batch in table.iter_batches(columns=[key], batch_size=1024):
+        for batch in table.iter_batches(columns=[key], batch_size=rows_per_batch(table)):
             for value in batch.column(0).to_pylist():
                 row += 1
                 if (doc := _document(f"{f}:{row}", value, f"column {key!r}", nulls)) is not None:
@@ -245,6 +259,7 @@ class ShardWriter:
         self.tokens = 0
 
     def add(self, ids: list[int]) -> None:
+        """Append ids, writing a shard each time the buffer fills."""
         arr = np.asarray(ids, dtype=np.int64)
         while len(arr):
             take = min(len(arr), len(self.buf) - self.n)
@@ -254,6 +269,7 @@ class ShardWriter:
                 self.flush()
 
     def flush(self) -> None:
+        """Write what the buffer holds as one shard (nothing when empty)."""
         if not self.n:
             return
         magic, version = {2: (20240520, 1), 4: (20240801, 7)}[self.dtype.itemsize]
@@ -298,6 +314,7 @@ def train_bpe(paths: list[Path], key: str, vocab_size: int, heldout_every: int) 
 
 
 def sha256(path: Path) -> str:
+    """The file's sha256, read 1 MB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -352,6 +369,7 @@ class _Encoder:
         self.size = 0
 
     def document(self, split: str, doc: Document) -> None:
+        """Count `doc` in `split` and queue its pieces, encoding whenever a batch is full."""
         s = self.splits[split]
         s.documents, s.bytes = s.documents + 1, s.bytes + doc.bytes
         if split == "heldout" and len(s.names) < LISTED:
@@ -364,6 +382,7 @@ class _Encoder:
                 self.flush()
 
     def flush(self) -> None:
+        """Encode the queued pieces and hand their ids, in order, to the shard writers."""
         if not self.pending:
             return
         encoded = self.encode([t for _, _, t in self.pending], add_special_tokens=False)
@@ -380,8 +399,8 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     """Tokenise every document of `source` with a tokenizer.json (`tokenizer`) or a byte-level
     BPE of `bpe_vocab` ids trained here on the training documents; write shards of at most
     `shard_tokens` ids and the record (returned) into `out`, which must hold no shards yet.
-    `separator` goes before each document where the tokenizer has no end-of-text token
-    (`separator_ids`). Raises DataError naming the file and what is wrong (no documents, fewer
+    `separator` goes before each document (None: the tokenizer's end-of-text token, or
+    nothing, said; `separator_ids`). Raises DataError naming the file and what is wrong (no documents, fewer
     than `heldout_every`, a bad tokenizer file, a missing or non-string text key)."""
     if (tokenizer is None) == (bpe_vocab <= 0):
         raise DataError("give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB")
