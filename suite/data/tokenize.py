@@ -400,8 +400,9 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     BPE of `bpe_vocab` ids trained here on the training documents; write shards of at most
     `shard_tokens` ids and the record (returned) into `out`, which must hold no shards yet.
     `separator` goes before each document (None: the tokenizer's end-of-text token, or
-    nothing, said; `separator_ids`). Raises DataError naming the file and what is wrong (no documents, fewer
-    than `heldout_every`, a bad tokenizer file, a missing or non-string text key)."""
+    nothing, said; `separator_ids`). Raises DataError naming the file and what is wrong (no
+    documents, fewer than `heldout_every`, a bad tokenizer file, a missing or non-string text
+    key)."""
     if (tokenizer is None) == (bpe_vocab <= 0):
         raise DataError("give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB")
     if heldout_every < 2 or shard_tokens < 1:
