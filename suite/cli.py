@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from tabulate import tabulate  # noqa: E402
 
 from suite.data import corpus  # noqa: E402
+from suite.data.split import HELDOUT_EVERY  # noqa: E402
 from suite.errors import SuiteError  # noqa: E402
 from suite.judge.claims import load_claims  # noqa: E402
 from suite.registry import load_benchmarks  # noqa: E402
@@ -222,7 +223,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
     rec = tokenize(args.source, Path(args.out), Path(args.tokenizer) if args.tokenizer else None,
                    args.train_bpe or 0, args.field, args.heldout_every, args.shard_tokens,
-                   args.name)
+                   args.name, args.separator)
     rows = [[k, rec[k]["documents"], rec[k]["tokens"], rec[k]["bytes"], len(rec[k]["shards"]),
              f"{rec[k]['bytes'] / rec[k]['tokens']:.3f}"] for k in ("train", "heldout")]
     print(tabulate(rows, ["split", "documents", "tokens", "bytes", "shards", "bytes/token"],
@@ -249,11 +250,16 @@ def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
                      "of VOCAB ids on the training documents here")
     tk.add_argument("--field", default="text", help=".jsonl key / .parquet column of the "
                     "text (default: text)")
-    tk.add_argument("--heldout-every", type=at_least(2), default=10, help="document i is held out "
-                    "when i %% N == N - 1 (default: 10)")
+    tk.add_argument("--heldout-every", type=at_least(2), default=HELDOUT_EVERY,
+                    help="document i is held out when i %% N == N - 1 (default: "
+                    f"{HELDOUT_EVERY})")
     tk.add_argument("--shard-tokens", type=at_least(1), default=10**8,
                     help="ids per shard (default: 1e8, as modded-nanogpt)")
     tk.add_argument("--name", default="tokens", help="shard name prefix (default: tokens)")
+    tk.add_argument("--separator", metavar="TEXT", default=None, help="put TEXT before each "
+                    "document: a token of the tokenizer's vocabulary, or text to encode; '' joins "
+                    "documents with nothing (default: the tokenizer's end-of-text token, else "
+                    "nothing, said)")
     tk.set_defaults(fn=cmd_tokenize)
 
 

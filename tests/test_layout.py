@@ -75,13 +75,14 @@ def test_no_function_of_the_suite_is_much_over_sixty_lines():
 
 
 def test_no_two_folders_share_a_name():
+    """Of the folders that hold tracked files (what a clone has, build output aside)."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    folders = {parent for f in tracked for parent in Path(f).parents if parent != Path(".")}
     names: dict[str, list[str]] = {}
-    for d in ROOT.rglob("*"):
-        rel = d.relative_to(ROOT)
-        if d.is_dir() and not any(part.startswith((".", "__")) for part in rel.parts) \
-                and rel.parts[0] not in ("results", "runs", "data", "build") \
-                and not rel.parts[0].endswith(".egg-info"):
-            names.setdefault(d.name, []).append(str(rel))
+    for d in sorted(folders):
+        if d.parts[0] not in ("results", ".ci"):  # results/<scale>/<bench>/<arm>: data, not code
+            names.setdefault(d.name, []).append(str(d))
     assert "suite" in names and "definitions" in names
     assert {n: ds for n, ds in names.items() if len(ds) > 1} == {}
 
@@ -198,3 +199,27 @@ def test_splice_is_atomic_and_names_missing_markers(tmp_path, monkeypatch):
                        r"<!-- end compare x --> not found"):
         splice(doc, "compare x", "t")
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left
+
+
+def test_the_readme_sample_and_headline_are_generated_from_runs(tmp_path):
+    """The README shows no typed figure: its sample of `run`'s output and its headline are
+    filled from run folders by `report --update-readme`."""
+    from suite.judge.claims import load_claims
+    from suite.judge.report import update_readme
+    from suite.registry import load_benchmarks
+    from suite.results import read_run
+
+    doc = tmp_path / "README.md"
+    doc.write_text("<!-- headline smoke -->\n<!-- end headline smoke -->\n"
+                   "<!-- sample smoke gpt -->\n<!-- end sample smoke gpt -->\n")
+    rules = {n: b.gate for n, b in load_benchmarks().items()}
+    assert update_readme(doc, ROOT / "results" / "smoke", load_claims(), rules, "smoke") == [
+        "headline smoke", "sample smoke gpt"]
+    text = doc.read_text()
+    base = read_run(ROOT / "results" / "smoke" / "gpt" / "baseline" / "seed-0").summary
+    row = next(line for line in text.splitlines() if "runs/smoke/gpt/baseline/seed-0" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["baseline", "0", "completed"]
+    assert cells[3:5] == [f"{base['start_heldout_loss']:.4f}", f"{base['final_heldout_loss']:.4f}"]
+    assert cells[6:8] == [f"{base['flops']:.3g}", f"{base['wall_s']:.1f}"]
+    assert "| gpt         | vcycle " in text and "| claimed " in text

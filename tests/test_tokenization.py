@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from suite import data as D
 from suite.cli import main
+from suite.data import documents as docs
 from suite.data import shards as S
 from suite.data import tokenize as T
 from suite.data.tokenize import RECORD, tokenize
@@ -192,6 +193,16 @@ def test_documents_are_never_joined_silently(folder, tmp_path, capsys):
     assert rec["separator"]["how"] == "none, as given" and capsys.readouterr().err == ""
 
 
+def test_the_command_line_names_the_separator(folder, tmp_path, capsys):
+    """`python -m suite tokenize --separator TEXT` reaches tokenize and its record."""
+    tok = no_eot_tokenizer(tmp_path / "plain.json", [document(i) for i in range(5)])
+    assert main(["tokenize", str(folder), "--out", str(tmp_path / "cli"), "--tokenizer",
+                 str(tok), "--separator", "\n\n"]) == 0
+    assert "end-of-text" not in capsys.readouterr().err
+    rec = json.loads((tmp_path / "cli" / RECORD).read_text())
+    assert rec["separator"]["text"] == "\n\n" and rec["separator"]["how"] == "text, encoded"
+
+
 def test_a_separator_that_is_a_token(bpe, folder, tmp_path):
     out, _ = bpe
     rec = tokenize(str(folder), tmp_path / "s", tokenizer=out / "tokenizer.json",
@@ -291,7 +302,7 @@ def test_pieces_are_cut_before_a_word_and_within_the_limit(parts, limit):
     lies just before a space with a non-space character on both sides, unless the text within
     the limit has no such space (then at a character boundary)."""
     text = "".join(parts)
-    got = list(T.pieces(text, limit))
+    got = list(docs.pieces(text, limit))
     assert "".join(got) == text and all(len(p.encode()) <= limit for p in got)
     start = 0
     for p in got[:-1]:
@@ -317,7 +328,7 @@ def test_a_byte_level_tokenizer_gives_a_document_the_ids_of_its_pieces(bpe_token
     precedes it, so the pieces' ids joined are the whole document's ids."""
     text = "".join(parts)
     whole = bpe_tokenizer.encode(text, add_special_tokens=False).ids
-    cut = [i for p in T.pieces(text, limit) for i in bpe_tokenizer.encode(
+    cut = [i for p in docs.pieces(text, limit) for i in bpe_tokenizer.encode(
         p, add_special_tokens=False).ids]
     runs = [0, *[i for i in range(len(text)) if cuttable(text, i)], len(text)]
     if all(len(text[a:b].encode()) <= limit for a, b in zip(runs, runs[1:], strict=False)):
@@ -348,10 +359,10 @@ def test_long_documents_are_encoded_in_bounded_pieces(folder, bpe, tmp_path, mon
 
     def spy(self, texts, **kw):
         seen.append(sum(len(t.encode()) for t in texts))
-        assert all(len(t.encode()) <= T.PIECE_BYTES for t in texts)
+        assert all(len(t.encode()) <= docs.PIECE_BYTES for t in texts)
         return real(self, texts, **kw)
 
-    monkeypatch.setattr(T, "PIECE_BYTES", 128)
+    monkeypatch.setattr(docs, "PIECE_BYTES", 128)
     monkeypatch.setattr(T, "BATCH_BYTES", 1024)
     monkeypatch.setattr(Tokenizer, "encode_batch_fast", spy)
     cut = tokenize(str(long_doc), tmp_path / "cut", tokenizer=out / "tokenizer.json")
@@ -371,6 +382,6 @@ def test_parquet_rows_are_read_in_batches_bounded_by_bytes(tmp_path):
     rng = np.random.default_rng(0)
     big = ["".join(rng.choice(list("abcdefgh "), 200_000)) for _ in range(40)]  # distinct
     pq.write_table(pa.table({"text": big}), tmp_path / "big.parquet")
-    assert T.rows_per_batch(pq.ParquetFile(tmp_path / "small.parquet")) == 1024
-    rows = T.rows_per_batch(pq.ParquetFile(tmp_path / "big.parquet"))
-    assert rows * 200_000 <= T.PARQUET_BATCH_BYTES and rows >= 1
+    assert docs.rows_per_batch(pq.ParquetFile(tmp_path / "small.parquet")) == 1024
+    rows = docs.rows_per_batch(pq.ParquetFile(tmp_path / "big.parquet"))
+    assert rows * 200_000 <= docs.PARQUET_BATCH_BYTES and rows >= 1
