@@ -1,7 +1,8 @@
 """`python -m suite`. Importing torch and transformers takes seconds: a signal then (a
 scheduler's SIGTERM, a Ctrl-C) ends the process with one line, not a traceback from inside
 an import; nothing has started, so nothing is written. `run` then installs its own handlers
-(suite/cli.py), which turn a signal into a checkpoint and a resume command."""
+(suite/run/grid.py, suite/run/state.py), which turn a signal into a checkpoint and a resume
+command."""
 
 import signal
 
