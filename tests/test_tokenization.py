@@ -385,3 +385,21 @@ def test_parquet_rows_are_read_in_batches_bounded_by_bytes(tmp_path):
     assert docs.rows_per_batch(pq.ParquetFile(tmp_path / "small.parquet")) == 1024
     rows = docs.rows_per_batch(pq.ParquetFile(tmp_path / "big.parquet"))
     assert rows * 200_000 <= docs.PARQUET_BATCH_BYTES and rows >= 1
+
+
+def test_a_tokenize_cut_off_while_writing_leaves_no_half_record(bpe, folder, tmp_path,
+                                                               monkeypatch):
+    """tokens.json is written last and atomically: a kill while writing it leaves none (the
+    shard set is visibly unfinished), never a truncated record."""
+    from suite import results
+
+    out, _ = bpe
+
+    def killed(_fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize(str(folder), tmp_path / "cut", tokenizer=out / "tokenizer.json")
+    assert not (tmp_path / "cut" / RECORD).exists()
+    assert not [p.name for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]

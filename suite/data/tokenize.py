@@ -42,6 +42,7 @@ from suite.data import shards
 from suite.data.documents import Document, Nulls, documents, read_text_summary, sources
 from suite.data.sources import DataError
 from suite.data.split import HELDOUT_EVERY, is_heldout, rule
+from suite.results import atomic_write
 
 END_OF_TEXT = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>")
 RECORD = "tokens.json"
@@ -240,7 +241,8 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     if nulls.count:
         print(f"tokenize: {nulls.count} null value(s) of {key!r} skipped (first: "
               f"{', '.join(nulls.names[:3])})", file=sys.stderr)
-    (out / RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    # last, atomically: a shard set without a whole tokens.json is visibly unfinished
+    atomic_write(out / RECORD, lambda f: f.write(json.dumps(record, indent=1) + "\n"))
     return record
 
 
