@@ -1,6 +1,6 @@
 """The old and the new estimator of "saved to reach the baseline's quality" on the same committed
 curves (issue 12): per benchmark, arm and criterion, 563e08b's per-seed crossing with a
-delta-method Welch interval beside suite/analysis.py's mean-curve crossing with its paired
+delta-method Welch interval beside suite/judge/analysis.py's mean-curve crossing with its paired
 test-inversion interval, and the widths. `python benchmarks/estimators.py results/tiny --out
 results/estimators.md`. The old module is read from git (commit OLD), not copied.
 """
@@ -68,8 +68,8 @@ def main() -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(
             f"# Old and new estimator on the same curves\n\n`python benchmarks/estimators.py "
-            f"{args.results} --out {args.out}`; old = suite/analysis.py at {OLD}, new = this "
-            "commit's.\n\n" + table + "\n")
+            f"{args.results} --out {args.out}`; old = suite/analysis.py at {OLD}, new = "
+            "this commit's suite/judge/analysis.py.\n\n" + table + "\n")
     return 0
 
 
