@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
+from suite.arguments import OneLineParser, at_least, device_arg  # noqa: E402
 from suite.data import corpus  # noqa: E402
 from suite.data.split import HELDOUT_EVERY  # noqa: E402
 from suite.errors import SuiteError  # noqa: E402
 from suite.judge.claims import load_claims  # noqa: E402
-from suite.registry import load_benchmarks  # noqa: E402
-from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
+from suite.spec import SCALES, Benchmark, Scale, SpecError, gate_rules, with_data_source  # noqa: E402,E501
 
 
 def _size(model: dict[str, int]) -> str:
@@ -63,7 +62,14 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _rules(args: argparse.Namespace) -> dict:
-    return {name: b.gate for name, b in load_benchmarks(args.benchmarks).items()}
+    """Each benchmark's [gate] rule, read without torch: the judging commands need no model."""
+    return gate_rules(args.benchmarks)
+
+
+def load_benchmarks(paths: list[str] | None) -> dict[str, Benchmark]:
+    from suite.registry import load_benchmarks as load  # families and methods: imports torch
+
+    return load(paths)
 
 
 def _arms_and_seeds(bench: Benchmark, scale: Scale,
@@ -263,54 +269,12 @@ def _tokenize_parser(sub: argparse._SubParsersAction) -> None:
     tk.set_defaults(fn=cmd_tokenize)
 
 
-def at_least(low: float, kind: type = int, high: int | None = None) -> Callable[[str], float]:
-    """An argparse type: an int >= `low` (and <= `high`, when given), or (kind=float) a number
-    strictly > `low`; anything else is one line naming the option and what is allowed
-    (argparse adds "argument --NAME"), never a traceback later."""
-    what = f"an integer >= {low}" if kind is int else f"a number > {low}"
-    what += f" and <= {high}" if high is not None else ""
-
-    def parse(text: str) -> float:
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}") from None
-        if (kind is int and v < low) or (kind is not int and not v > low) or \
-                (high is not None and v > high):
-            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}")
-        return v
-
-    return parse
-
-
-def device_arg(text: str) -> str:
-    """An argparse type for --device: cpu, cuda or cuda:N, and only a CUDA device this machine
-    has (otherwise one line, not a driver error from deep inside torch at the first tensor)."""
-    import torch
-
-    allowed = "cpu, cuda, cuda:N"
-    try:
-        dev = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {allowed}")
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise argparse.ArgumentTypeError(f"got {text!r}, but torch sees no CUDA device on "
-                                             "this machine; allowed here: cpu")
-        if dev.index is not None and dev.index >= n:
-            raise argparse.ArgumentTypeError(f"got {text!r}; this machine has cuda:0 to "
-                                             f"cuda:{n - 1}")
-    return text
-
-
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m suite", description=__doc__)
+    p = OneLineParser(prog="python -m suite", description=__doc__)
     p.add_argument("--benchmarks", action="append", metavar="PATH",
-                   help="definition file or folder (repeatable; default: the built-in registry)")
-    sub = p.add_subparsers(dest="command", required=True)
+                   help="read the definitions from this file or folder instead of the built-in "
+                   "registry (repeatable; give suite/definitions too to keep the built-in ones)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     sub.add_parser("list", help="the benchmarks, their scales and arms").set_defaults(fn=cmd_list)
     sub.add_parser("methods", help="the methods this installation knows, plug-ins included"
                    ).set_defaults(fn=cmd_methods)
@@ -319,8 +283,24 @@ def parser() -> argparse.ArgumentParser:
     _tokenize_parser(sub)
     for command in sub.choices.values():  # also after the command, where users write it
         command.add_argument("--benchmarks", action="append", metavar="PATH",
-                             default=argparse.SUPPRESS, help="as before the command")
+                             dest="benchmarks_after", help="as before the command")
     return p
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with --benchmarks given before and after the command taken together and
+    the options that only mean something beside another one refused when given alone."""
+    p = parser()
+    args = p.parse_args(argv)
+    args.benchmarks = (args.benchmarks or []) + (args.benchmarks_after or []) or None
+    alone = [(flag, need) for flag, given, need, has in (
+        ("--assume-tflops", getattr(args, "assume_tflops", None) is not None, "--dry-run",
+         getattr(args, "dry_run", False)),
+        ("--label", getattr(args, "label", None) is not None, "--json",
+         getattr(args, "json", None) is not None)) if given and not has]
+    for flag, need in alone:
+        p.error(f"argument {flag}: only means something with {need}")
+    return args
 
 
 def _run_parser(sub: Any) -> None:
@@ -419,11 +399,18 @@ def _results_parsers(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return args.fn(args)
     except SuiteError as e:  # one line naming the file and key; a run it stopped is recorded
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path that cannot be written or read (a file where a folder is
+        # expected, a full disk, no permission): its name and the system's reason, one line
+        if e.filename is None:
+            raise
+        # of a rename (an atomic write), the destination: the name the user gave
+        print(f"error: {e.filename2 or e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C (the first asks for a checkpoint): stop at once
         print("python -m suite: interrupted; a run cut off is recorded as interrupted or left "

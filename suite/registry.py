@@ -12,9 +12,8 @@ from pathlib import Path
 from suite import data as D
 from suite.families import FAMILIES, Family, Inputs
 from suite.methods import MethodError, plan
-from suite.spec import Benchmark, Scale, SpecError, load
+from suite.spec import Benchmark, Scale, SpecError, definition_files, load
 
-BUILTIN = Path(__file__).resolve().parent / "definitions"
 USER_SOURCE = "user"  # a scale whose data the user must bring with --data PATH
 
 
@@ -65,21 +64,6 @@ def validate(b: Benchmark) -> Benchmark:
             except MethodError as e:
                 raise SpecError(b.path, e.key, f"{e.problem} (scale {name})") from None
     return b
-
-
-def definition_files(paths: list[str | Path] | None = None) -> list[Path]:
-    files: list[Path] = []
-    for p in [Path(x) for x in (paths or [BUILTIN])]:
-        if p.is_dir():
-            found = sorted(p.glob("*.toml"))
-            if not found:
-                raise SpecError(p, "(folder)", "holds no *.toml definition")
-            files += found
-        elif p.exists():
-            files.append(p)
-        else:
-            raise SpecError(p, "(file)", "no such file or folder")
-    return files
 
 
 def load_benchmarks(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:

@@ -230,7 +230,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_run(path: Path) -> Run:
     """The run folder at `path`. Raises ResultsError naming the file (and line) that is not
-    valid JSON, not an object, or a manifest without its benchmark, scale, arm or integer seed.
+    valid JSON, not an object, or a manifest without its benchmark, scale, arm or integer seed;
+    the cut-off last line of a run without a summary (killed while appending) is left out.
     NaN and infinities in the files read as None."""
     path = Path(path)
     manifest = _read_json(path / "manifest.json")
@@ -243,11 +244,15 @@ def read_run(path: Path) -> Run:
     curve = []
     cfile = path / "curve.jsonl"
     if cfile.exists():
-        for i, line in enumerate(cfile.read_text().splitlines()):
+        lines = cfile.read_text().splitlines()
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+        for i, line in enumerate(lines):
             if line.strip():
                 try:
                     row = _object(line)
                 except json.JSONDecodeError:
+                    if summary is None and i == last:  # a kill mid-append, in a run that
+                        break  # never finished: incomplete, never counted, still readable
                     raise ResultsError(f"{cfile}:{i + 1}: not valid JSON") from None
                 if not isinstance(row, dict):
                     raise ResultsError(f"{cfile}:{i + 1}: expected a JSON object")

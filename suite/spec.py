@@ -299,6 +299,10 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
             raise SpecError(file, f"arms.{aname}.method", "missing or not a string")
         opts = {k: v for k, v in at.items() if k != "method"}
         arms[aname] = Arm(aname, at["method"], opts)
+    if arms.get(BASELINE, Arm("", "", {})).method != BASELINE:  # what every saving is against
+        raise SpecError(file, f"arms.{BASELINE}", "missing" if BASELINE not in arms else
+                        f"method {arms[BASELINE].method!r}: the arm every other arm is compared "
+                        "with must be plain training", f'[arms.{BASELINE}] method = "{BASELINE}"')
     gate_doc = doc.get("gate", {})
     if not isinstance(gate_doc, dict):
         raise SpecError(file, "gate", "must be a table")
@@ -402,4 +406,39 @@ def with_data_source(bench: Benchmark, scale: str, source: str) -> Benchmark:
     s = bench.scale(scale)
     new = dataclasses.replace(s, data=dataclasses.replace(s.data, source=source))
     return dataclasses.replace(bench, scales={**bench.scales, scale: new})
+
+
+BUILTIN = Path(__file__).resolve().parent / "definitions"
+
+
+def definition_files(paths: list[str | Path] | None = None) -> list[Path]:
+    """The definition files under `paths` (files or folders of *.toml; default: the built-in
+    registry, suite/definitions). Raises SpecError for a missing path or an empty folder."""
+    files: list[Path] = []
+    for p in [Path(x) for x in (paths or [BUILTIN])]:
+        if p.is_dir():
+            found = sorted(p.glob("*.toml"))
+            if not found:
+                raise SpecError(p, "(folder)", "holds no *.toml definition")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise SpecError(p, "(file)", "no such file or folder")
+    return files
+
+
+def gate_rules(paths: list[str | Path] | None = None) -> dict[str, GateSpec]:
+    """Each definition's decision rules ([gate]) by benchmark name, read without building
+    anything (what the judge needs: no family, no method, no torch). Raises SpecError for a
+    definition that does not parse or a name defined twice."""
+    rules: dict[str, GateSpec] = {}
+    where: dict[str, str] = {}
+    for f in definition_files(paths):
+        b = load(f)
+        if b.name in rules:
+            raise SpecError(f, "name", f"benchmark {b.name!r} is already defined in "
+                            f"{where[b.name]}")
+        rules[b.name], where[b.name] = b.gate, b.path
+    return rules
 

@@ -286,3 +286,103 @@ def test_a_device_this_machine_lacks_is_one_line(capsys, monkeypatch, device, gp
             main([*command, "--device", device])
         assert e.value.code == 2
         assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "gpt", "--scale", "huge"], ["run", "gpt", "--seeds", "0"], ["list", "--nope"],
+    ["tokenize", "in", "--out", "o", "--heldout-every", "0"], ["nosuch"],
+])
+def test_an_argument_error_is_one_line(capsys, args):
+    """Found by a trial: argparse printed its whole usage block before the error."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and ": error: " in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "gpt", "--scale", "smoke", "--assume-tflops", "5"],
+     "argument --assume-tflops: only means something with --dry-run"),
+    (["gate", "--label", "x"], "argument --label: only means something with --json"),
+])
+def test_an_option_that_needs_another_is_refused_alone(capsys, args, message):
+    """Found by a trial: --assume-tflops without --dry-run trained every arm, silently."""
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == f"python -m suite: error: {message}"
+
+
+def test_benchmarks_given_before_and_after_the_command_are_both_read(tmp_path, capsys,
+                                                                       mini_toml):
+    """Found by a trial: the one after the command replaced the one before, silently."""
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(mini_toml("first"))
+    b.write_text(mini_toml("second"))
+    assert main(["--benchmarks", str(a), "list", "--benchmarks", str(b)]) == 0
+    names = {r[0] for r in table_rows(capsys.readouterr().out)[1:]}
+    assert names == {"first", "second"}
+
+
+def test_a_path_that_cannot_be_written_is_one_line(capsys, tmp_path):
+    """Found by a trial: --out or --json naming a file where a folder is meant (or the other
+    way round) ended in a traceback; any such path is one line naming it."""
+    afile = tmp_path / "notes.md"
+    afile.write_text("x")
+    assert main(["run", "gpt", "--scale", "smoke", "--seeds", "1", "--arms", "baseline",
+                 "--threads", "1", "--no-progress", "--out", str(afile)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {afile}") and "Not a directory" in err and "\n" not in err
+    assert main(["gate", "--scale", "smoke", "--fresh", "results", "--reference", "results",
+                 "--only", "gpt", "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(tmp_path) in err[-1]
+
+
+def test_a_definition_without_a_plain_baseline_is_refused(tmp_path, capsys, mini_toml):
+    """Found by a trial: a definition with no baseline arm trained, and one whose `baseline`
+    arm ran a V-cycle was accepted: every saving would have been against it."""
+    none = tmp_path / "none.toml"
+    none.write_text(mini_toml().replace('[arms.baseline]\nmethod = "baseline"',
+                                        '[arms.v]\nmethod = "vcycle"'))
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(mini_toml().replace('[arms.baseline]\nmethod = "baseline"',
+                                         '[arms.baseline]\nmethod = "vcycle"'))
+    assert main(["--benchmarks", str(none), "list"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {none}: arms.baseline: missing; " \
+        'allowed: [arms.baseline] method = "baseline"'
+    assert main(["--benchmarks", str(wrong), "list"]) == 2
+    assert "arms.baseline: method 'vcycle': the arm every other arm is compared with must " \
+        "be plain training" in capsys.readouterr().err
+
+
+def test_the_judging_commands_run_without_torch(tmp_path):
+    """compare, gate, power and report on committed runs, with an import hook that refuses
+    torch (a machine that only judges results needs none)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "results" / "smoke" / "ode", tmp_path / "smoke" / "ode")
+    hook = ("import runpy, sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'torch':\n"
+            "            raise ImportError('torch is blocked')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            "sys.argv = ['suite', *sys.argv[1:]]\n"
+            "runpy.run_module('suite', run_name='__main__')\n")
+    for args, expect in (
+            (["compare", str(tmp_path / "smoke")], "Savings against the baseline"),
+            (["gate", "--scale", "smoke", "--fresh", str(tmp_path), "--reference", "results",
+              "--only", "ode"], "gate: pass"),
+            (["power", str(tmp_path / "smoke")], "## smoke/ode"),
+            (["report", "--results", str(tmp_path), "--scale", "smoke", "--no-plots"],
+             "wrote")):
+        out = subprocess.run([sys.executable, "-c", hook, *args], capture_output=True,
+                             text=True, cwd=root)
+        assert out.returncode == 0, (args, out.stderr[-1500:])
+        assert expect in out.stdout, args
+    assert (tmp_path / "smoke" / "REPORT.md").is_file()

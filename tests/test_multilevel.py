@@ -119,8 +119,8 @@ def test_width_decoalescing_preserves_the_function(name, scaling):
 
 @pytest.mark.parametrize("name", ["gpt2", "decoder"])
 def test_reference_scaling_is_not_function_preserving_for_pre_ln_tied_models(name):
-    """METHODS.md: x2 / x0.5 on the embeddings halves the residual stream of a pre-LN model while
-    the blocks' outputs come back at full scale. The drift is large, not rounding."""
+    """docs/methods.md: x2 / x0.5 on the embeddings halves the residual stream of a pre-LN model
+    while the blocks' outputs come back at full scale. The drift is large, not rounding."""
     small = coalesce(build(name, seed=5), depth=False)
     grown = decoalesce(small, like=build(name))
     x = example(name)

@@ -169,13 +169,29 @@ def test_read_run_on_corrupt_json(tmp_results):
 
 
 def test_read_run_on_a_corrupt_curve_line(tmp_results):
+    """The last line of a run killed while appending is cut short: that run never finished, so
+    it reads as incomplete (and one such run no longer blocks compare, report and gate for the
+    whole folder); a bad line anywhere else, or in a finished run, is an error naming it."""
     path = tmp_results / "run"
     w = RunWriter(path, MANIFEST)
     w.log({"step": 0})
-    w._curve.write('{"step": 1, "heldout_lo\n')  # a line cut short by a crash
+    w._curve.write('{"step": 1, "heldout_lo')  # a line cut short by a kill
+    w._curve.flush()
+    r = read_run(path)
+    assert [row["step"] for row in r.curve] == [0] and r.status == "running"
+    assert [x.complete for x in find_runs(tmp_results)] == [False]
+    w._curve.write('\n{"step": 2}\n')  # the bad line is no longer the last
     w._curve.flush()
     with pytest.raises(ResultsError, match=re.escape(f"{path / 'curve.jsonl'}:2: not valid JSON")):
         read_run(path)
+    other = tmp_results / "done"
+    w = RunWriter(other, MANIFEST)
+    w.log({"step": 0})
+    w._curve.write('{"step": 1, "heldout_lo\n')
+    w._curve.flush()
+    w.finish("completed", {})
+    with pytest.raises(ResultsError, match=re.escape(f"{other / 'curve.jsonl'}:2: not valid")):
+        read_run(other)
 
 
 def test_find_runs_on_a_missing_folder(tmp_path):

@@ -383,7 +383,7 @@ def test_user_name_clashing_with_builtin(tmp_path, mini_toml):
     path = tmp_path / "gpt.toml"
     path.write_text(mini_toml("gpt"))
     with pytest.raises(SpecError, match="'gpt' is already defined"):
-        registry.load_benchmarks([registry.BUILTIN, path])
+        registry.load_benchmarks([spec.BUILTIN, path])
 
 
 def test_empty_folder_and_missing_path(tmp_path):

@@ -107,8 +107,8 @@ def test_jsonl_and_parquet_documents(tmp_path, bpe):
     assert rec["train"]["documents"] == 11 and rec["heldout"]["document_names"] == \
         [f"{tmp_path / 'a.jsonl'}:10"]
     (tmp_path / "b.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(D.DataError, match=re.escape(f"{tmp_path / 'b.jsonl'}:1: no string under "
-                                                    "key 'text'")):
+    with pytest.raises(D.DataError, match=re.escape(f"{tmp_path / 'b.jsonl'}:1: no key 'text'; "
+                                                    "the line has keys 'body' (--field")):
         tokenize(str(tmp_path / "b.jsonl"), tmp_path / "k", tokenizer=out / "tokenizer.json")
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
@@ -130,9 +130,19 @@ def test_too_few_documents_leave_nothing_behind(tmp_path, bpe):
     with pytest.raises(D.DataError) as e:
         tokenize(str(tmp_path / "src" / "*.py"), tmp_path / "o", tokenizer=out /
                  "tokenizer.json")
-    assert "4 document(s) read (4 file(s) read); document i is held out when i % 10 == 9, so " \
-        "at least 10 are needed (--heldout-every sets it)" in str(e.value)
-    assert not list((tmp_path / "o").glob("*.bin"))
+    assert str(e.value) == (f"{tmp_path / 'src' / '*.py'}: 4 document(s) in 4 file(s) (files "
+                            f"matching '{tmp_path / 'src' / '*.py'}'); document i is held out "
+                            "when i % 10 == 9, so at least 10 are needed (--heldout-every sets "
+                            "it)")
+    assert not (tmp_path / "o").exists()  # refused before anything was read or written
+    lines = [json.dumps({"text": document(i)}) for i in range(4)]
+    (tmp_path / "four.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(D.DataError) as e:  # documents counted only as they are read
+        tokenize(str(tmp_path / "four.jsonl"), tmp_path / "j", tokenizer=out / "tokenizer.json")
+    assert str(e.value) == (f"{tmp_path / 'four.jsonl'}: 4 document(s) in 1 file(s); document i "
+                            "is held out when i % 10 == 9, so at least 10 are needed "
+                            "(--heldout-every sets it)")
+    assert not list((tmp_path / "j").glob("*.bin"))
     rec = tokenize(str(tmp_path / "src" / "*.py"), tmp_path / "o", tokenizer=out /
                    "tokenizer.json", heldout_every=2)
     assert rec["heldout"]["documents"] == 2
@@ -403,3 +413,145 @@ def test_a_tokenize_cut_off_while_writing_leaves_no_half_record(bpe, folder, tmp
         tokenize(str(folder), tmp_path / "cut", tokenizer=out / "tokenizer.json")
     assert not (tmp_path / "cut" / RECORD).exists()
     assert not [p.name for p in (tmp_path / "cut").iterdir() if p.name.startswith(".")]
+
+
+# ---------------------------------------------------------------- messages from a new-user trial
+
+
+def test_a_folder_with_no_document_says_it_is_a_folder_and_what_it_skipped(tmp_path, bpe):
+    """A folder holding only .DS_Store and .git/ said 'no such file or folder, and no file
+    matches it as a glob'. Each way of giving no document now says which it is."""
+    tok = bpe[0] / "tokenizer.json"
+    hid = tmp_path / "hid"
+    (hid / ".git").mkdir(parents=True)
+    (hid / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (hid / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(hid), tmp_path / "o", tokenizer=tok)
+    assert str(e.value) == (f"{hid}: a folder, but it holds no document (files with suffix "
+                            ".txt, .md, .rst, .text, (none), .jsonl, .parquet; skipped 2 "
+                            "(hidden): dot-files and dot-folders are never data); allowed: "
+                            f"{docs.ALLOWED}")
+    assert "no such file" not in str(e.value) and "pass a glob" not in str(e.value)
+    (tmp_path / "py").mkdir()
+    for i in range(3):
+        (tmp_path / "py" / f"m{i}.py").write_text(f"x = {i}\n")
+    with pytest.raises(D.DataError, match=re.escape(
+            "skipped 3 .py: to read the .py files, pass a glob such as "
+            f"'{tmp_path / 'py' / '**' / '*.py'}'); allowed: ")):
+        tokenize(str(tmp_path / "py"), tmp_path / "o", tokenizer=tok)
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(tmp_path / "missing"), tmp_path / "o", tokenizer=tok)
+    assert str(e.value) == f"{tmp_path / 'missing'}: no such file or folder; allowed: " \
+        f"{docs.ALLOWED}"
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(tmp_path / "*.xyz"), tmp_path / "o", tokenizer=tok)
+    assert str(e.value) == f"{tmp_path / '*.xyz'}: no file matches this glob; allowed: " \
+        f"{docs.ALLOWED}"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "prog").write_bytes(b"\x7fELF\0\0")
+    with pytest.raises(D.DataError, match=re.escape(
+            f"{tmp_path / 'bin' / '*'}: the files this glob matches hold no document (files "
+            f"matching '{tmp_path / 'bin' / '*'}'; skipped 1 (not text): not text: "
+            f"{tmp_path / 'bin' / 'prog'} (a NUL byte at byte 4))")):
+        tokenize(str(tmp_path / "bin" / "*"), tmp_path / "o", tokenizer=tok)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("line, want", [
+    ('{"text": "a",}', "not valid JSON (Expecting property name enclosed in double quotes at "
+                       "column 14); each line of a .jsonl file is one JSON object"),
+    ("text: a", "not valid JSON (Expecting value at column 1); each line of a .jsonl file is one "
+                "JSON object"),
+    ('["a", "b"]', "a JSON array, not an object; each line of a .jsonl file is one JSON object "
+                   "with the text under key 'text' (--field names the key)"),
+    ('"a"', "a JSON string, not an object; each line of a .jsonl file is one JSON object with "
+            "the text under key 'text' (--field names the key)"),
+    ("{}", "no key 'text'; the line has no keys (--field names the key that holds the text)"),
+    ('{"body": "a", "id": 3}', "no key 'text'; the line has keys 'body', 'id' (--field names the "
+                               "key that holds the text)"),
+])
+def test_a_jsonl_line_says_what_is_wrong_with_it(tmp_path, bpe, line, want):
+    """A line that was not valid JSON said "no string under key 'text' (JSONDecodeError)"."""
+    good = [json.dumps({"text": document(i)}) for i in range(12)]
+    (tmp_path / "d.jsonl").write_text("\n".join([*good[:2], line, *good[2:]]) + "\n")
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(tmp_path / "d.jsonl"), tmp_path / "o", tokenizer=bpe[0] / "tokenizer.json")
+    assert str(e.value) == f"{tmp_path / 'd.jsonl'}:3: {want}"
+
+
+@pytest.mark.parametrize("vocab", [0, 5, 256, -1])
+def test_a_bpe_vocabulary_below_257_is_refused(folder, tmp_path, vocab):
+    """--train-bpe 0 said 'give either --tokenizer FILE or --train-bpe VOCAB' (0 taken as not
+    given); --train-bpe 5 gave a vocabulary of 257, silently."""
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(folder), tmp_path / "o", bpe_vocab=vocab)
+    assert str(e.value) == (f"--train-bpe {vocab}: a byte-level BPE holds the 256 bytes and "
+                            "<|endoftext|>, so its vocabulary has at least 257 ids; allowed: an "
+                            "integer >= 257 (50257 is GPT-2's)")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_command_line_refuses_a_small_bpe_vocabulary_in_one_line(folder, tmp_path, capsys):
+    for vocab in ("0", "5"):
+        assert main(["tokenize", str(folder), "--out", str(tmp_path / "o"), "--train-bpe",
+                     vocab]) == 2
+        err = capsys.readouterr().err
+        assert f"--train-bpe {vocab}: a byte-level BPE holds the 256 bytes" in err
+        assert "give either" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_options_are_checked_one_at_a_time_before_anything_is_read(folder, tmp_path, bpe):
+    tok = bpe[0] / "tokenizer.json"
+    for kwargs, want in [
+        ({}, "give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB"),
+        ({"tokenizer": tok, "bpe_vocab": 300}, f"--tokenizer {tok} and --train-bpe 300: give "
+                                               "one of them"),
+        ({"tokenizer": tok, "heldout_every": 1}, "--heldout-every 1: document i is held out "
+                                                 "when i % 1 == 0; allowed: an integer >= 2"),
+        ({"tokenizer": tok, "shard_tokens": 0}, "--shard-tokens 0: ids per shard; allowed: an "
+                                                "integer >= 1"),
+    ]:
+        with pytest.raises(D.DataError) as e:
+            tokenize(str(folder), tmp_path / "o", **kwargs)
+        assert str(e.value) == want
+    for name in ("", "a/b", ".hidden", "eval", "val"):
+        with pytest.raises(D.DataError, match=re.escape(f"--name {name!r}: the shards' file-name "
+                                                        "prefix; allowed: a non-empty name")):
+            tokenize(str(folder), tmp_path / "o", tokenizer=tok, name=name)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_name_with_val_would_hold_out_the_wrong_shard(tmp_path):
+    """Why --name refuses 'val': every shard of 'interval_*' has 'val' in its name, so none
+    was told apart as held out and the last training shard was held out instead."""
+    names = ["interval_val_000000.bin", "interval_train_000001.bin", "interval_train_000002.bin"]
+    assert S.split_heldout([tmp_path / n for n in names])[1] == [tmp_path / names[-1]]
+
+
+def test_a_bpe_that_cannot_reach_its_vocabulary_says_so(tmp_path, capsys):
+    for i in range(10):
+        (tmp_path / "t" / f"d{i}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "t" / f"d{i}.txt").write_text("ab " * 5)
+    rec = tokenize(str(tmp_path / "t"), tmp_path / "o", bpe_vocab=5000)
+    got = rec["tokenizer"]["vocab_size"]
+    assert 257 <= got < 5000
+    assert f"tokenize: --train-bpe 5000: the training documents gave a vocabulary of {got} " \
+        f"(the 256 bytes, <|endoftext|> and {got - 257} merges" in capsys.readouterr().err
+    rec = tokenize(str(tmp_path / "t"), tmp_path / "p", bpe_vocab=257)
+    assert rec["tokenizer"]["vocab_size"] == 257 and capsys.readouterr().err == ""
+
+
+def test_documents_with_no_text_are_refused_saying_so(tmp_path):
+    """Twenty empty files said 'at least 10 are needed': there were enough, with no text."""
+    tok = no_eot_tokenizer(tmp_path / "plain.json", [document(i) for i in range(5)])
+    (tmp_path / "e").mkdir()
+    for i in range(20):
+        (tmp_path / "e" / f"d{i:02d}.txt").write_text("")
+    with pytest.raises(D.DataError) as e:
+        tokenize(str(tmp_path / "e"), tmp_path / "o", tokenizer=tok, separator="")
+    assert str(e.value).startswith(f"{tmp_path / 'e'}: 20 document(s) in 20 file(s)")
+    assert str(e.value).endswith("; the training documents hold no text (0 tokens); allowed: "
+                                 "documents with text (an empty file or value is a document of "
+                                 "no tokens)")
+    assert not list((tmp_path / "o").glob("*.bin"))

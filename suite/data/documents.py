@@ -3,8 +3,10 @@ each, read PIECE_BYTES at a time), .jsonl (one per line, the `key` field) and .p
 row, about PARQUET_BATCH_BYTES of rows at a time). A long document is cut into pieces just
 before a space between two words (`pieces`), so that a byte-level tokenizer gives the very ids
 it gives the whole document while memory does not grow with its size (levanter#568). A .jsonl
-value or .parquet cell must be a string: anything else is refused naming the file, row and
-key; nulls are skipped and counted."""
+line must be a JSON object that has the `key`, a .parquet file the column: a line that is not
+valid JSON, not an object, or lacks the key is refused naming file:line and what it holds. A
+.jsonl value or .parquet cell must be a string: anything else is refused naming the file, row
+and key; nulls are skipped and counted."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from suite.data import files as datafiles
-from suite.data.sources import TEXT_SUFFIXES, DataError, text_files
+from suite.data.sources import TEXT_SUFFIXES, DataError, read_note, text_files
 
 DOC_SUFFIXES = (".jsonl", ".parquet")  # read as many documents, by the `field` key/column
+ALLOWED = ("a UTF-8 text file (.txt, .md, .rst, .text, or no suffix, in a folder), a .jsonl or "
+           ".parquet file, a folder of them, or a glob such as 'src/**/*.py'")
 
 
 PIECE_BYTES = 1 << 18  # a document longer than this is encoded in pieces of at most this
@@ -52,17 +56,27 @@ class Nulls:
 
 def sources(source: str) -> tuple[list[Path], dict[str, Any]]:
     """Files to read: a file, a glob, or a folder's text, .jsonl and .parquet files; never a
-    dot-file or a file that is not text (counted in the record)."""
+    dot-file or a file that is not text (counted in the record). Raises DataError saying which
+    of these `source` is and why it gives no document: no such path, a folder or glob that
+    holds none (with what it skipped), or a named file that is not text."""
     path = Path(source).expanduser()
     if path.is_file():
         if path.suffix.lower() not in DOC_SUFFIXES and (why := datafiles.not_text(path)):
             raise DataError(f"{path}: not text ({why} of the first {datafiles.TEXT_PROBE}); "
-                            "allowed: UTF-8 text, .jsonl or .parquet")
+                            f"allowed: {ALLOWED}")
         return [path], {"read": 1, "skipped": {}}
+    globbed = datafiles.is_glob(source)
+    if not globbed and not path.exists():
+        raise DataError(f"{source}: no such file or folder; allowed: {ALLOWED}")
+    if not globbed and not path.is_dir():
+        raise DataError(f"{source}: not a file or folder; allowed: {ALLOWED}")
     found, rec = text_files(source, TEXT_SUFFIXES + DOC_SUFFIXES, binary=(".parquet",))
     if not found:
-        raise DataError(f"{source}: no such file or folder, and no file matches it as a glob"
-                        + (f" ({read_text_summary(rec)})" if rec["skipped"] else ""))
+        if globbed and not rec["skipped"]:
+            raise DataError(f"{source}: no file matches this glob; allowed: {ALLOWED}")
+        what = "the files this glob matches hold" if globbed else "a folder, but it holds"
+        raise DataError(f"{source}: {what} no document{read_note(source, rec)}; "
+                        f"allowed: {ALLOWED}")
     return found, rec
 
 
@@ -164,14 +178,31 @@ def _jsonl_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
             except UnicodeDecodeError as e:
                 raise DataError(f"{f}:{i}: not UTF-8 at byte {e.start} of the line; JSON "
                                 "Lines are UTF-8 text") from None
-            if line.strip():
-                try:
-                    value = json.loads(line)[key]
-                except (ValueError, KeyError, TypeError, IndexError) as e:
-                    raise DataError(f"{f}:{i}: no string under key {key!r} ({type(e).__name__})"
-                                    "; --field names the key that holds the text") from None
-                if (doc := _document(f"{f}:{i}", value, f"key {key!r}", nulls)) is not None:
-                    yield doc
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{f}:{i}: not valid JSON ({e.msg} at column {e.colno}); each "
+                                "line of a .jsonl file is one JSON object") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{f}:{i}: a JSON {_json_kind(row)}, not an object; each line "
+                                f"of a .jsonl file is one JSON object with the text under "
+                                f"key {key!r} (--field names the key)")
+            if key not in row:
+                has = (f"keys {', '.join(repr(k) for k in list(row)[:10])}"
+                       + (", ..." if len(row) > 10 else "") if row else "no keys")
+                raise DataError(f"{f}:{i}: no key {key!r}; the line has {has} (--field names "
+                                "the key that holds the text)")
+            if (doc := _document(f"{f}:{i}", row[key], f"key {key!r}", nulls)) is not None:
+                yield doc
+
+
+def _json_kind(value: Any) -> str:
+    """JSON's name for a decoded value's type: array, string, boolean, number, null."""
+    return ("array" if isinstance(value, list) else "string" if isinstance(value, str) else
+            "boolean" if isinstance(value, bool) else "number" if isinstance(value, int | float)
+            else "null" if value is None else type(value).__name__)
 
 
 def _document(name: str, value: Any, where: str, nulls: Nulls) -> Document | None:
@@ -219,9 +250,3 @@ def _parquet_documents(f: Path, key: str, nulls: Nulls) -> Iterator[Document]:
                 row += 1
                 if (doc := _document(f"{f}:{row}", value, f"column {key!r}", nulls)) is not None:
                     yield doc
-
-
-def read_text_summary(rec: dict[str, Any]) -> str:
-    """'N file(s) read, skipped ...' of a source's record."""
-    skipped = ", ".join(f"{n} {s}" for s, n in sorted(rec.get("skipped", {}).items()))
-    return f"{rec['read']} file(s) read" + (f", skipped {skipped}" if skipped else "")

@@ -121,12 +121,32 @@ def text_files(source: str, suffixes: tuple[str, ...] = TEXT_SUFFIXES,
     return kept, rec
 
 
-def _counts(rec: dict[str, Any]) -> str:
-    skipped = ", ".join(f"{n} {s}" for s, n in sorted(rec["skipped"].items()))
-    how = (f"files matching {rec['pattern']!r}" if "pattern" in rec else
-           f"files with suffix {', '.join(s or '(none)' for s in rec['suffixes'])}")
-    return (f" ({how}; skipped {skipped}: pass a glob such as 'DIR/**/*.py' to read them)"
-            if skipped else f" ({how})")
+def read_note(source: str, rec: dict[str, Any]) -> str:
+    """What a folder or glob was read for and what it passed over, for an error message:
+    " (files with suffix .txt, ...; skipped 1 .png, 5 .py: to read the .py files, pass a glob
+    such as 'DIR/**/*.py')". The glob hint is given only for files skipped by suffix: a glob
+    reads those, but it skips dot-files too, and files that are not text stay skipped."""
+    if "pattern" in rec:
+        how = f"files matching {rec['pattern']!r}"
+    elif "suffixes" in rec:
+        how = f"files with suffix {', '.join(s or '(none)' for s in rec['suffixes'])}"
+    else:  # one file, named: nothing to say
+        return ""
+    skipped = rec.get("skipped", {})
+    if not skipped:
+        return f" ({how})"
+    why = []
+    by_suffix = {s: n for s, n in skipped.items() if s.startswith(".")}
+    if by_suffix and "pattern" not in rec:
+        top = max(sorted(by_suffix), key=lambda s: by_suffix[s])
+        why.append(f"to read the {top} files, pass a glob such as "
+                   f"'{Path(source) / '**' / ('*' + top)}'")
+    if files.HIDDEN in skipped:
+        why.append("dot-files and dot-folders are never data")
+    if named := rec.get("not_text"):
+        why.append(f"not text: {named[0]}" + (", ..." if len(named) > 1 else ""))
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items()))
+    return f" ({how}; skipped {counts}" + (f": {'; '.join(why)})" if why else ")")
 
 
 def _say_skipped(source: str, rec: dict[str, Any]) -> None:
@@ -219,7 +239,7 @@ def load_text(source: str, vocab_size: int | None = None) -> TextData:
         return load_tokens(source, vocab_size)
     if path.is_dir() or globbed:
         found, rec = text_files(source)
-        train, held = _split_files(found, source, _counts(rec))
+        train, held = _split_files(found, source, read_note(source, rec))
         _say_skipped(source, rec)
         root = path if path.is_dir() else Path(".")
         return TextData(_bytes_of(train), _bytes_of(held), BYTE_VOCAB, 1.0, source,

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 
 from suite.data import shards
-from suite.data.documents import Document, Nulls, documents, read_text_summary, sources
-from suite.data.sources import DataError
+from suite.data.files import hidden
+from suite.data.documents import DOC_SUFFIXES, Document, Nulls, documents, sources
+from suite.data.sources import DataError, read_note
 from suite.data.split import HELDOUT_EVERY, is_heldout, rule
 from suite.results import atomic_write
 
@@ -49,6 +50,7 @@ RECORD = "tokens.json"
 LISTED = 1000  # held-out document names listed in the record; the count is always exact
 BATCH_BYTES = 1 << 21  # pieces encoded together: the tokenizer's memory is ~150x their size
 BATCH_PIECES = 256
+MIN_BPE_VOCAB = 257  # a byte-level BPE's 256 bytes and its <|endoftext|>: the smallest one
 
 
 class ShardWriter:
@@ -197,22 +199,23 @@ class _Encoder:
         self.pending, self.size = [], 0
 
 
-def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: int = 0,
-             key: str = "text", heldout_every: int = HELDOUT_EVERY, shard_tokens: int = 10**8,
-             name: str = "tokens", separator: str | None = None) -> dict[str, Any]:
+def tokenize(source: str, out: Path, tokenizer: Path | None = None,
+             bpe_vocab: int | None = None, key: str = "text",
+             heldout_every: int = HELDOUT_EVERY, shard_tokens: int = 10**8, name: str = "tokens",
+             separator: str | None = None) -> dict[str, Any]:
     """Tokenise every document of `source` with a tokenizer.json (`tokenizer`) or a byte-level
-    BPE of `bpe_vocab` ids trained here on the training documents; write shards of at most
-    `shard_tokens` ids and the record (returned) into `out`, which must hold no shards yet.
-    `separator` goes before each document (None: the tokenizer's end-of-text token, or
-    nothing, said; `separator_ids`). Raises DataError naming the file and what is wrong (no
-    documents, fewer than `heldout_every`, a bad tokenizer file, a missing or non-string text
-    key)."""
-    if (tokenizer is None) == (bpe_vocab <= 0):
-        raise DataError("give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB")
-    if heldout_every < 2 or shard_tokens < 1:
-        raise DataError(f"--heldout-every {heldout_every} (need >= 2), --shard-tokens "
-                        f"{shard_tokens} (need >= 1)")
+    BPE of `bpe_vocab` ids (at least MIN_BPE_VOCAB) trained here on the training documents;
+    write shards of at most `shard_tokens` ids and the record (returned) into `out`, which must
+    hold no shards yet. `separator` goes before each document (None: the tokenizer's
+    end-of-text token, or nothing, said; `separator_ids`). Raises DataError naming the file
+    or option and what is allowed (no documents, fewer than `heldout_every`, a bad tokenizer
+    file, a missing or non-string text key, a vocabulary below MIN_BPE_VOCAB)."""
+    _check_options(tokenizer, bpe_vocab, heldout_every, shard_tokens, name)
     paths, rec = sources(source)
+    if len(paths) < heldout_every and not any(p.suffix.lower() in DOC_SUFFIXES for p in paths):
+        # one document a file: refused before a tokenizer is trained or a shard written
+        raise DataError(f"{source}: {len(paths)} document(s) in {rec['read']} file(s)"
+                        f"{read_note(source, rec)}; {_too_few(heldout_every)}")
     out.mkdir(parents=True, exist_ok=True)
     if existing := sorted(p.name for p in out.iterdir() if p.suffix in shards.SUFFIXES):
         raise DataError(f"{out}: already holds shards ({', '.join(existing[:3])}, ...); "
@@ -220,8 +223,13 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     if tokenizer is not None:
         tok, tok_path = _load_tokenizer(tokenizer), tokenizer
     else:
-        tok, tok_path = train_bpe(paths, key, bpe_vocab, heldout_every), out / "tokenizer.json"
+        asked = int(bpe_vocab or 0)  # at least MIN_BPE_VOCAB: _check_options
+        tok, tok_path = train_bpe(paths, key, asked, heldout_every), out / "tokenizer.json"
         tok.save(str(tok_path))
+        if (got := tok.get_vocab_size()) < asked:
+            print(f"tokenize: --train-bpe {asked}: the training documents gave a vocabulary "
+                  f"of {got} (the 256 bytes, <|endoftext|> and {got - MIN_BPE_VOCAB} merges: "
+                  "no pair of tokens was left to merge)", file=sys.stderr)
     prefix, sep = separator_ids(tok, tok_path, separator)
     vocab = tok.get_vocab_size()
     dtype = np.dtype(np.uint16 if vocab <= 1 << 16 else np.uint32)
@@ -246,16 +254,49 @@ def tokenize(source: str, out: Path, tokenizer: Path | None = None, bpe_vocab: i
     return record
 
 
+def _too_few(heldout_every: int) -> str:
+    return (f"document i is held out when {rule(heldout_every)}, so at least {heldout_every} "
+            "are needed (--heldout-every sets it)")
+
+
+def _check_options(tokenizer: Path | None, bpe_vocab: int | None, heldout_every: int,
+                   shard_tokens: int, name: str) -> None:
+    """One line for the first option that is not allowed, before anything is read."""
+    if tokenizer is None and bpe_vocab is None:
+        raise DataError("give either --tokenizer FILE (a tokenizer.json) or --train-bpe VOCAB")
+    if tokenizer is not None and bpe_vocab:  # 0 beside a tokenizer: a caller's "not given"
+        raise DataError(f"--tokenizer {tokenizer} and --train-bpe {bpe_vocab}: give one of them")
+    if tokenizer is None and (bpe_vocab is None or bpe_vocab < MIN_BPE_VOCAB):
+        raise DataError(f"--train-bpe {bpe_vocab}: a byte-level BPE holds the 256 bytes and "
+                        f"<|endoftext|>, so its vocabulary has at least {MIN_BPE_VOCAB} ids; "
+                        f"allowed: an integer >= {MIN_BPE_VOCAB} (50257 is GPT-2's)")
+    if heldout_every < 2:
+        raise DataError(f"--heldout-every {heldout_every}: document i is held out when "
+                        f"{rule(heldout_every)}; allowed: an integer >= 2")
+    if shard_tokens < 1:
+        raise DataError(f"--shard-tokens {shard_tokens}: ids per shard; allowed: an integer >= 1")
+    if not name or "/" in name or os.sep in name or hidden(name) or "val" in name:
+        raise DataError(f"--name {name!r}: the shards' file-name prefix; allowed: a non-empty "
+                        "name without '/', not starting with '.' (dot-files are never read) and "
+                        "without 'val' (a shard with 'val' in its name is read as held out)")
+
+
 def _refuse_too_few(source: str, out: Path, rec: dict[str, Any], heldout_every: int,
                     splits: dict[str, Split], writers: dict[str, ShardWriter]) -> None:
     total = splits["train"].documents + splits["heldout"].documents
-    if splits["heldout"].documents == 0 or splits["train"].tokens == 0:
-        for w in writers.values():  # no half-made shard set stays behind
-            for f in w.files:
-                (out / f).unlink()
-        raise DataError(f"{source}: {total} document(s) read ({read_text_summary(rec)}); "
-                        f"document i is held out when {rule(heldout_every)}, so at least "
-                        f"{heldout_every} are needed (--heldout-every sets it)")
+    read = f"{total} document(s) in {rec['read']} file(s){read_note(source, rec)}"
+    if splits["heldout"].documents == 0:
+        why = _too_few(heldout_every)
+    elif splits["train"].tokens == 0 or splits["heldout"].tokens == 0:
+        empty = "training" if splits["train"].tokens == 0 else "held-out"
+        why = (f"the {empty} documents hold no text (0 tokens); allowed: documents with text "
+               "(an empty file or value is a document of no tokens)")
+    else:
+        return
+    for w in writers.values():  # no half-made shard set stays behind
+        for f in w.files:
+            (out / f).unlink()
+    raise DataError(f"{source}: {read}; {why}")
 
 
 def _record(source: str, read: dict[str, Any], trained: bool, tok_path: Path, vocab: int,

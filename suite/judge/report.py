@@ -334,7 +334,9 @@ def splice(path: Path, marker: str, text: str) -> None:
     file `path` with `text`, atomically (an interrupted write leaves the old file whole).
     Raises ResultsError naming the file and the markers when either is missing."""
     begin, end = f"<!-- {marker} -->", f"<!-- end {marker} -->"
-    doc = path.read_text() if path.is_file() else ""
+    if not path.is_file():
+        raise ResultsError(f"{path}: no such file (a markdown file with {begin} ... {end})")
+    doc = path.read_text()
     if begin not in doc or end not in doc:
         raise ResultsError(f"{path}: markers {begin} ... {end} not found")
     head, rest = doc.split(begin, 1)

@@ -1,4 +1,5 @@
-"""Paper 2's ODE odd/even multilevel (Lauga et al., arXiv 2504.18590; METHODS.md, "Loop")."""
+"""Paper 2's ODE odd/even multilevel (Lauga et al., arXiv 2504.18590; docs/methods.md,
+"Paper 2: the odd/even multilevel schedule")."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from suite.methods.base import (
 )
 from suite.spec import Arm, Scale, lr_factor
 
-# Paper 2's odd/even multilevel. Defaults from METHODS.md; at the paper's 16,000 fine steps the
-# schedule is exactly the paper's (35 corrections of 2 x 100 coarse SGD steps) whatever the
-# scaling options.
+# Paper 2's odd/even multilevel. Defaults from the papers (docs/methods.md); at the paper's
+# 16,000 fine steps the schedule is exactly the paper's (35 corrections of 2 x 100 coarse SGD
+# steps) whatever the scaling options.
 ODE = {
     "coarse_until": Option(35, "fine iterations t <= coarse_until are followed by coarse work, "
                            "at the paper's 16,000 fine steps",
@@ -63,7 +64,7 @@ PAPER2_FINE_STEPS = 16_000
 
 def plan(arm: Arm, scale: Scale, family: Family | None = None,
          cost: StepCost | None = None) -> Plan:
-    """Paper 2's odd/even schedule (METHODS.md, "Loop"): for fine step t = 1..T, one fine step;
+    """Paper 2's odd/even schedule (docs/methods.md): for fine step t = 1..T, one fine step;
     if t <= coarse_until_run, for even then odd: restrict, coarse_steps_run coarse steps,
     prolongate. Both counts are recorded in the plan's options as run at this scale (`cost` is
     not used: the paper fixes step counts, not FLOPs). Raises MethodError for a bad option or an

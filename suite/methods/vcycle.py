@@ -1,4 +1,4 @@
-"""Paper 1's coalescing V-cycle (Zou et al., ICLR 2024; METHODS.md, "V-cycle schedule")."""
+"""Paper 1's coalescing V-cycle (Zou et al., ICLR 2024; docs/methods.md, "The V-cycle")."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from suite.methods.base import (
 )
 from suite.spec import Arm, Scale
 
-# Paper 1's V-cycle. Defaults from METHODS.md; alpha's default depends on the family (0.5 for
-# BERT, 0.25 for GPT and DeiT) and is set per benchmark in its definition.
+# Paper 1's V-cycle. Defaults from the papers (docs/methods.md); alpha's default depends on the
+# family (0.5 for BERT, 0.25 for GPT and DeiT) and is set per benchmark in its definition.
 VCYCLE = {
     "levels": Option(2, "number of levels K (the target model is level 1)",
                      lambda v: isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 4,
@@ -69,7 +69,7 @@ VCYCLE = {
 
 def plan(arm: Arm, scale: Scale, family: Family | None = None,
          cost: StepCost | None = None) -> Plan:
-    """Paper 1's V-cycle (METHODS.md, "V-cycle schedule"): E_a stages down, the smallest level,
+    """Paper 1's V-cycle (docs/methods.md, "The V-cycle"): E_a stages down, the smallest level,
     the intermediate levels up, then level 1 for what is left of the baseline's FLOPs (`cost`:
     FLOPs of one step of a size; without it the last stage is 1 step, for validation). Stage
     lengths are steps, fractions of the baseline's `scale.steps`. Raises MethodError for a bad

@@ -102,7 +102,7 @@ def coalesce(model: nn.Module, *, width: bool = True, depth: bool = True,
              depth_pairing: str = "adjacent",
              embedding_scaling: str = "reference") -> nn.Module:
     """A new model half as wide (hidden, heads, FFN and e.g. llama's kv_heads; head size kept)
-    and half as deep: paper 1's coalescing (Zou et al., ICLR 2024; METHODS.md: width U = F_in W
+    and half as deep: paper 1's coalescing (Zou et al., ICLR 2024; docs/methods.md: width U = F_in W
     F_out, depth by averaging block pairs, `depth_pairing`). `width`/`depth` = False keeps that
     dimension. The result inherits everything of `model` but the shape (inherit.py: merged
     block i from blocks 2i and 2i+1, or i and i + L/2). Raises
@@ -129,7 +129,7 @@ def coalesce(model: nn.Module, *, width: bool = True, depth: bool = True,
 def decoalesce(small: nn.Module, like: nn.Module, *, depth_pairing: str = "adjacent",
                embedding_scaling: str = "reference") -> nn.Module:
     """A model shaped like `like` (2x the width and/or depth of `small`), grown from `small` by
-    the pseudo-inverse of `coalesce` (paper 1's de-coalescing, METHODS.md):
+    the pseudo-inverse of `coalesce` (paper 1's de-coalescing, docs/methods.md):
     coalesce(decoalesce(S, like=M)) == S. Only the parameter values come from `small`; the rest
     (settings, requires_grad, modes, buffers, dtypes) is `like`'s, block by block
     (suite/operators/inherit.py). Raises OperatorError when `like` is not 2x `small` in each
@@ -166,7 +166,7 @@ def decoalesce(small: nn.Module, like: nn.Module, *, depth_pairing: str = "adjac
 
 def interpolate(big: nn.Module, grown: nn.Module, alpha: float) -> nn.Module:
     """(1 - alpha) * big + alpha * grown for every parameter (paper 1's interpolation, the
-    V-cycle's symmetry breaking; METHODS.md); exact at alpha 0 and 1. A copy of `big` with new
+    V-cycle's symmetry breaking; docs/methods.md); exact at alpha 0 and 1. A copy of `big` with new
     values: every other property, buffers included, is big's. Raises OperatorError for alpha
     outside [0, 1] or models whose parameter names or shapes differ."""
     if not 0.0 <= alpha <= 1.0:
