@@ -360,7 +360,8 @@ def test_a_folder_says_what_it_read_and_skipped_and_a_glob_reads_the_rest(tmp_pa
         D.load_text(str(tmp_path))
     assert str(e.value) == (f"{tmp_path}: need at least 2 text files to hold out whole works, "
                             "found 0 (files with suffix .txt, .md, .rst, .text, (none); skipped "
-                            "1 .png, 5 .py: pass a glob such as 'DIR/**/*.py' to read them)")
+                            "1 .png, 5 .py: to read the .py files, pass a glob such as "
+                            f"'{tmp_path / '**' / '*.py'}')")
     d = D.load_text(str(tmp_path / "**" / "*.py"))
     assert d.files == {"pattern": str(tmp_path / "**" / "*.py"), "read": 5, "skipped": {}}
     assert len(d.heldout_names) == 1 and d.heldout_names[0].endswith("m4.py")
@@ -370,6 +371,30 @@ def test_a_folder_says_what_it_read_and_skipped_and_a_glob_reads_the_rest(tmp_pa
     d = D.load_text(str(tmp_path))
     assert d.files == {"suffixes": [".txt", ".md", ".rst", ".text", ""], "read": 2,
                        "skipped": {".png": 1, ".py": 5}}
+
+
+def test_a_folder_of_hidden_files_gives_no_glob_hint(tmp_path):
+    """`--data DIR` on a folder of .DS_Store and .git/ ended 'skipped 2 (hidden): pass a glob
+    such as 'DIR/**/*.py' to read them', but a glob skips dot-files too: the hint is for files
+    skipped by suffix only."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tmp_path / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(tmp_path))
+    assert str(e.value) == (f"{tmp_path}: need at least 2 text files to hold out whole works, "
+                            "found 0 (files with suffix .txt, .md, .rst, .text, (none); skipped "
+                            "2 (hidden): dot-files and dot-folders are never data)")
+    (tmp_path / "prog").write_bytes(b"\x7fELF\0")
+    (tmp_path / "a.txt").write_text("alpha " * 10)
+    (tmp_path / "b.csv").write_text("x,y\n")
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(tmp_path))
+    assert str(e.value) == (
+        f"{tmp_path}: need at least 2 text files to hold out whole works, found 1 (files with "
+        "suffix .txt, .md, .rst, .text, (none); skipped 2 (hidden), 1 (not text), 1 .csv: to "
+        f"read the .csv files, pass a glob such as '{tmp_path / '**' / '*.csv'}'; dot-files and "
+        f"dot-folders are never data; not text: {tmp_path / 'prog'} (a NUL byte at byte 4))")
 
 
 def test_hidden_and_binary_files_in_a_folder_are_skipped_and_said(tmp_path, capsys):

@@ -17,7 +17,10 @@ end-of-text token where it has one (GPT-2's <|endoftext|>, as llm.c and modded-n
 with neither, documents are joined with nothing between them, and tokenize says so. A .jsonl value
 or .parquet cell must be a string: anything else is refused naming the file, row and key;
 nulls are skipped and counted. Dot-files, dot-folders and files that are not text are
-skipped and counted (suite.data.files).
+skipped and counted (suite.data.files). Options are checked before anything is read: a
+trained BPE has at least MIN_BPE_VOCAB ids (the 256 bytes and <|endoftext|>), and fewer than
+`heldout_every` documents are refused (before a tokenizer is trained, where every file is one
+document), since then none would be held out.
 
 Shards are llm.c `.bin` files (suite.data.shards reads them): `<name>_val_000000.bin`,
 `<name>_train_000001.bin`, ...; `tokens.json` records the tokenizer file and its sha256, the
@@ -39,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from suite.data import shards
-from suite.data.files import hidden
 from suite.data.documents import DOC_SUFFIXES, Document, Nulls, documents, sources
+from suite.data.files import hidden
 from suite.data.sources import DataError, read_note
 from suite.data.split import HELDOUT_EVERY, is_heldout, rule
 from suite.results import atomic_write
