@@ -33,9 +33,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for b in load_benchmarks(args.benchmarks).values():
         for s in b.scales.values():
             rows.append([b.name, b.family, s.name, _size(s.model), s.seq_len or "-", s.batch_size,
-                         s.steps, s.data.source, ", ".join(b.arms)])
+                         s.steps, s.data.source, s.seeds, ", ".join(b.arms)])
     print(tabulate(rows, ["benchmark", "family", "scale", "L-H-A", "seq", "batch", "steps", "data",
-                          "arms"], tablefmt="github"))
+                          "seeds", "arms"], tablefmt="github"))
     return 0
 
 
@@ -349,7 +349,8 @@ def _results_parsers(sub: Any) -> None:
     c.add_argument("--update", metavar="FILE", help="write the tables between the markers "
                    "<!-- compare RESULTS --> and <!-- end compare RESULTS --> of FILE")
     c.set_defaults(fn=cmd_compare)
-    sub.add_parser("check-operators", help="exactness of paper 1's operators per family"
+    sub.add_parser("check-operators", help="per family: the operators' exactness, the settings "
+                   "they keep and what a built model inherits"
                    ).set_defaults(fn=cmd_check_operators)
     t = sub.add_parser("throughput", help="speed of the baseline's training step: "
                        "tokens/s, TFLOP/s, MFU")

@@ -39,6 +39,8 @@ def test_list(capsys):
     assert gpt_smoke[1] == "gpt2" and gpt_smoke[3] == "4-32-2" and gpt_smoke[7] == "shakespeare"
     deit_smoke = next(r for r in rows if r[0] == "deit" and r[2] == "smoke")
     assert deit_smoke[3] == "2-32-2/p7" and deit_smoke[4] == "-"
+    assert rows[0][8] == "seeds"  # what `run` trains by default (found by a new-user trial)
+    assert next(r for r in rows if r[0] == "gpt" and r[2] == "tiny")[8] == "11"
 
 
 def test_list_with_a_user_definition(tmp_path, capsys, mini_toml):
@@ -386,3 +388,13 @@ def test_the_judging_commands_run_without_torch(tmp_path):
         assert out.returncode == 0, (args, out.stderr[-1500:])
         assert expect in out.stdout, args
     assert (tmp_path / "smoke" / "REPORT.md").is_file()
+
+
+def test_the_manifest_records_the_command_as_typed(monkeypatch):
+    """Found by a trial: a resume recorded '/path/suite/__main__.py run ...', not the command."""
+    from suite.run.provenance import command_line
+
+    monkeypatch.setattr("sys.argv", ["/home/u/clone/suite/__main__.py", "run", "gpt"])
+    assert command_line() == "python -m suite run gpt"
+    monkeypatch.setattr("sys.argv", ["/usr/bin/multilevel-suite", "list"])
+    assert command_line() == "/usr/bin/multilevel-suite list"

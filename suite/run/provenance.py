@@ -112,7 +112,7 @@ def manifest_of(bench: Benchmark, scale_name: str, arm_name: str, seed: int, ctx
         "environment": environment(ctx.device, threads),
         "world_size": ctx.world.size, "accum": ctx.accum, "compile": ctx.compile,
         "checkpoint": dataclasses.asdict(bench.checkpoint),
-        "command": " ".join(sys.argv),
+        "command": command_line(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
@@ -193,4 +193,13 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "device_name": name,
         "threads": threads,
     }
+
+
+def command_line() -> str:
+    """This process's command as a user would type it again: `python -m suite ...` where it
+    runs as the module (sys.argv[0] is then the path of suite/__main__.py)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == "suite":
+        argv[0:1] = ["python", "-m", "suite"]
+    return " ".join(argv)
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from suite.registry import inputs_for
 from suite.results import atomic_write_json
 from suite.run.context import forward_of, load_data, prepare_device
 from suite.run.distributed import World
-from suite.run.provenance import environment
+from suite.run.provenance import command_line, environment
 from suite.run.train import Clock, Loop, Parallel, Stage, make_optimizer, train
 from suite.spec import Benchmark, SpecError
 
@@ -75,7 +74,7 @@ def measure_throughput(bench: Benchmark, scale_name: str, device: str = "cpu",
         "achieved_flops_per_s": clock.flops / clock.wall_s,
         "mfu": flops.mfu(clock.flops, clock.wall_s, env["device_name"], 1, prec),
         "flop_convention": flops.CONVENTION, "environment": env,
-        "command": " ".join(sys.argv),
+        "command": command_line(),
     }
 
 
