@@ -1,6 +1,7 @@
 """Token shards at any size (issue 13): memory-mapped in their stored dtype, exact int64 counts,
 whole held-out shards, ids checked against the definition before training."""
 
+import json
 import re
 import subprocess
 import sys
@@ -132,10 +133,52 @@ def test_ids_are_checked_against_the_declared_vocabulary(tmp_path):
     assert str(e.value) == (f"{path}: llama.npy stores ids as uint16, which holds at most 65536 "
                             "distinct ids, but data.vocab_size = 128256: ids of a larger "
                             "vocabulary wrapped when it was written; write it as uint32")
-    with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, "
-                                                    "data.vocab_size=100); found 0..34993")):
+    with pytest.raises(D.DataError) as e:
         D.load_text(str(path), vocab_size=100)
+    assert str(e.value) == (f"{path}: token ids must lie in [0, 100) (data.vocab_size = 100); "
+                            "llama.npy holds 0..31493: ids of another vocabulary, or declare "
+                            "data.vocab_size >= 31494")
     assert D.load_text(str(path)).vocab_size == 34994  # undeclared: the largest id + 1
+
+
+@pytest.mark.parametrize("vocab", [None, 0, 50257])
+def test_negative_ids_are_named_as_negative(tmp_path, vocab):
+    """`--data neg.npy` (all -1) said 'token ids must lie in [0, data.vocab_size=0)': with no
+    vocabulary declared it is the largest id + 1, an empty range. Negative ids are refused as
+    negative, naming the shard, whatever the vocabulary."""
+    np.save(tmp_path / "neg.npy", np.full(1000, -1, dtype=np.int64))
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(tmp_path / "neg.npy"), vocab_size=vocab)
+    assert str(e.value) == (f"{tmp_path / 'neg.npy'}: neg.npy holds negative token ids (-1..-1); "
+                            "token ids are integers >= 0, indices into the vocabulary (-1 and "
+                            "-100 are padding and ignore values, not tokens: leave them out of "
+                            "the file)")
+    folder = tmp_path / "set"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.arange(100, dtype=np.int32))
+    ids = np.arange(100, dtype=np.int32)
+    ids[50] = -100
+    np.save(folder / "b.npy", ids)
+    with pytest.raises(D.DataError, match=re.escape(f"{folder}: b.npy holds negative token ids "
+                                                    "(-100..99)")):
+        D.load_text(str(folder), vocab_size=vocab)
+
+
+def test_a_vocabulary_from_tokens_json_is_named_as_such(tmp_path):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    write_bin(folder / "t_val_000000.bin", np.arange(50))
+    write_bin(folder / "t_train_000001.bin", np.arange(90))
+    record = {"tokenizer": {"vocab_size": 64}, "heldout": {"tokens": 50, "bytes": 100}}
+    (folder / "tokens.json").write_text(json.dumps(record))
+    with pytest.raises(D.DataError) as e:
+        D.load_text(str(folder))
+    assert str(e.value) == (f"{folder}: token ids must lie in [0, 64) (the vocab_size in "
+                            f"{folder / 'tokens.json'} = 64); t_train_000001.bin holds 0..89: "
+                            "ids of another vocabulary, or declare data.vocab_size >= 90")
+    assert D.load_text(str(folder), vocab_size=90).vocab_size == 90
+    with pytest.raises(D.DataError, match=re.escape("data.vocab_size = -1; allowed: 0")):
+        D.load_tokens(str(folder), vocab_size=-1)
 
 
 def test_id_range_reads_a_memory_map_in_chunks(tmp_path, monkeypatch):

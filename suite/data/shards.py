@@ -284,21 +284,34 @@ def split_heldout(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return files, []
 
 
-def check_ids(tokens: Tokens, where: str, vocab_size: int, key: str) -> None:
-    """Raise ShardError unless every id lies in [0, vocab_size) and the stored dtype can hold
-    the vocabulary: a uint16 file holds no id over 65,535, so a larger vocabulary means ids
-    that wrapped when the file was written."""
+def check_ids(tokens: Tokens, where: str, vocab_size: int | None, key: str) -> int:
+    """The vocabulary size the ids are checked against, returned: `vocab_size`, or with None,
+    the largest id + 1. Raise ShardError naming the shard unless every id is >= 0 (a negative
+    id indexes no vocabulary: -1 or -100 are padding and ignore values, not tokens), every id
+    lies below `vocab_size` (declared as `key`), and the stored dtype can hold the vocabulary:
+    a uint16 file holds no id over 65,535, so a larger vocabulary means ids that wrapped when
+    the file was written."""
     for part, name in zip(tokens.parts, tokens.names, strict=True):
-        if np.issubdtype(part.dtype, np.unsignedinteger) and \
+        if vocab_size is not None and np.issubdtype(part.dtype, np.unsignedinteger) and \
                 vocab_size > np.iinfo(part.dtype).max + 1:
             raise ShardError(f"{where}: {name} stores ids as {part.dtype}, which holds at most "
                              f"{np.iinfo(part.dtype).max + 1} distinct ids, but {key} = "
                              f"{vocab_size}: ids of a larger vocabulary wrapped when it was "
                              "written; write it as uint32")
-    lo, hi = tokens.id_range()
-    if lo < 0 or hi >= vocab_size:
-        raise ShardError(f"{where}: token ids must lie in [0, {key}={vocab_size}); found "
-                         f"{lo}..{hi}")
+    ranges = [Tokens([part]).id_range() for part in tokens.parts]
+    for (lo, hi), name in zip(ranges, tokens.names, strict=True):
+        if lo < 0:
+            raise ShardError(f"{where}: {name} holds negative token ids ({lo}..{hi}); token ids "
+                             "are integers >= 0, indices into the vocabulary (-1 and -100 are "
+                             "padding and ignore values, not tokens: leave them out of the file)")
+    if vocab_size is None:
+        return max(hi for _, hi in ranges) + 1
+    for (lo, hi), name in zip(ranges, tokens.names, strict=True):
+        if hi >= vocab_size:
+            raise ShardError(f"{where}: token ids must lie in [0, {vocab_size}) ({key} = "
+                             f"{vocab_size}); {name} holds {lo}..{hi}: ids of another "
+                             f"vocabulary, or declare data.vocab_size >= {hi + 1}")
+    return vocab_size
 
 
 def spread(count: int, n: int) -> torch.Tensor:

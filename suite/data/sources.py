@@ -182,9 +182,18 @@ def load_tokens(source: str, vocab_size: int | None = None) -> TextData:
             train, held = Tokens.of_files(train_files).split_tail(TAIL_DIVISOR)
         whole = Tokens(train.parts + held.parts, train.names + held.names)
         meta = _tokenize_record(found[0].parent)
-        vocab = vocab_size or (meta["tokenizer"]["vocab_size"] if meta else
-                               whole.id_range()[1] + 1)
-        shards.check_ids(whole, source, vocab, "data.vocab_size")
+        if vocab_size is not None and vocab_size < 0:
+            raise DataError(f"data.vocab_size = {vocab_size}; allowed: 0 (the tokenizer's, "
+                            "from tokens.json, else the largest id + 1) or a positive integer")
+        if vocab_size:
+            declared: int | None = vocab_size
+            key = "data.vocab_size"
+        elif meta:
+            declared = meta["tokenizer"]["vocab_size"]
+            key = f"the vocab_size in {found[0].parent / 'tokens.json'}"
+        else:  # undeclared: the largest id + 1
+            declared, key = None, "data.vocab_size"
+        vocab = shards.check_ids(whole, source, declared, key)
     except shards.ShardError as e:
         raise DataError(str(e)) from e
     per_token = meta["heldout"]["bytes"] / meta["heldout"]["tokens"] if meta else None
