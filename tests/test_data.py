@@ -484,8 +484,9 @@ def test_npy_errors(tmp_path):
         D.load_text(str(floats))
     big = tmp_path / "big.npy"
     np.save(big, np.arange(10))
-    with pytest.raises(D.DataError, match=re.escape("token ids must lie in [0, "
-                                                    "data.vocab_size=5); found 0..9")):
+    with pytest.raises(D.DataError, match=re.escape(
+            "token ids must lie in [0, 5) (data.vocab_size = 5); last 1/10 of big.npy holds "
+            "9..9: ids of another vocabulary, or declare data.vocab_size >= 10")):
         D.load_text(str(big), vocab_size=5)
 
 

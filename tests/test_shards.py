@@ -136,8 +136,8 @@ def test_ids_are_checked_against_the_declared_vocabulary(tmp_path):
     with pytest.raises(D.DataError) as e:
         D.load_text(str(path), vocab_size=100)
     assert str(e.value) == (f"{path}: token ids must lie in [0, 100) (data.vocab_size = 100); "
-                            "llama.npy holds 0..31493: ids of another vocabulary, or declare "
-                            "data.vocab_size >= 31494")
+                            "last 1/10 of llama.npy holds 31500..34993: ids of another "
+                            "vocabulary, or declare data.vocab_size >= 34994")
     assert D.load_text(str(path)).vocab_size == 34994  # undeclared: the largest id + 1
 
 

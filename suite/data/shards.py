@@ -304,13 +304,14 @@ def check_ids(tokens: Tokens, where: str, vocab_size: int | None, key: str) -> i
             raise ShardError(f"{where}: {name} holds negative token ids ({lo}..{hi}); token ids "
                              "are integers >= 0, indices into the vocabulary (-1 and -100 are "
                              "padding and ignore values, not tokens: leave them out of the file)")
+    top = max(range(len(ranges)), key=lambda k: ranges[k][1])  # the shard of the largest id
     if vocab_size is None:
-        return max(hi for _, hi in ranges) + 1
-    for (lo, hi), name in zip(ranges, tokens.names, strict=True):
-        if hi >= vocab_size:
-            raise ShardError(f"{where}: token ids must lie in [0, {vocab_size}) ({key} = "
-                             f"{vocab_size}); {name} holds {lo}..{hi}: ids of another "
-                             f"vocabulary, or declare data.vocab_size >= {hi + 1}")
+        return ranges[top][1] + 1
+    (lo, hi), name = ranges[top], tokens.names[top]
+    if hi >= vocab_size:
+        raise ShardError(f"{where}: token ids must lie in [0, {vocab_size}) ({key} = "
+                         f"{vocab_size}); {name} holds {lo}..{hi}: ids of another vocabulary, "
+                         f"or declare data.vocab_size >= {hi + 1}")
     return vocab_size
 
 
