@@ -11,30 +11,38 @@ from suite import flops
 from suite.data import corpus
 from suite.families import FAMILIES
 from suite.methods import Train, plan
-from suite.registry import inputs_for
+from suite.registry import USER_SOURCE, inputs_for
 from suite.results import fmt_flops
 from suite.run.context import step_cost
 from suite.spec import Benchmark, Scale
 
 
-def _train_tokens(bench: Benchmark, scale: Scale) -> int | None:
-    """Training tokens (images) the data offers, for passes over it; None where unknown."""
-    if FAMILIES[bench.family].data_kind == "images":
-        try:
-            found = dataio.load_images(scale.data.source, scale.data.image_size,
-                                       scale.data.augment)
-            return len(found.train) if hasattr(found, "augment") else len(found.train_y)
-        except dataio.DataError:
-            return None
-    if scale.data.source == corpus.NAME:
-        try:
-            return corpus.load()[2]["bytes"]["train"]
-        except corpus.CorpusError:
-            return None
+def _train_tokens(bench: Benchmark, scale: Scale) -> tuple[int | None, str]:
+    """Training tokens (images) the data offers, for passes over it; or None and why they
+    cannot be counted here (data the user brings, a corpus not built, a source that fails)."""
+    source = scale.data.source
+    if source == USER_SOURCE:
+        return None, "this scale reads your data: pass --data PATH to count it"
     try:
-        return len(dataio.load_text(scale.data.source, scale.data.vocab_size or None).train)
-    except dataio.DataError:
-        return None
+        if FAMILIES[bench.family].data_kind == "images":
+            found = dataio.load_images(source, scale.data.image_size, scale.data.augment)
+            return (len(found.train) if hasattr(found, "augment") else len(found.train_y)), ""
+        if source == corpus.NAME:
+            return corpus.load()[2]["bytes"]["train"], ""
+        return len(dataio.load_text(source, scale.data.vocab_size or None).train), ""
+    except (dataio.DataError, corpus.CorpusError) as e:
+        return None, str(e)
+
+
+def _figure(x: float) -> str:
+    """A count of passes or minutes: one decimal from 1 up, two significant digits below (a
+    tenth of a pass is not 0: `.1f` printed 0.0011 passes as 0)."""
+    return f"{x:.1f}" if x >= 1 or x == 0 else f"{x:.2g}"
+
+
+def _share(x: float) -> str:
+    """A level's share of the FLOPs, as a percentage that is never 0.0% for a level that ran."""
+    return f"{x:.1%}" if x >= 0.001 or x == 0 else f"{100 * x:.2g}%"
 
 
 def price(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None) -> str:
@@ -45,7 +53,7 @@ def price(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None)
     inputs = inputs_for(fam, scale, None)
     cost = step_cost(fam, scale, inputs)
     per_sample = scale.seq_len or 1
-    available = _train_tokens(bench, scale)
+    available, why_not = _train_tokens(bench, scale)
     rows = []
     for a in arms:
         p = plan(bench.arms[a], scale, cost, fam)
@@ -58,11 +66,11 @@ def price(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None)
         total = sum(f for _, f in per_level.values())
         seen = sum(n for n, _ in per_level.values()) * scale.batch_size * per_sample
         row = [a, p.method, p.train_steps, fmt_flops(total),
-               "; ".join(f"L{k}: {n} steps, {f / total:.1%}"
+               "; ".join(f"L{k}: {n} steps, {_share(f / total)}"
                          for k, (n, f) in sorted(per_level.items())),
-               f"{seen:.3g}", f"{seen / available:.1f}" if available else "-"]
+               f"{seen:.3g}", _figure(seen / available) if available else "-"]
         if tflops:
-            row.append(f"{total / (tflops * 1e12) / 60:.1f}")
+            row.append(_figure(total / (tflops * 1e12) / 60))
         rows.append(row)
     unit = "tokens" if scale.seq_len else "images"
     headers = ["arm", "method", "train steps", "FLOPs (projected)", "per level",
@@ -70,6 +78,10 @@ def price(bench: Benchmark, scale: Scale, arms: list[str], tflops: float | None)
     if tflops:
         headers.append(f"minutes at {tflops:g} TFLOP/s")
     out = [tabulate(rows, headers, tablefmt="github"), f"\nFLOP convention: {flops.CONVENTION}"]
+    if not available:
+        out.append(f"Passes over the data: -, the training {unit} of data.source = "
+                   f"{scale.data.source!r} not counted: "
+                   f"{why_not or 'its training split is empty'}")
     if tflops:
         out.append(f"Minutes assume {tflops:g} TFLOP/s achieved on the counted FLOPs (an "
                    "assumption, not a measurement); evaluation and transfers are extra.")
