@@ -135,7 +135,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from suite.judge.gate import HEADERS, check
+    from suite.judge.gate import HEADERS, NothingToCompare, check
 
     ref, fresh = Path(args.reference) / args.scale, Path(args.fresh) / args.scale
     seeds = _names(args.seeds)
@@ -144,8 +144,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
     except ValueError:
         raise SpecError("(command line)", "--seeds", f"got {args.seeds!r}",
                         "comma-separated seed numbers") from None
-    rows, ok = check(fresh, ref, _rules(args), _names(args.only_benchmarks),
-                     _names(args.arms), seeds)
+    try:
+        rows, ok = check(fresh, ref, _rules(args), _names(args.only_benchmarks),
+                         _names(args.arms), seeds)
+    except NothingToCompare as e:  # the table says what was not compared; then one line
+        print(tabulate(e.rows, HEADERS, tablefmt="github"))
+        raise
     print(tabulate(rows, HEADERS, tablefmt="github"))
     print(f"\ngate: {'pass' if ok else 'FAIL'} ({fresh} against {ref}; one-sided tests at 5%, "
           "tolerances from each benchmark's [gate] table)")

@@ -133,6 +133,61 @@ def test_gate_fails_on_a_missing_or_diverged_run(smoke_reference, tmp_path, caps
     assert "gate: FAIL" in out
 
 
+def _mark(root, arm, seeds, status):
+    for seed in seeds:
+        summary = run_dir(root, "smoke", "gpt", arm, seed) / "summary.json"
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "status": status}))
+
+
+@pytest.mark.parametrize(("arm", "statuses"), [
+    ("vcycle", ["preempted", "diverged", "preempted"]),
+    ("baseline", ["diverged", "diverged", "preempted"]),
+])
+def test_a_gate_with_nothing_to_compare_is_no_pass(smoke_reference, tmp_path, capsys, arm,
+                                                  statuses):
+    """Field fault (bats-core#1211): with every reference run of an arm preempted or diverged,
+    or no completed reference baseline, the gate said 'numerics unchanged, pass', exit 0, even
+    with the fresh runs of that arm deleted. It names what it could not compare, exit 2."""
+    reference = tmp_path / "reference"
+    shutil.copytree(smoke_reference, reference)
+    for seed, status in enumerate(statuses):
+        _mark(reference, arm, [seed], status)
+    fresh = _copy(smoke_reference, tmp_path)
+    shutil.rmtree(run_dir(fresh, "smoke", "gpt", arm, 0).parent)  # the fresh runs: gone
+    if arm == "baseline":  # and vcycle's numbers moved: its saving needs the statistical tier
+        curve = run_dir(fresh, "smoke", "gpt", "vcycle", 1) / "curve.jsonl"
+        rows = [json.loads(x) for x in curve.read_text().splitlines()]
+        rows[-1]["heldout_loss"] += 1e-3
+        curve.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["gate", "--fresh", str(fresh), "--reference", str(reference),
+                 "--scale", "smoke"]) == 2
+    captured = capsys.readouterr()
+    for seed, status in enumerate(statuses):
+        assert re.search(rf"\| gpt +\| {arm} +\| runs +\| reference seed {seed} +\| completed +"
+                         rf"\| {status} +\| - +\| not compared", captured.out), captured.out
+    assert f"gpt/{arm} (no completed reference run)" in captured.err
+    assert "gate: pass" not in captured.out and "numerics unchanged" not in captured.out.split(
+        arm)[1].split("\n")[0]
+    if arm == "baseline":  # vcycle's saving had nothing to be measured against
+        assert "gpt/vcycle (no completed reference baseline)" in captured.err
+        assert re.search(r"\| gpt +\| vcycle +\| statistical +\| against the baseline .*"
+                         r"no completed reference baseline .*not compared", captured.out)
+
+
+def test_one_incomplete_reference_seed_is_named_and_the_rest_is_gated(smoke_reference,
+                                                                      tmp_path, capsys):
+    reference = tmp_path / "reference"
+    shutil.copytree(smoke_reference, reference)
+    _mark(reference, "vcycle", [1], "preempted")
+    fresh = _copy(smoke_reference, tmp_path)
+    assert main(["gate", "--fresh", str(fresh), "--reference", str(reference),
+                 "--scale", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| vcycle +\| runs +\| reference seed 1 +\| completed +\| preempted +"
+                     r"\| - +\| not compared", out)
+    assert re.search(r"\| vcycle +\| exact +\| seeds 0,2 .*numerics unchanged", out)
+
+
 def test_gate_on_the_arms_a_change_touched(smoke_reference, tmp_path, capsys):
     fresh = _copy(smoke_reference, tmp_path)
     shutil.rmtree(run_dir(fresh, "smoke", "gpt", "vcycle", 0).parent)
@@ -300,3 +355,16 @@ def test_the_committed_regression_records_give_the_reports_table():
                      "identity-gpt": "gate exit: 0", "identity-ode": "gate exit: 0",
                      "identity-ode-ablations": "gate exit: 0", "lrbug": "gate exit: 1",
                      "plain": "gate exit: 0"}
+
+
+def test_a_report_of_runs_none_of_which_completed_says_so(smoke_reference, tmp_path):
+    """An empty table reads as 'nothing wrong': a benchmark without a completed run says why
+    its noise table is empty."""
+    root = tmp_path / "results"
+    shutil.copytree(smoke_reference, root)
+    for arm in ("baseline", "vcycle"):
+        _mark(root, arm, range(3), "diverged")
+    text = write_report(root / "smoke", load_claims(), {"gpt": load_benchmarks()["gpt"].gate},
+                        "smoke", plots=False).read_text()
+    assert "(none: no arm has two completed seeds, and a completed baseline" in text
+    assert "gpt/vcycle: not counted: seed 0: diverged, seed 1: diverged, seed 2: diverged" in text

@@ -97,3 +97,13 @@ def test_simulated_seed_keeps_the_committed_covariance(committed):
     want = np.cov(m.arm.y, rowvar=False)
     got = np.cov(a.y, rowvar=False)
     assert np.allclose(got, want, rtol=0.1, atol=0.05 * np.abs(want).max())
+
+
+def test_a_rate_over_no_draw_is_refused(committed):
+    """An empty collection never reads as a rate (or a pass): zero draws is an error."""
+    m, scale = committed[("gpt", "baseline")]
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="draws must be at least 1, got 0"):
+        simulate.coverage(m, scale.seeds, 0, rng)
+    with pytest.raises(ValueError, match="draws must be at least 1, got 0"):
+        simulate.gate_fail_rate(m, scale.seeds, 0.0, 0.05, 0, rng)

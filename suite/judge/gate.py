@@ -206,23 +206,41 @@ def select(ref: dict[tuple[str, str], dict[int, Run]], benchmarks: list[str] | N
     return out
 
 
+class NothingToCompare(ResultsError):
+    """A gate that could not compare what it was asked to: an arm whose reference runs all
+    ended otherwise than completed, or a statistical check without a completed baseline. Never
+    a pass (exit 2); `rows` holds the table, with what was not compared named."""
+
+    def __init__(self, message: str, rows: list[list]) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+def _incomplete_rows(bench: str, arm: str, seeds: dict[int, Run]) -> list[list]:
+    return [[bench, arm, "runs", f"reference seed {n}", "completed", r.status, "-",
+             "not compared"] for n, r in sorted(seeds.items()) if not r.complete]
+
+
 def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
           benchmarks: list[str] | None = None, arms: list[str] | None = None,
           seeds: list[int] | None = None) -> tuple[list, bool]:
     """Rows of what was checked, and whether everything passed: every reference run (or those
     of `benchmarks` and `arms`, see `select`) needs a completed fresh run. Raises ResultsError
     (exit 2) for unusable input, including fresh and reference runs of different
-    definitions."""
+    definitions, and NothingToCompare when an arm, or its statistical check, had nothing to
+    compare: a gate with zero checks is no pass (bats-core#1211). A reference seed that did not
+    complete is named in the table as not compared."""
     ref, new = _index(reference_root), _index(fresh_root)
     if not ref:
         raise ResultsError(f"{reference_root}: no reference runs to gate against")
     ref = select(ref, benchmarks, arms, reference_root, seeds)
     if not new:
         raise ResultsError(f"{fresh_root}: no fresh runs")
-    rows, ok = [], True
+    rows, ok, unusable = [], True, []
     for (bench, arm), seeds in sorted(ref.items(),
                                       key=lambda kv: (kv[0][0], *baseline_first(kv[0][1]))):
         fresh = new.get((bench, arm), {})
+        rows += _incomplete_rows(bench, arm, seeds)
         found: list[tuple[int, str, bool]] = []
         for seed, r in sorted(seeds.items()):
             f = fresh.get(seed)
@@ -236,6 +254,9 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
                 continue
             check_definitions(f, r)
             found.append((seed, *exact(f, r)))
+        if not found:  # no reference run of this arm completed: nothing to hold it to
+            unusable.append(f"{bench}/{arm} (no completed reference run)")
+            continue
         identical = all(same for _, _, same in found)
         differs = [(s, w) for s, w, same in found if not same and w != "not run"]
         seeds_txt = ",".join(str(s) for s, _, _ in found)
@@ -252,10 +273,18 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
         done_new = [r for r in fresh.values() if r.complete]
         base_ref = [r for r in ref.get((bench, BASELINE), {}).values() if r.complete]
         base_new = [r for r in new.get((bench, BASELINE), {}).values() if r.complete]
-        if not (done_ref and done_new and base_ref and base_new):
+        if not base_ref:  # a saving is against the baseline: no reference one, nothing to hold
+            rows.append([bench, arm, "statistical", "against the baseline", "-",
+                         "no completed reference baseline", "-", "not compared"])
+            unusable.append(f"{bench}/{arm} (no completed reference baseline)")
+            continue
+        if not (done_ref and done_new and base_new):  # a fresh run missing: a FAIL row above
             continue
         got, good = _statistical(bench, arm, done_ref, done_new, base_ref, base_new,
                                  rules[bench])
         rows += got
         ok &= good
+    if unusable:
+        raise NothingToCompare(f"{reference_root}: nothing to compare for "
+                               f"{'; '.join(unusable)}", rows)
     return rows, ok

@@ -218,8 +218,11 @@ def _benchmark_section(bench: str, arms: dict[str, list[Run]], claims: list[Clai
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
     if any(f in str(cell) for row in rows for cell in row for f in "‡†"):
         lines += [CENSORED, ""]
+    noise = power_rows(computed[0])
     lines += ["Seeds and noise (`python -m suite power`; FLOPs saved, at the crossing):", "",
-              tabulate(power_rows(computed[0]), POWER_HEADERS, tablefmt="github"), ""]
+              tabulate(noise, POWER_HEADERS, tablefmt="github") if noise else
+              "(none: no arm has two completed seeds, and a completed baseline, to measure "
+              "the noise of)", ""]
     lines += ["Cost per level and operator (mean over completed seeds):", "",
               tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
                                          "share of the arm's FLOPs", "wall s"],

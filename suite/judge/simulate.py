@@ -76,8 +76,15 @@ class Coverage:
     truth: float
 
 
+def _check_draws(draws: int) -> None:
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}: a rate over no draw is none")
+
+
 def coverage(m: Model, n: int, draws: int, rng: np.random.Generator) -> Coverage:
-    """How often the 95% interval of `n` simulated seeds holds the true saving."""
+    """How often the 95% interval of `n` simulated seeds holds the true saving. Raises
+    ValueError for fewer than one draw (a rate of nothing is no rate)."""
+    _check_draws(draws)
     truth = m.truth()
     hit, est, miss, widths = 0, [], 0, []
     for _ in range(draws):
@@ -98,7 +105,9 @@ def gate_fail_rate(m: Model, n: int, drop: float, tolerance: float, draws: int,
                    rng: np.random.Generator) -> float:
     """Share of gate checks that FAIL when the fresh saving is `drop` below the reference's
     (0: no regression): reference and fresh are independent draws of n seeds; the regression
-    stretches the fresh arm's FLOPs axis so that its true saving falls by exactly `drop`."""
+    stretches the fresh arm's FLOPs axis so that its true saving falls by exactly `drop`.
+    Raises ValueError for fewer than one draw."""
+    _check_draws(draws)
     truth = m.truth()
     stretch = 1 + drop / (1 - truth)
     fails = 0
