@@ -20,7 +20,8 @@ from suite.data import corpus  # noqa: E402
 from suite.data.split import HELDOUT_EVERY  # noqa: E402
 from suite.errors import SuiteError  # noqa: E402
 from suite.judge.claims import load_claims  # noqa: E402
-from suite.spec import SCALES, Benchmark, Scale, SpecError, gate_rules, with_data_source  # noqa: E402,E501
+from suite.resolved import gate_rules  # noqa: E402
+from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
 
 
 def _size(model: dict[str, int]) -> str:

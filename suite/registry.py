@@ -12,7 +12,8 @@ from pathlib import Path
 from suite import data as D
 from suite.families import FAMILIES, Family, Inputs
 from suite.methods import MethodError, plan
-from suite.spec import Benchmark, Scale, SpecError, definition_files, load
+from suite.resolved import definition_files
+from suite.spec import Benchmark, Scale, SpecError, load
 
 USER_SOURCE = "user"  # a scale whose data the user must bring with --data PATH
 

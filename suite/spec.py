@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
-from suite.results import first_difference
 
 SCALES = ("smoke", "tiny", "small", "paper")
 BASELINE = "baseline"  # the arm every other arm of a benchmark is compared with
@@ -163,6 +162,13 @@ class Arm:
     name: str
     method: str
     options: dict[str, Any]
+    # [arms.<name>.train]: this arm's own values of the definition's [train] keys (an arm tuned
+    # on its own lr, say), over the scale's; `Arm.optim` resolves them
+    train: dict[str, Any] = field(default_factory=dict)
+
+    def optim(self, scale: Scale) -> Optim:
+        """The scale's [train] table with this arm's overrides: what the arm trains with."""
+        return dataclasses.replace(scale.train, **self.train) if self.train else scale.train
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,16 @@ def _parse(cls: type, table: dict, file: str, where: dict[str, str]) -> Any:
     return obj
 
 
+def _arm_train(table: Any, file: str, where: str) -> dict[str, Any]:
+    """An arm's [train] overrides, each key checked as the definition's [train] checks it (an
+    arm's table need not repeat the required lr). Raises SpecError naming `where.<key>`."""
+    if not isinstance(table, dict):
+        raise SpecError(file, where, "must be a table of [train] keys",
+                        ", ".join(f.name for f in dataclasses.fields(Optim)))
+    parsed = _parse(Optim, {"lr": 1.0, **table}, file, {"": where})
+    return {k: getattr(parsed, k) for k in table}
+
+
 def _positive_int(v: Any, file: str, key: str, what: str) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
         raise SpecError(file, key, f"must be a positive integer, got {v!r}", what)
@@ -297,8 +313,9 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     for aname, at in arms_doc.items():
         if not isinstance(at, dict) or not isinstance(at.get("method"), str):
             raise SpecError(file, f"arms.{aname}.method", "missing or not a string")
-        opts = {k: v for k, v in at.items() if k != "method"}
-        arms[aname] = Arm(aname, at["method"], opts)
+        opts = {k: v for k, v in at.items() if k not in ("method", "train")}
+        arms[aname] = Arm(aname, at["method"], opts, _arm_train(at.get("train", {}), file,
+                                                              f"arms.{aname}.train"))
     if arms.get(BASELINE, Arm("", "", {})).method != BASELINE:  # what every saving is against
         raise SpecError(file, f"arms.{BASELINE}", "missing" if BASELINE not in arms else
                         f"method {arms[BASELINE].method!r}: the arm every other arm is compared "
@@ -365,80 +382,8 @@ def load(path: str | Path) -> Benchmark:
     return parse(doc, path, default_name=path.stem)
 
 
-def defaults() -> dict[str, Any]:
-    """The default of every optional key of a resolved definition's scale, nested as in
-    `Benchmark.resolved`: a key added to the schema after a run was recorded reads, in that
-    run's definition, as this value (the gate compares like with like through it)."""
-    def of(cls: type) -> dict[str, Any]:
-        out = {}
-        for f in dataclasses.fields(cls):
-            if f.default is not REQUIRED:
-                out[f.name] = f.default
-            elif f.default_factory is not REQUIRED:  # type: ignore[misc]
-                out[f.name] = f.default_factory()  # type: ignore[misc]
-        return out
-
-    return {"scale": {"data": of(DataSpec), "train": of(Optim), "eval": of(EvalSpec),
-                      "seeds": 1}}
-
-
-def _with_defaults(defn: Any, default: Any) -> Any:
-    """`defn` with every key of `default` it lacks added at its default value."""
-    if not (isinstance(defn, dict) and isinstance(default, dict)):
-        return defn
-    out = dict(defn)
-    for k, v in default.items():
-        out[k] = _with_defaults(out[k], v) if k in out else v
-    return out
-
-
-def definition_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
-    """The first key path where two resolved definitions (manifest["definition"]) differ, or
-    None; the file they came from is not compared, and a key one of them lacks counts as its
-    default (`defaults`)."""
-    a, b = (_with_defaults({k: v for k, v in d.items() if k != "file"}, defaults())
-            for d in (a, b))
-    return first_difference(a, b)
-
-
 def with_data_source(bench: Benchmark, scale: str, source: str) -> Benchmark:
     """The same definition with one scale's data source replaced (`--data PATH`)."""
     s = bench.scale(scale)
     new = dataclasses.replace(s, data=dataclasses.replace(s.data, source=source))
     return dataclasses.replace(bench, scales={**bench.scales, scale: new})
-
-
-BUILTIN = Path(__file__).resolve().parent / "definitions"
-
-
-def definition_files(paths: list[str | Path] | None = None) -> list[Path]:
-    """The definition files under `paths` (files or folders of *.toml; default: the built-in
-    registry, suite/definitions). Raises SpecError for a missing path or an empty folder."""
-    files: list[Path] = []
-    for p in [Path(x) for x in (paths or [BUILTIN])]:
-        if p.is_dir():
-            found = sorted(p.glob("*.toml"))
-            if not found:
-                raise SpecError(p, "(folder)", "holds no *.toml definition")
-            files += found
-        elif p.exists():
-            files.append(p)
-        else:
-            raise SpecError(p, "(file)", "no such file or folder")
-    return files
-
-
-def gate_rules(paths: list[str | Path] | None = None) -> dict[str, GateSpec]:
-    """Each definition's decision rules ([gate]) by benchmark name, read without building
-    anything (what the judge needs: no family, no method, no torch). Raises SpecError for a
-    definition that does not parse or a name defined twice."""
-    rules: dict[str, GateSpec] = {}
-    where: dict[str, str] = {}
-    for f in definition_files(paths):
-        b = load(f)
-        if b.name in rules:
-            raise SpecError(f, "name", f"benchmark {b.name!r} is already defined in "
-                            f"{where[b.name]}")
-        rules[b.name], where[b.name] = b.gate, b.path
-    return rules
-

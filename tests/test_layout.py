@@ -90,7 +90,7 @@ def test_no_two_folders_share_a_name():
 def test_paths_computed_from_a_modules_place_point_into_the_repository():
     from suite.data import corpus
     from suite.judge.claims import CLAIMS_FILE
-    from suite.spec import BUILTIN
+    from suite.resolved import BUILTIN
 
     assert CLAIMS_FILE == ROOT / "reference" / "claims.toml" and CLAIMS_FILE.is_file()
     assert corpus.default_dir().parent == ROOT / "data" / "corpora"

@@ -1,10 +1,11 @@
 """Definitions: every broken definition names its file, key and what is allowed."""
 
+import json
 import re
 
 import pytest
 
-from suite import registry, spec
+from suite import registry, resolved, spec
 from suite.spec import SCALES, SpecError
 
 FILE = "mini.toml"
@@ -383,7 +384,7 @@ def test_user_name_clashing_with_builtin(tmp_path, mini_toml):
     path = tmp_path / "gpt.toml"
     path.write_text(mini_toml("gpt"))
     with pytest.raises(SpecError, match="'gpt' is already defined"):
-        registry.load_benchmarks([spec.BUILTIN, path])
+        registry.load_benchmarks([resolved.BUILTIN, path])
 
 
 def test_empty_folder_and_missing_path(tmp_path):
@@ -435,3 +436,44 @@ def test_the_readme_minimal_definition_is_valid():
     assert set(bench.scales) == {"smoke", "tiny"}
     assert bench.scale("smoke").eval.every == 10 and bench.scale("tiny").train.lr == 5e-4
     assert list(bench.arms) == ["baseline"]
+
+
+def test_an_arm_may_train_with_its_own_values(tmp_path, mini_toml):
+    """Issue 23: an arm can have its own lr (a baseline tuned as well as a method): its plan
+    trains with it, its manifest's definition records it, other arms keep the definition's."""
+    from suite import methods
+
+    text = mini_toml() + '\n[arms.baseline.train]\nlr = 2e-3\nwarmup = 0.1\n' \
+        '\n[arms.other]\nmethod = "baseline"\n'
+    path = tmp_path / "mini.toml"
+    path.write_text(text)
+    b = registry.load_benchmarks([path])["mini"]
+    scale = b.scale("smoke")
+    assert b.arms["baseline"].train == {"lr": 2e-3, "warmup": 0.1}
+    own = methods.plan(b.arms["baseline"], scale).steps[0].optim
+    assert (own.lr, own.warmup, own.optimizer) == (2e-3, 0.1, "adamw")
+    assert methods.plan(b.arms["other"], scale).steps[0].optim == scale.train
+    assert b.resolved("smoke", "baseline")["arm"]["train"] == {"lr": 2e-3, "warmup": 0.1}
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ("lr = -1.0", r"arms\.baseline\.train\.lr: must be > 0\.0, got -1\.0"),
+    ("decay = \"steep\"", r"arms\.baseline\.train\.decay: unknown value 'steep'; allowed: "
+                          r"cosine, linear, constant"),
+    ("alpha = 0.5", r"arms\.baseline\.train\.alpha: unknown key; allowed: lr, optimizer"),
+])
+def test_an_arms_own_train_values_are_checked_like_the_definitions(tmp_path, mini_toml, table,
+                                                                   message):
+    path = tmp_path / "mini.toml"
+    path.write_text(mini_toml() + f"\n[arms.baseline.train]\n{table}\n")
+    with pytest.raises(spec.SpecError, match=message):
+        registry.load_benchmarks([path])
+
+
+def test_a_definition_recorded_before_arms_had_train_values_reads_as_none(builtin_benchmarks):
+    """The committed runs' definitions lack arm.train: it reads as {} (gate-able as they are)."""
+    new = json.loads(json.dumps(builtin_benchmarks["gpt"].resolved("smoke", "vcycle")))
+    old = {**new, "arm": {k: v for k, v in new["arm"].items() if k != "train"}}
+    assert resolved.definition_difference(new, old) is None
+    tuned = {**new, "arm": {**new["arm"], "train": {"lr": 1.0}}}
+    assert resolved.definition_difference(tuned, old) == "arm.train.lr (only in fresh)"

@@ -35,8 +35,9 @@ import numpy as np
 from scipy import stats
 
 from suite.judge import analysis
+from suite.resolved import definition_difference
 from suite.results import ResultsError, Run, find_runs, first_difference
-from suite.spec import BASELINE, baseline_first, definition_difference
+from suite.spec import BASELINE, baseline_first
 
 HEADERS = ["benchmark", "arm", "tier", "check", "reference", "fresh", "tolerance", "result"]
 ALPHA = 0.05  # one-sided level of every statistical check
@@ -52,7 +53,7 @@ def _index(root: Path) -> dict[tuple[str, str], dict[int, Run]]:
 
 def check_definitions(fresh: Run, ref: Run) -> None:
     """Raise ResultsError (exit 2) naming the key where the resolved definitions differ. A key
-    the schema gained after a run was recorded counts as its default there (spec.defaults)."""
+    the schema gained after a run was recorded counts as its default there (resolved.defaults)."""
     if (key := definition_difference(fresh.manifest["definition"],
                                      ref.manifest["definition"])) is not None:
         raise ResultsError(f"{fresh.path}: its resolved definition differs from the reference "

@@ -95,13 +95,16 @@ def available() -> dict[str, str]:
 
 def plan(arm: Arm, scale: Scale, cost: StepCost | None = None,
          family: Family | None = None) -> Plan:
-    """The arm's Plan at this scale; `cost` (FLOPs of one step of a size) lets a method fit its
+    """The arm's Plan at this scale, trained with the scale's [train] table under the arm's own
+    overrides ([arms.<name>.train]); `cost` (FLOPs of one step of a size) lets a method fit its
     stages to a FLOP budget, `family` gives the halving rule of its sizes. Raises MethodError
     naming the arm's key, also for a plan whose transfers name an operator nobody registered."""
     from suite import operators
 
     key = f"arms.{arm.name}.method"
     method = get(arm.method, key)
+    if arm.train:  # the arm's own [train] values: every stage of its plan derives from them
+        scale = dataclasses.replace(scale, train=arm.optim(scale))
     try:
         p = method.plan(arm, scale, family, cost)
     except MethodError:

@@ -13,12 +13,12 @@ from typing import Any
 
 from suite import data as dataio
 from suite import methods
+from suite.resolved import definition_difference
 from suite.results import CheckpointError, read_run
 from suite.run import state as ckpt
 from suite.run.context import Context, apply_transfer
 from suite.run.state import RunState
 from suite.run.train import Clock, Window, make_optimizer
-from suite.spec import definition_difference
 
 
 def restore(ctx: Context, payload: dict[str, Any], batches: dataio.TrainBatches) -> RunState:
