@@ -12,8 +12,8 @@ from pathlib import Path
 from suite import data as D
 from suite.families import FAMILIES, Family, Inputs
 from suite.methods import MethodError, plan
-from suite.resolved import definition_files
-from suite.spec import Benchmark, Scale, SpecError, load
+from suite.resolved import parse_definitions
+from suite.spec import Benchmark, Scale, SpecError
 
 USER_SOURCE = "user"  # a scale whose data the user must bring with --data PATH
 
@@ -68,12 +68,6 @@ def validate(b: Benchmark) -> Benchmark:
 
 
 def load_benchmarks(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:
-    """All definitions under `paths` (files or folders; default: the built-in registry)."""
-    out: dict[str, Benchmark] = {}
-    for f in definition_files(paths):
-        b = validate(load(f))
-        if b.name in out:
-            raise SpecError(f, "name", f"benchmark {b.name!r} is already defined in "
-                            f"{out[b.name].path}")
-        out[b.name] = b
-    return out
+    """All definitions under `paths` (files or folders; default: the built-in registry), each
+    checked that it can run (`validate`)."""
+    return {name: validate(b) for name, b in parse_definitions(paths).items()}

@@ -12,6 +12,7 @@ from typing import Any
 from suite.results import first_difference
 from suite.spec import (
     REQUIRED,
+    Benchmark,
     DataSpec,
     EvalSpec,
     GateSpec,
@@ -40,19 +41,23 @@ def definition_files(paths: list[str | Path] | None = None) -> list[Path]:
     return files
 
 
-def gate_rules(paths: list[str | Path] | None = None) -> dict[str, GateSpec]:
-    """Each definition's decision rules ([gate]) by benchmark name, read without building
-    anything (what the judge needs: no family, no method, no torch). Raises SpecError for a
-    definition that does not parse or a name defined twice."""
-    rules: dict[str, GateSpec] = {}
-    where: dict[str, str] = {}
+def parse_definitions(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:
+    """Every definition under `paths` parsed (spec.load), by benchmark name, without building
+    anything: no family, no method, no torch. Raises SpecError for a definition that does not
+    parse or a name defined twice."""
+    out: dict[str, Benchmark] = {}
     for f in definition_files(paths):
         b = load(f)
-        if b.name in rules:
+        if b.name in out:
             raise SpecError(f, "name", f"benchmark {b.name!r} is already defined in "
-                            f"{where[b.name]}")
-        rules[b.name], where[b.name] = b.gate, b.path
-    return rules
+                            f"{out[b.name].path}")
+        out[b.name] = b
+    return out
+
+
+def gate_rules(paths: list[str | Path] | None = None) -> dict[str, GateSpec]:
+    """Each definition's decision rules ([gate]) by benchmark name: what the judge needs."""
+    return {name: b.gate for name, b in parse_definitions(paths).items()}
 
 
 def defaults() -> dict[str, Any]:
