@@ -15,13 +15,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tabulate import tabulate  # noqa: E402
 
+from suite import cli_train  # noqa: E402
 from suite.arguments import OneLineParser, at_least, device_arg  # noqa: E402
 from suite.data import corpus  # noqa: E402
 from suite.data.split import HELDOUT_EVERY  # noqa: E402
 from suite.errors import SuiteError  # noqa: E402
 from suite.judge.claims import load_claims  # noqa: E402
 from suite.resolved import gate_rules  # noqa: E402
-from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source  # noqa: E402
+from suite.spec import SCALES, Benchmark, SpecError  # noqa: E402
 
 
 def _size(model: dict[str, int]) -> str:
@@ -71,44 +72,6 @@ def load_benchmarks(paths: list[str] | None) -> dict[str, Benchmark]:
     from suite.registry import load_benchmarks as load  # families and methods: imports torch
 
     return load(paths)
-
-
-def _arms_and_seeds(bench: Benchmark, scale: Scale,
-                    args: argparse.Namespace) -> tuple[list[str], list[int]]:
-    arms = _names(args.arms) or list(bench.arms)
-    for a in arms:
-        if a not in bench.arms:
-            raise SpecError(bench.path, f"arms.{a}", "no such arm", ", ".join(bench.arms))
-    n_seeds = args.seeds if args.seeds is not None else scale.seeds
-    return arms, list(range(args.first_seed, args.first_seed + n_seeds))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    bench = _benchmark(args)
-    if args.data:
-        bench = with_data_source(bench, args.scale, args.data)
-    scale = bench.scale(args.scale)
-    arms, seeds = _arms_and_seeds(bench, scale, args)
-    if args.dry_run:
-        from suite.run.pricing import price  # imports torch models; keep `list` fast
-
-        print(price(bench, scale, arms, args.assume_tflops))
-        return 0
-    from suite.results import RUN_ROW_HEADERS
-    from suite.run.context import RunOptions
-    from suite.run.distributed import setup
-    from suite.run.grid import check_data, checkpoint_policy, run_grid
-
-    check_data(bench, scale, bool(args.data))
-    world, device = setup(args.device)  # torchrun: this rank's place and device
-    options = RunOptions(device=device, threads=args.threads, precision=args.precision,
-                         progress=not args.no_progress, world=world, accum=args.accum,
-                         compile=args.compile, resume=args.resume,
-                         policy=checkpoint_policy(bench, args.checkpoint_every,
-                                                  args.checkpoint_minutes))
-    ok = run_grid(bench, args.scale, arms, seeds, Path(args.out), options,
-                  lambda rows: print(tabulate(rows, RUN_ROW_HEADERS, tablefmt="github")))
-    return 0 if ok else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -283,7 +246,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="the benchmarks, their scales and arms").set_defaults(fn=cmd_list)
     sub.add_parser("methods", help="the methods this installation knows, plug-ins included"
                    ).set_defaults(fn=cmd_methods)
-    _run_parser(sub)
+    cli_train.add_parsers(sub)
     _results_parsers(sub)
     _tokenize_parser(sub)
     for command in sub.choices.values():  # also after the command, where users write it
@@ -306,45 +269,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for flag, need in alone:
         p.error(f"argument {flag}: only means something with {need}")
     return args
-
-
-def _run_parser(sub: Any) -> None:
-    r = sub.add_parser("run", help="train arms of one benchmark")
-    r.add_argument("benchmark")
-    r.add_argument("--scale", default="tiny", choices=SCALES)
-    r.add_argument("--arms", help="comma-separated arm names (default: all)")
-    r.add_argument("--seeds", type=at_least(1, high=10_000), default=None,
-                   help="how many seeds (default: the "
-                   "scale's `seeds`, from the power analysis at tiny; else 1)")
-    r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
-    r.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
-    r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
-    r.add_argument("--threads", type=at_least(1), default=None,
-                   help="CPU threads (default: all cores)")
-    r.add_argument("--data", help="your own data: a text file, folder or glob; token shards "
-                   "(.npy, .bin, a folder or glob of them: see `tokenize`); or an image folder "
-                   "with one subfolder per class")
-    r.add_argument("--out", default="runs",
-                   help="results root (default: runs/; committed references live in results/)")
-    r.add_argument("--accum", type=at_least(1), default=1,
-                   help="gradient accumulation: micro-batches "
-                   "per step and process (the global batch stays the definition's)")
-    r.add_argument("--compile", action="store_true", help="torch.compile the training model")
-    r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
-    r.add_argument("--assume-tflops", type=at_least(0, float), metavar="T",
-                   help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")
-    r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--resume", action="store_true", help="go on from each run's newest "
-                   "checkpoint; completed runs are kept, runs never started start")
-    r.add_argument("--checkpoint-every", type=at_least(0), metavar="STEPS",
-                   help="write the run state "
-                   "every STEPS training steps (default: the definition's [checkpoint])")
-    r.add_argument("--checkpoint-minutes", type=at_least(0, float), metavar="M",
-                   help="... or every M "
-                   "minutes of wall time (default 30; SIGTERM, SIGUSR1 and SIGINT always write "
-                   "it and stop the run as preempted)")
-    r.set_defaults(fn=cmd_run)
 
 
 def _results_parsers(sub: Any) -> None:

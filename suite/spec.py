@@ -118,6 +118,10 @@ class GateSpec:
                                "than this: inconclusive; narrower: no saving shown",
                                low=0.0, low_open=True)
     claims_at: tuple = _opt(("paper",), "scales at which the papers' claims are held")
+    matched_budgets: tuple = _opt((0.5, 0.6, 0.7, 0.8, 0.9), "budget fractions a matched "
+                                  "baseline may be given: an arm that saves is checked against "
+                                  "the baseline trained to the smallest of them at or above the "
+                                  "arm's cost C / B (suite/judge/analysis.py, 'Matched budget')")
     unresolved_at: tuple = _opt((), "scales at which the declared seeds cannot resolve a "
                                 "saving to +-5 pt (the power analysis): the report says so "
                                 "beside every verdict there, and the gate's error rates "
@@ -181,6 +185,10 @@ class Benchmark:
     arms: dict[str, Arm]
     gate: GateSpec = field(default_factory=GateSpec)
     checkpoint: CheckpointSpec = field(default_factory=CheckpointSpec)
+    # [tuning] and [sweeps] (suite/protocol.py): how every arm is tuned alike, and which knobs
+    # are swept; None / {} for a definition without them
+    tuning: Any = None
+    sweeps: dict[str, Any] = field(default_factory=dict)
 
     def scale(self, name: str) -> Scale:
         if name not in self.scales:
@@ -197,7 +205,7 @@ class Benchmark:
 
 METRICS = ("loss", "top1")
 _TOP = {"name", "description", "family", "data", "train", "eval", "scales", "arms", "gate",
-        "checkpoint"}
+        "checkpoint", "tuning", "sweeps"}
 _SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "seeds", "data", "train", "eval"}
 
 
@@ -261,7 +269,7 @@ def _parse(cls: type, table: dict, file: str, where: dict[str, str]) -> Any:
     return obj
 
 
-def _arm_train(table: Any, file: str, where: str) -> dict[str, Any]:
+def check_arm_train(table: Any, file: str, where: str) -> dict[str, Any]:
     """An arm's [train] overrides, each key checked as the definition's [train] checks it (an
     arm's table need not repeat the required lr). Raises SpecError naming `where.<key>`."""
     if not isinstance(table, dict):
@@ -314,8 +322,8 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
         if not isinstance(at, dict) or not isinstance(at.get("method"), str):
             raise SpecError(file, f"arms.{aname}.method", "missing or not a string")
         opts = {k: v for k, v in at.items() if k not in ("method", "train")}
-        arms[aname] = Arm(aname, at["method"], opts, _arm_train(at.get("train", {}), file,
-                                                              f"arms.{aname}.train"))
+        arms[aname] = Arm(aname, at["method"], opts, check_arm_train(at.get("train", {}),
+                                                                   file, f"arms.{aname}.train"))
     if arms.get(BASELINE, Arm("", "", {})).method != BASELINE:  # what every saving is against
         raise SpecError(file, f"arms.{BASELINE}", "missing" if BASELINE not in arms else
                         f"method {arms[BASELINE].method!r}: the arm every other arm is compared "
@@ -324,6 +332,11 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     if not isinstance(gate_doc, dict):
         raise SpecError(file, "gate", "must be a table")
     gate = _parse(GateSpec, gate_doc, file, {"": "gate"})
+    if not gate.matched_budgets or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1
+            for f in gate.matched_budgets):
+        raise SpecError(file, "gate.matched_budgets", f"must be fractions in (0, 1], got "
+                        f"{list(gate.matched_budgets)}", "e.g. [0.5, 0.6, 0.7, 0.8, 0.9]")
     for key in ("claims_at", "unresolved_at"):
         if bad := [s for s in getattr(gate, key) if s not in SCALES]:
             raise SpecError(file, f"gate.{key}", f"unknown scale(s) {bad}", ", ".join(SCALES))
@@ -331,8 +344,12 @@ def parse(doc: dict, file: str | Path, default_name: str = "") -> Benchmark:
     if not isinstance(ck_doc, dict):
         raise SpecError(file, "checkpoint", "must be a table")
     checkpoint = _parse(CheckpointSpec, ck_doc, file, {"": "checkpoint"})
+    from suite import protocol  # it builds on this module's Arm and SpecError
+
+    tuning = protocol.parse_tuning(doc["tuning"], file, arms, scales) if "tuning" in doc else None
+    sweeps = protocol.parse_sweeps(doc.get("sweeps", {}), file, arms, scales)
     return Benchmark(name, file, str(doc.get("description", "")), family, scales, arms, gate,
-                     checkpoint)
+                     checkpoint, tuning, sweeps)
 
 
 def _scale(doc: dict, sname: str, st: Any, file: str) -> Scale:

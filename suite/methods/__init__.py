@@ -105,6 +105,11 @@ def plan(arm: Arm, scale: Scale, cost: StepCost | None = None,
     method = get(arm.method, key)
     if arm.train:  # the arm's own [train] values: every stage of its plan derives from them
         scale = dataclasses.replace(scale, train=arm.optim(scale))
+    budget = arm.options.get("budget")
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0 < budget <= 1:
+        # a fraction of the budget is a definition with that many steps: every stage, schedule
+        # and FLOP fit of the method follows from scale.steps (a bad value: options() says so)
+        scale = dataclasses.replace(scale, steps=max(1, round(scale.steps * budget)))
     try:
         p = method.plan(arm, scale, family, cost)
     except MethodError:

@@ -86,6 +86,11 @@ COMMON = {
     "note": Option(None, "free text recorded in the manifest (plan.options) and shown in the "
                    "report, e.g. 'adaptation: AdamW, not paper 2's SGD'; recorded only when set",
                    lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string"),
+    "budget": Option(None, "a fraction of the baseline's budget: the whole plan, its stages and "
+                     "schedules, is made for that many of the baseline's steps (a matched-budget "
+                     "baseline, `baseline@budget=0.7`; a budget ladder); recorded only when set",
+                     lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                     and 0 < v <= 1, "a fraction in (0, 1]"),
 }
 
 

@@ -62,8 +62,6 @@ VCYCLE = {
     "optimizer_policy": Option("fresh", "optimiser state at each transfer: a fresh optimiser "
                                "and schedule per stage, as the public code does",
                                lambda v: v == "fresh", "fresh"),
-    "budget": Option("flops", "the last level-1 stage runs until the arm has spent the "
-                     "baseline's FLOPs", lambda v: v == "flops", "flops"),
 }
 
 

@@ -235,7 +235,8 @@ class RunOptions:
     `device` (cpu, cuda, cuda:N), CPU `threads` (None: SUITE_THREADS, else every core),
     `precision` (auto: bf16 on CUDA, fp32 on CPU), a `progress` bar, the torchrun `world`,
     `accum` micro-batches per step, `compile` (torch.compile), `resume` from the run folder's
-    newest checkpoint, and the checkpoint `policy` (None: the definition's [checkpoint])."""
+    newest checkpoint, the checkpoint `policy` (None: the definition's [checkpoint]), and what
+    each arm's manifest records of its `tuning`."""
 
     device: str = "cpu"
     threads: int | None = None
@@ -246,6 +247,9 @@ class RunOptions:
     compile: bool = False
     resume: bool = False
     policy: Policy | None = None
+    # arm -> what its manifest says of its tuning (suite/protocol.py: provenance); an arm not
+    # in it is recorded as untuned
+    tuning: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 def build_context(bench: Benchmark, scale_name: str, arm_name: str,

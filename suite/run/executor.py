@@ -20,6 +20,7 @@ from tqdm import tqdm
 from suite import data as dataio
 from suite import flops, methods
 from suite import operators as ML
+from suite.protocol import untuned
 from suite.results import COMPLETED, CheckpointError, NullWriter, RunWriter, read_run, run_dir
 from suite.run import distributed
 from suite.run import state as ckpt
@@ -249,7 +250,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     world, path = ctx.world, run_dir(out, scale_name, bench.name, arm_name, seed)
     if options.resume and (path / "summary.json").exists() and read_run(path).complete:
         return path
-    manifest = manifest_of(bench, scale_name, arm_name, seed, ctx, data, threads)
+    manifest = manifest_of(bench, scale_name, arm_name, seed, ctx, data, threads) | {
+        "tuning": options.tuning.get(arm_name, untuned("run without a tuning record"))}
     batches = dataio.TrainBatches(data, ctx.family.task, ctx.scale.batch_size,
                                   ctx.scale.seq_len, seed, world.rank, world.size)
     found, old = resume_point(path, manifest) if options.resume else (None, None)

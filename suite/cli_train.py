@@ -1,0 +1,173 @@
+"""The commands that train: `run` (arms x seeds, with the committed tuning of the scale, or a
+declared sweep) and `tune` (a definition's [tuning] protocol). Parsed here, executed by
+suite/run; torch is imported only once a command trains."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from suite import protocol
+from suite.arguments import at_least, device_arg
+from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _benchmark(args: argparse.Namespace) -> Benchmark:
+    from suite.registry import load_benchmarks  # families and methods: imports torch
+
+    benches = load_benchmarks(args.benchmarks)
+    if args.benchmark not in benches:
+        raise SpecError("(command line)", "benchmark", f"unknown benchmark {args.benchmark!r}",
+                        ", ".join(benches))
+    bench = benches[args.benchmark]
+    return with_data_source(bench, args.scale, args.data) if args.data else bench
+
+
+def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
+                   record: dict[str, Any]) -> tuple[Benchmark, list[str], list[int]]:
+    """The arms (declared ones, variants such as `vcycle@alpha=0.5`, or a declared sweep's) and
+    seeds a `run` asks for, and the definition with its variants added. Raises SpecError naming
+    an unknown arm or sweep, or reported seeds that the tuning chose its values on."""
+    seeds_default = scale.seeds
+    if args.sweep and args.arms:
+        raise SpecError("(command line)", "--arms", "given with --sweep, which names the arms",
+                        "one of them")
+    if args.sweep:
+        sweep = bench.sweeps.get(args.sweep)
+        if sweep is None or scale.name not in sweep.scales:
+            raise SpecError(bench.path, f"sweeps.{args.sweep}", "no such sweep at this scale",
+                            ", ".join(n for n, s in bench.sweeps.items()
+                                      if scale.name in s.scales) or "none declared")
+        arms = [name for _, name in protocol.sweep_arms(bench, sweep)]
+        seeds_default = sweep.seeds or scale.seeds
+    else:
+        arms = _names(args.arms) or list(bench.arms)
+    bench = protocol.with_arms(bench, arms)
+    n = args.seeds if args.seeds is not None else seeds_default
+    seeds = list(range(args.first_seed, args.first_seed + n))
+    pilots = set(bench.tuning.pilot_seeds) if bench.tuning else set()
+    if record.get("status") == "tuned" and (clash := sorted(pilots & set(seeds))):
+        raise SpecError("(command line)", "--first-seed/--seeds", f"seeds {clash} are the "
+                        "tuning's pilot seeds: a choice is never reported on the runs it was "
+                        "made on", f"seeds outside {sorted(pilots)}")
+    return bench, arms, seeds
+
+
+def _options(args: argparse.Namespace, bench: Benchmark, tuning: dict[str, dict]) -> Any:
+    from suite.run.context import RunOptions
+    from suite.run.distributed import setup
+    from suite.run.grid import checkpoint_policy
+
+    world, device = setup(args.device)  # torchrun: this rank's place and device
+    return RunOptions(device=device, threads=args.threads, precision=args.precision,
+                      progress=not args.no_progress, world=world, accum=args.accum,
+                      compile=args.compile, resume=args.resume, tuning=tuning,
+                      policy=checkpoint_policy(bench, args.checkpoint_every,
+                                               args.checkpoint_minutes))
+
+
+def _show(rows: list[list[Any]]) -> None:
+    from suite.results import RUN_ROW_HEADERS
+
+    print(tabulate(rows, RUN_ROW_HEADERS, tablefmt="github"))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    bench = _benchmark(args)
+    bench, record = protocol.tuned(bench, args.scale, None if args.untuned else
+                                   Path(args.tuning))
+    scale = bench.scale(args.scale)
+    bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
+    if record["status"] == "untuned" and bench.tuning and args.scale in bench.tuning.scales:
+        print(f"note: untuned: {record['why']}", flush=True)
+    if args.dry_run:
+        from suite.run.pricing import price  # imports torch models; keep `list` fast
+
+        print(price(bench, scale, arms, args.assume_tflops))
+        return 0
+    from suite.run.grid import check_data, run_grid
+
+    check_data(bench, scale, bool(args.data))
+    said = {a: protocol.provenance(record, a) for a in arms}
+    ok = run_grid(bench, args.scale, arms, seeds, Path(args.out),
+                  _options(args, bench, said), _show)
+    return 0 if ok else 1
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from suite.run.grid import check_data
+    from suite.run.tune import tune
+
+    bench = _benchmark(args)
+    check_data(bench, bench.scale(args.scale), bool(args.data))
+    rec = tune(bench, args.scale, Path(args.out), _options(args, bench, {}), _show)
+    if rec is None:
+        return 1
+    print("chosen: " + "; ".join(f"{a}: {protocol.variant_name('', v).lstrip('@') or '-'}"
+                                 for a, v in rec["chosen"].items()))
+    return 0
+
+
+def _training_args(r: argparse.ArgumentParser) -> None:
+    """What every training command takes: where it runs, how, and how it goes on after a stop."""
+    r.add_argument("benchmark")
+    r.add_argument("--scale", default="tiny", choices=SCALES)
+    r.add_argument("--device", type=device_arg, default="cpu", help="cpu, cuda, cuda:1, ...")
+    r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    r.add_argument("--threads", type=at_least(1), default=None,
+                   help="CPU threads (default: all cores)")
+    r.add_argument("--data", help="your own data: a text file, folder or glob; token shards "
+                   "(.npy, .bin, a folder or glob of them: see `tokenize`); or an image folder "
+                   "with one subfolder per class")
+    r.add_argument("--accum", type=at_least(1), default=1,
+                   help="gradient accumulation: micro-batches "
+                   "per step and process (the global batch stays the definition's)")
+    r.add_argument("--compile", action="store_true", help="torch.compile the training model")
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--resume", action="store_true", help="go on from each run's newest "
+                   "checkpoint; completed runs are kept, runs never started start")
+    r.add_argument("--checkpoint-every", type=at_least(0), metavar="STEPS",
+                   help="write the run state "
+                   "every STEPS training steps (default: the definition's [checkpoint])")
+    r.add_argument("--checkpoint-minutes", type=at_least(0, float), metavar="M",
+                   help="... or every M "
+                   "minutes of wall time (default 30; SIGTERM, SIGUSR1 and SIGINT always write "
+                   "it and stop the run as preempted)")
+
+
+def add_parsers(sub: Any) -> None:
+    """The `run` and `tune` subcommands."""
+    r = sub.add_parser("run", help="train arms of one benchmark")
+    _training_args(r)
+    r.add_argument("--arms", help="comma-separated arm names (default: all), or variants of "
+                   "them: vcycle@alpha=0.5, baseline@budget=0.7")
+    r.add_argument("--sweep", metavar="NAME", help="the arms of the definition's "
+                   "[sweeps.NAME] (seeds: the sweep's, unless --seeds)")
+    r.add_argument("--seeds", type=at_least(1, high=10_000), default=None,
+                   help="how many seeds (default: the "
+                   "scale's `seeds`, from the power analysis at tiny; else 1)")
+    r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
+    r.add_argument("--out", default="runs",
+                   help="results root (default: runs/; committed references live in results/)")
+    r.add_argument("--tuning", default=str(protocol.TUNING_ROOT), metavar="DIR",
+                   help="train each arm with the values chosen in DIR/<scale>/<benchmark>/"
+                   "tuning.json (default: the committed results/tuning)")
+    r.add_argument("--untuned", action="store_true", help="train the definition's own values")
+    r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
+    r.add_argument("--assume-tflops", type=at_least(0, float), metavar="T",
+                   help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")
+    r.set_defaults(fn=cmd_run)
+    t = sub.add_parser("tune", help="the definition's [tuning] protocol: every arm's trials on "
+                       "the pilot seeds, then tuning.json and tuning.md (docs/tuning.md)")
+    _training_args(t)
+    t.add_argument("--out", default=str(protocol.TUNING_ROOT), help="results root of the "
+                   "trials and the tuning record (default: results/tuning, what `run` reads)")
+    t.set_defaults(fn=cmd_tune)

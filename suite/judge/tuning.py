@@ -1,0 +1,125 @@
+"""Choosing each arm's values from its tuning trials (suite/protocol.py: RULE, EDGE_RULE) and
+writing them down: tuning.json (what `suite run` trains with) and tuning.md (every trial).
+Imports no torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from suite.judge.intervals import Interval, mean_ci
+from suite.protocol import EDGE_RULE, FILE, RULE, Tuning, fmt_value
+from suite.results import ResultsError, Run, atomic_write, atomic_write_json
+
+TIE = 1e-9  # nats: two trials closer than this are tied (RULE)
+
+
+@dataclass
+class Trial:
+    """One point of an arm's space on the pilot seeds. `runs`: its run folders as read (None
+    where a pilot seed has none yet); `extension`: a step beyond the edge (EDGE_RULE)."""
+
+    arm: str
+    name: str
+    values: dict[str, Any]
+    runs: list[Run | None] = field(default_factory=list)
+    extension: bool = False
+
+    @property
+    def usable(self) -> bool:
+        """Every pilot run completed with a finite final held-out loss."""
+        return bool(self.runs) and all(r is not None and r.complete and math.isfinite(
+            _final(r)) for r in self.runs)
+
+    @property
+    def loss(self) -> Interval:
+        return mean_ci([_final(r) for r in self.runs if r is not None and r.complete])
+
+    @property
+    def status(self) -> str:
+        if self.usable:
+            return "completed"
+        bad = [r.status if r is not None else "not run" for r in self.runs
+               if r is None or not r.complete or not math.isfinite(_final(r))]
+        return ", ".join(sorted(set(bad))) or "not run"
+
+
+def _final(r: Run) -> float:
+    v = (r.summary or {}).get("final_heldout_loss")
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def select(trials: list[Trial]) -> Trial | None:
+    """RULE: the usable trial with the lowest mean final held-out loss; a tie within TIE goes to
+    the trial listed first. None when no trial is usable."""
+    best = None
+    for t in trials:
+        if t.usable and (best is None or t.loss.mean < best.loss.mean - TIE):
+            best = t
+    return best
+
+
+def record(tuning: Tuning, bench: str, path: str, scale: str, commit: str | None,
+           trials: dict[str, list[Trial]], edges: dict[str, str]) -> dict[str, Any]:
+    """tuning.json: the chosen values per arm (inheriting arms: their parent's), the rule, the
+    pilot seeds, the space it was chosen from, and what was run. Raises ResultsError naming
+    the arm when an arm has no usable trial (nothing may be chosen for it)."""
+    chosen = {}
+    for arm, ts in trials.items():
+        best = select(ts)
+        if best is None:
+            raise ResultsError(f"{bench} at {scale}: no trial of arm {arm!r} completed on every "
+                               f"pilot seed ({'; '.join(f'{t.name}: {t.status}' for t in ts)}); "
+                               "nothing can be chosen for it")
+        chosen[arm] = best.values
+    chosen |= {a: chosen[p] for a, p in tuning.inherit.items()}
+    return {"benchmark": bench, "definition": path, "scale": scale, "commit": commit,
+            "rule": RULE, "edge_rule": EDGE_RULE, "trials_per_arm": tuning.trials,
+            "pilot_seeds": list(tuning.pilot_seeds),
+            "space": {a: {k: list(v) for k, v in s.items()} for a, s in tuning.spaces.items()},
+            "inherit": dict(tuning.inherit), "chosen": chosen, "edges": edges,
+            "trials": {a: [t.name for t in ts] for a, ts in trials.items()}}
+
+
+def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
+    """tuning.md: every trial of every arm (values, mean final held-out loss with its 95%
+    interval over the pilot seeds, status, chosen or not), then the rules."""
+    rows = []
+    for arm, ts in trials.items():
+        best = select(ts)
+        for t in ts:
+            rows.append([arm, ", ".join(f"{k}={fmt_value(v)}" for k, v in t.values.items())
+                         + (" (edge step)" if t.extension else ""),
+                         t.loss.fmt(digits=4), t.status, "chosen" if t is best else ""])
+    counts = {a: sum(not t.extension for t in ts) for a, ts in trials.items()}
+    out = [f"# Tuning: {rec['benchmark']} at {rec['scale']}\n",
+           f"Made by `python -m suite tune {rec['benchmark']} --scale {rec['scale']}` at commit "
+           f"{rec['commit'] or 'unknown'}; the definition's [tuning] table: {rec['definition']}.",
+           f"Trials per arm: {', '.join(f'{a} {n}' for a, n in counts.items())} (declared "
+           f"{rec['trials_per_arm']} each, plus edge steps); pilot seeds "
+           f"{rec['pilot_seeds']}, never reported.\n",
+           tabulate(rows, ["arm", "trial", "final held-out loss (pilot seeds)", "status",
+                           ""], tablefmt="github"), "",
+           "Chosen: " + "; ".join(
+               f"{a}: {', '.join(f'{k}={fmt_value(v)}' for k, v in vals.items())}"
+               + (f" (inherited from {rec['inherit'][a]})" if a in rec["inherit"] else "")
+               for a, vals in rec["chosen"].items()) + ".", ""]
+    out += [f"- {a}: {why}" for a, why in rec["edges"].items()] or \
+        ["- No chosen value sat on the edge of its list."]
+    out += ["", f"Rule: {RULE}.", f"Edge: {EDGE_RULE}."]
+    return "\n".join(out) + "\n"
+
+
+def write(folder: Path, rec: dict[str, Any], trials: dict[str, list[Trial]]) -> None:
+    """tuning.json and tuning.md into `folder`, each written whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / FILE, rec)
+    text = render(rec, trials)
+    atomic_write(folder / "tuning.md", lambda f: f.write(text))
+
+
+__all__ = ["Trial", "record", "render", "select", "write"]

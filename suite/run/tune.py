@@ -1,0 +1,119 @@
+"""`python -m suite tune BENCH --scale S`: a definition's [tuning] protocol run (suite/protocol.py):
+every tuned arm's trials on the pilot seeds, one edge step where a choice sits on the edge, then
+tuning.json and tuning.md (suite/judge/tuning.py). Resumable like `run`: the trials are runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from suite import protocol
+from suite.judge import tuning as judged
+from suite.results import ResultsError, read_run, run_dir
+from suite.run.context import RunOptions
+from suite.run.grid import run_grid
+from suite.run.provenance import git_state
+from suite.spec import Benchmark, SpecError
+
+
+def _trials(arm: str, points: list[dict[str, Any]],
+            extension: bool = False) -> list[judged.Trial]:
+    return [judged.Trial(arm, protocol.variant_name(arm, p), p, extension=extension)
+            for p in points]
+
+
+def _read(trials: list[judged.Trial], out: Path, bench: str, scale: str,
+          seeds: tuple[int, ...]) -> None:
+    for t in trials:
+        paths = [run_dir(out, scale, bench, t.name, s) for s in seeds]
+        t.runs = [read_run(p) if (p / "manifest.json").exists() else None for p in paths]
+
+
+def _edge_trials(bench: Benchmark, trials: dict[str, list[judged.Trial]],
+                 scale: str) -> tuple[dict[str, list[judged.Trial]], dict[str, list[str]]]:
+    """EDGE_RULE: per arm whose choice sits on the edge of a knob's list, the trial one step
+    beyond it (when the method allows that value), and what the report says about each."""
+    from suite import methods  # a value beyond the edge must be one the method accepts
+
+    tuning = bench.tuning
+    extra: dict[str, list[judged.Trial]] = {}
+    edges: dict[str, list[str]] = {}
+    for arm, ts in trials.items():
+        best = judged.select(ts)
+        if best is None:
+            continue
+        for key, beyond in protocol.edge_steps(tuning.spaces[arm], best.values):
+            values = {**best.values, key: beyond}
+            name = protocol.variant_name(arm, values)
+            try:
+                v = protocol.resolve_arm(bench, name)
+                methods.plan(v, bench.scale(scale))
+            except (SpecError, methods.MethodError) as e:
+                edges.setdefault(arm, []).append(
+                    f"{key}={protocol.fmt_value(best.values[key])} is on the edge; " \
+                    f"one step beyond ({protocol.fmt_value(beyond)}) is not allowed ({e})")
+                continue
+            extra.setdefault(arm, []).extend(_trials(arm, [values], extension=True))
+            edges.setdefault(arm, []).append(
+                f"{key}={protocol.fmt_value(best.values[key])} was on the edge of its list; "
+                f"extended once to {key}={protocol.fmt_value(beyond)}")
+    return extra, edges
+
+
+def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
+         show: Callable[[list[list[Any]]], None]) -> dict[str, Any] | None:
+    """Run the [tuning] protocol of `bench` at `scale` into `out` (trial runs, tuning.json,
+    tuning.md); returns the record, or None when a run was stopped (preempted, a signal):
+    `--resume` goes on. Raises SpecError when the definition declares no tuning at `scale`,
+    ResultsError when an arm has no usable trial."""
+    t = bench.tuning
+    if t is None or scale not in t.scales:
+        raise SpecError(bench.path, "tuning.scales" if t else "tuning",
+                        f"the definition declares no tuning at {scale}" if t else "missing",
+                        f"{list(t.scales)}" if t else "a [tuning] table (docs/tuning.md)")
+    trials = {a: _trials(a, t.trials_of(a)) for a in t.spaces}
+    if not _run(bench, scale, out, options, show, trials):
+        return None
+    extra, edges = _edge_trials(bench, trials, scale)
+    if extra and not _run(bench, scale, out, options, show, extra):
+        return None
+    for arm, ts in extra.items():
+        trials[arm] += ts
+        best = judged.select(trials[arm])
+        if best is not None and best.extension:
+            edges[arm].append(f"the step beyond ({best.name}) was chosen, so the best value "
+                              "may lie further out (not extended again)")
+    commit = git_state()
+    rec = judged.record(t, bench.name, bench.path, scale,
+                        (commit["commit"] or "unknown") + ("+dirty" if commit["dirty"] else ""),
+                        trials, {a: "; ".join(e) for a, e in edges.items()})
+    folder = protocol.tuning_path(out, scale, bench.name).parent
+    judged.write(folder, rec, trials)
+    print(f"wrote {folder / protocol.FILE} and {folder / 'tuning.md'}", file=sys.stderr)
+    return rec
+
+
+def _run(bench: Benchmark, scale: str, out: Path, options: RunOptions,
+         show: Callable[[list[list[Any]]], None],
+         trials: dict[str, list[judged.Trial]]) -> bool:
+    """Train every trial on every pilot seed (a diverged trial is an outcome: it ranks last);
+    False when a run was stopped."""
+    names = [tr.name for ts in trials.values() for tr in ts]
+    b = protocol.with_arms(bench, names)
+    said = {tr.name: {"status": "trial", "values": tr.values} for ts in trials.values()
+            for tr in ts}
+    run_grid(b, scale, names, list(bench.tuning.pilot_seeds), out,
+             dataclasses.replace(options, tuning=said), show)
+    flat = [tr for ts in trials.values() for tr in ts]
+    _read(flat, out, bench.name, scale, bench.tuning.pilot_seeds)
+    stopped = [tr.name for tr in flat for r in tr.runs if r is None or r.status == "preempted"]
+    if stopped:
+        print(f"tuning stopped before every trial ran ({stopped[0]} and {len(stopped) - 1} "
+              "more); continue with the same command and --resume", file=sys.stderr)
+    return not stopped
+
+
+__all__ = ["ResultsError", "tune"]
