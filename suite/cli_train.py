@@ -107,7 +107,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     bench = _benchmark(args)
     check_data(bench, bench.scale(args.scale), bool(args.data))
-    rec = tune(bench, args.scale, Path(args.out), _options(args, bench, {}), _show)
+    rec = tune(bench, args.scale, Path(args.out), _options(args, bench, {}), _show,
+               _names(args.arms))
     if rec is None:
         return 1
     print("chosen: " + "; ".join(f"{a}: {protocol.variant_name('', v).lstrip('@') or '-'}"
@@ -168,6 +169,8 @@ def add_parsers(sub: Any) -> None:
     t = sub.add_parser("tune", help="the definition's [tuning] protocol: every arm's trials on "
                        "the pilot seeds, then tuning.json and tuning.md (docs/tuning.md)")
     _training_args(t)
+    t.add_argument("--arms", help="only these arms' trials (jobs side by side; then tune "
+                   "without --arms and with --resume writes the record)")
     t.add_argument("--out", default=str(protocol.TUNING_ROOT), help="results root of the "
                    "trials and the tuning record (default: results/tuning, what `run` reads)")
     t.set_defaults(fn=cmd_tune)

@@ -64,7 +64,35 @@ def validate(b: Benchmark) -> Benchmark:
                 plan(arm, s, family=fam)
             except MethodError as e:
                 raise SpecError(b.path, e.key, f"{e.problem} (scale {name})") from None
+        _check_protocol(b, s)
     return b
+
+
+def _check_protocol(b: Benchmark, s: Scale) -> None:
+    """Every point a [tuning] trial or a [sweeps] value asks for at scale `s` is a knob of the
+    arm's method (or a [train] key) and plans: a typo fails at load, not after hours of trials.
+    Raises SpecError naming tuning.arms.<arm>.<knob> or sweeps.<name>.<knob>."""
+    from suite import methods, protocol
+
+    asks = []  # (where, arm, points)
+    if b.tuning and s.name in b.tuning.scales:
+        asks += [(f"tuning.arms.{a}", a, b.tuning.trials_of(a)) for a in b.tuning.spaces]
+    asks += [(f"sweeps.{n}", w.arm, [{w.key: v} for v in w.values])
+             for n, w in b.sweeps.items() if s.name in w.scales]
+    fam = FAMILIES[b.family]
+    for where, arm, points in asks:
+        known = set(methods.get(b.arms[arm].method).options) | set(methods.COMMON)
+        for key in points[0]:
+            if key not in known and key not in protocol.TRAIN_KEYS:
+                raise SpecError(b.path, f"{where}.{key}", f"not a knob of arm {arm!r} (method "
+                                f"{b.arms[arm].method})", ", ".join(
+                                    [*sorted(known), *protocol.TRAIN_KEYS]))
+        for point in points:
+            try:
+                plan(protocol.with_values(b.arms[arm], point, arm, b.path), s, family=fam)
+            except (MethodError, SpecError) as e:
+                raise SpecError(b.path, where, f"the point {point} does not plan at scale "
+                                f"{s.name}: {e}") from None
 
 
 def load_benchmarks(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:

@@ -59,7 +59,7 @@ def test_options_are_recorded_with_their_defaults(builtin_benchmarks):
                          "coarse_lr_scale": 4.0, "first_stage": "warmup",
                          "later_stages": "decay-from-peak",
                          "depth_pairing": "adjacent", "embedding_scaling": "reference",
-                         "optimizer_policy": "fresh", "budget": "flops"}
+                         "optimizer_policy": "fresh"}
 
 
 def test_budget_too_small_for_the_coarse_stages(builtin_benchmarks):

@@ -64,21 +64,39 @@ def _edge_trials(bench: Benchmark, trials: dict[str, list[judged.Trial]],
 
 
 def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
-         show: Callable[[list[list[Any]]], None]) -> dict[str, Any] | None:
+         show: Callable[[list[list[Any]]], None],
+         arms: list[str] | None = None) -> dict[str, Any] | None:
     """Run the [tuning] protocol of `bench` at `scale` into `out` (trial runs, tuning.json,
     tuning.md); returns the record, or None when a run was stopped (preempted, a signal):
-    `--resume` goes on. Raises SpecError when the definition declares no tuning at `scale`,
-    ResultsError when an arm has no usable trial."""
+    `--resume` goes on. `arms`: run only these arms' trials (jobs side by side); the record is
+    written once every arm's trials are on disk. Raises SpecError when the definition declares
+    no tuning at `scale` or `arms` names an arm without a space, ResultsError when an arm has
+    no usable trial."""
     t = bench.tuning
     if t is None or scale not in t.scales:
         raise SpecError(bench.path, "tuning.scales" if t else "tuning",
                         f"the definition declares no tuning at {scale}" if t else "missing",
                         f"{list(t.scales)}" if t else "a [tuning] table (docs/tuning.md)")
+    if bad := [a for a in arms or [] if a not in t.spaces]:
+        raise SpecError("(command line)", "--arms", f"{bad} have no tuning space",
+                        ", ".join(t.spaces))
+    mine = arms or list(t.spaces)
     trials = {a: _trials(a, t.trials_of(a)) for a in t.spaces}
-    if not _run(bench, scale, out, options, show, trials):
+    commit = git_state()  # the code the trials start with, not what HEAD is when they end
+    if not _run(bench, scale, out, options, show, {a: trials[a] for a in mine}):
         return None
-    extra, edges = _edge_trials(bench, trials, scale)
-    if extra and not _run(bench, scale, out, options, show, extra):
+    _read([tr for ts in trials.values() for tr in ts], out, bench.name, scale, t.pilot_seeds)
+    extra, edges = _edge_trials(bench, trials, scale)  # of every arm whose trials are on disk
+    if (ours := {a: ts for a, ts in extra.items() if a in mine}) and \
+            not _run(bench, scale, out, options, show, ours):
+        return None
+    _read([tr for ts in [*trials.values(), *extra.values()] for tr in ts], out, bench.name,
+          scale, t.pilot_seeds)
+    if left := [tr.name for ts in [*trials.values(), *extra.values()] for tr in ts
+                if any(r is None for r in tr.runs)]:
+        print(f"the trials of --arms {','.join(mine)} are done; {len(left)} trial(s) of other "
+              f"arms are not ({left[0]}, ...): the record is written by tune without --arms, "
+              "with --resume, once they are", file=sys.stderr)
         return None
     for arm, ts in extra.items():
         trials[arm] += ts
@@ -86,7 +104,6 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
         if best is not None and best.extension:
             edges[arm].append(f"the step beyond ({best.name}) was chosen, so the best value "
                               "may lie further out (not extended again)")
-    commit = git_state()
     rec = judged.record(t, bench.name, bench.path, scale,
                         (commit["commit"] or "unknown") + ("+dirty" if commit["dirty"] else ""),
                         trials, {a: "; ".join(e) for a, e in edges.items()})
