@@ -60,8 +60,8 @@ def test_undeclared_scale_lookup_names_the_declared_ones(definition):
 
 def test_unknown_top_level_key(definition):
     definition["trian"] = {"lr": 1.0}
-    allowed = ("arms, checkpoint, data, description, eval, family, gate, name, scales, sweeps, train, "
-               "tuning")
+    allowed = ("arms, checkpoint, data, description, eval, family, gate, name, scales, sweeps, "
+               "train, tuning")
     with raises("trian", re.escape(f"unknown top-level key; allowed: {allowed}") + "$") as e:
         parse(definition)
     assert (e.value.key, e.value.file) == ("trian", FILE)

@@ -46,6 +46,21 @@ Quality at equal FLOPs (co-primary)
     earlier), arm minus baseline, paired per seed where seeds pair (else Welch): nats, and bits
     per byte where the data has a byte count.
 
+Matched budget (issue 23; suite/judge/matched.py), declared before the tuned re-runs
+    A saving says the arm reaches T at C < B. The counter-question: does the baseline reach it
+    too when it is given C and a schedule that ends at C? For an arm whose verdict below is
+    `saves` or `meets claim` (FLOPs axis, each criterion):
+    - f = the smallest of the benchmark's [gate] matched_budgets at or above C / B = 1 - the
+      saving's mean; 1.0 (the baseline itself) when none is. The matched baseline is the arm
+      `baseline@budget=f`: the baseline's whole plan and schedule made for f x its steps;
+    - on the seeds the arm and it share (at least 5), per seed d = the arm's criterion at
+      f x B (interpolated on its curve) - the matched baseline's final value: both at the same
+      FLOPs, the baseline with its schedule ended there;
+    - the verdict stands when the one-sided 95% upper bound of mean d (paired t, n - 1 df: the
+      gate's confidence) is below 0: the arm beats a baseline given its compute. Otherwise the
+      verdict is "no saving against a matched baseline". With fewer than 5 shared seeds, the
+      verdict is kept and marked "unchecked", naming the runs that are missing.
+
 Verdicts (each benchmark's [gate] table holds tolerance, max_interval, min_seeds)
     - fewer completed seeds than min_seeds: inconclusive;
     - a miss, or the interval's upper end at or below 0: no saving;

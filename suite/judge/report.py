@@ -12,6 +12,7 @@ import numpy as np
 from tabulate import tabulate
 
 from suite.judge import analysis
+from suite.judge import sweeps as swept
 from suite.judge.claims import Claim
 from suite.judge.savings import (
     CENSORED,
@@ -23,7 +24,9 @@ from suite.judge.savings import (
     power_rows,
     savings,
     seeds_of,
+    tuning_of,
 )
+from suite.protocol import is_variant
 from suite.results import RUN_ROW_HEADERS, ResultsError, Run, atomic_write, run_row
 from suite.spec import BASELINE, baseline_first
 
@@ -227,8 +230,14 @@ def _benchmark_section(bench: str, arms: dict[str, list[Run]], claims: list[Clai
               tabulate(breakdown(arms), ["arm", "part", "steps / calls", "FLOPs",
                                          "share of the arm's FLOPs", "wall s"],
                        tablefmt="github"), ""]
+    sweeps = swept.sweeps_of(computed[0])
+    if sweeps:
+        lines += ["Sweeps (one knob of one arm; the arm's other values as in its row above):",
+                  "", tabulate(swept.rows(sweeps, tuning_of), swept.HEADERS, tablefmt="github"),
+                  ""]
     if plots_in is not None:
-        for name in plot(bench, arms, plots_in):
+        main = {a: rs for a, rs in arms.items() if not is_variant(a)}
+        for name in plot(bench, main, plots_in) + swept.plot(bench, sweeps, plots_in):
             lines += [f"![{name}]({name})", ""]
     return lines
 
@@ -267,6 +276,11 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
     for bench, arms in groups.items():
         lines += _benchmark_section(bench, arms, claims, rules.get(bench), scale,
                                     root if plots else None)
+    if previous_root(root).is_dir():
+        lines += ["## Tuned results beside the untuned ones they replaced", "",
+                  f"The untuned runs are kept in `{previous_root(root)}`; each verdict follows "
+                  "the same rule, the tuned one with the matched-budget check.", "",
+                  headline(root, claims, rules, scale), ""]
     lines += _sidecars(root, scale)
     lines += ["## Environment of the runs", "",
               tabulate(environments(runs), ["commit", "dirty", "python", "torch",
@@ -277,20 +291,43 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
     return path
 
 
-def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str) -> str:
-    """The README's table: every non-baseline arm's FLOPs saving beside the FLOPs saving its
-    paper claims and the verdict (wall time, tokens and the rest are in REPORT.md)."""
-    rows = []
+HEADLINE = ["benchmark", "arm", "tuning", "criterion", "FLOPs saved", "claimed",
+            "baseline given the arm's FLOPs", "verdict"]
+
+
+def _verdicts(root: Path, claims: list[Claim], rules: dict[str, Any],
+              scale: str) -> dict[tuple[str, str, str], list]:
+    """(benchmark, arm, criterion) -> its comparison row (savings.HEADERS) for every declared
+    arm (variants are sweeps and matched baselines: REPORT.md has them) of a scale folder."""
+    out = {}
     for bench, arms in group_runs(root).items():
-        if bench not in rules:
-            continue
-        for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
-            if r[0] != BASELINE:
-                claimed = claim_of(claims, bench, r[0], "flops_saved", r[1])
-                rows.append([bench, r[0], r[1], r[6],
-                             f"{claimed.value:.1%}" if claimed else "-", r[11]])
-    return tabulate(rows, ["benchmark", "arm", "criterion", "FLOPs saved", "claimed",
-                           "verdict"], tablefmt="github")
+        if bench in rules:
+            for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
+                if r[0] != BASELINE and not is_variant(r[0]):
+                    out[(bench, r[0], r[2])] = r
+    return out
+
+
+def previous_root(root: Path) -> Path:
+    """Where the untuned results a tuned scale folder replaced are kept: results/untuned/<scale>."""
+    return root.parent / "untuned" / root.name
+
+
+def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str) -> str:
+    """The README's table: every declared non-baseline arm's tuning, FLOPs saving beside the
+    saving its paper claims, the matched-budget baseline and the verdict; beside it the verdict
+    of the untuned results it replaced, where previous_root(root) holds them."""
+    old = _verdicts(previous_root(root), claims, rules, scale) \
+        if previous_root(root).is_dir() else {}
+    rows = []
+    for (bench, arm, criterion), r in _verdicts(root, claims, rules, scale).items():
+        claimed = claim_of(claims, bench, arm, "flops_saved", criterion)
+        was = old.get((bench, arm, criterion))
+        rows.append([bench, arm, r[1], criterion, r[7],
+                     f"{claimed.value:.1%}" if claimed else "-", r[12].split(";")[0], r[13],
+                     *([f"{was[7]}: {was[13]}" if was else "-"] if old else [])])
+    return tabulate(rows, HEADLINE + (["untuned results it replaced: saved, verdict"]
+                                      if old else []), tablefmt="github")
 
 
 def flop_conventions(runs: list[Run]) -> list[str]:

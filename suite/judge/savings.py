@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suite.judge import analysis, power
+from suite.judge import analysis, matched, power
 from suite.judge.claims import Claim
+from suite.protocol import is_variant, parent_of
 from suite.results import Run, find_runs
 from suite.spec import BASELINE, CRITERIA, baseline_first
 
@@ -21,9 +22,10 @@ CENSORED = ("‡ the interval's lower end lies past the end of the run and its b
             "-inf by the verdicts. † an estimate or interval end read off the extrapolation of "
             f"the arm past its end (at most {analysis.EXTRAPOLATION:.0%} of the baseline's "
             "budget).")
-HEADERS = ["arm", "criterion", "seeds", "final value (mean)", "target", "pairing",
+HEADERS = ["arm", "tuning", "criterion", "seeds", "final value (mean)", "target", "pairing",
            "FLOPs saved to target", "FLOPs saved, blocks only", "wall time saved to target",
-           "criterion at equal FLOPs (arm - baseline)", "claim", "verdict"]
+           "criterion at equal FLOPs (arm - baseline)", "claim",
+           "baseline given the arm's FLOPs: final value vs target", "verdict"]
 POWER_HEADERS = ["arm", "criterion", "seeds", "pairing", "noise per seed (nats)",
                  "noise per seed (pt)", "half-width now (pt)", "seeds for ±5 pt"]
 
@@ -112,18 +114,54 @@ def seeds_of(runs: list[Run]) -> str:
     return ",".join(str(r.seed) for r in sorted(runs, key=lambda r: r.seed))
 
 
+def tuning_of(runs: list[Run]) -> str:
+    """What the runs' manifests say of their tuning: the chosen values, or 'untuned' (a run
+    from before tuning was recorded is untuned)."""
+    t = runs[0].manifest.get("tuning") or {"status": "untuned"}
+    if t.get("status") != "tuned":
+        return "untuned"
+    return ", ".join(f"{k}={v}" for k, v in t.get("values", {}).items()) or "tuned: defaults"
+
+
+def is_matched_baseline(arm: str) -> bool:
+    """`baseline@budget=0.7`: a baseline given a fraction of the budget, which the matched-
+    budget check reads; not an arm with a saving of its own."""
+    return is_variant(arm) and parent_of(arm) == BASELINE
+
+
+def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, list[Run]],
+             rule: Any, scale: str, v: str, y: str) -> tuple[str, str]:
+    """(cell, verdict) of the matched-budget check of one arm and criterion."""
+    if not (v.startswith("saves") or v == "meets claim"):
+        return "-", v
+    f = matched.matched_fraction(c.flops_saving.mean, tuple(rule.matched_budgets))
+    name = matched.matched_arm(f)
+    base = [r for r in arms.get(BASELINE, []) if r.complete]
+    budget = sum(float(r.curve[-1]["flops"]) for r in base) / len(base)
+    m = matched.check(a.runs, arms.get(name, []), f, budget, c.target, y)
+    if m is None or m.n < matched.MIN_SEEDS:
+        cell = (f"not run: python -m suite run {bench} --scale {scale} --arms {name} "
+                f"--seeds {matched.MIN_SEEDS}") if m is None else m.fmt()
+    else:
+        cell = m.fmt()
+    return cell, matched.verdict(v, m, f)
+
+
 def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
                scale: str, found: tuple[list[ArmSavings], list[str]] | None = None,
                ) -> tuple[list[list], list[str]]:
-    """One row per arm and criterion, beside the papers' claims and the rule's verdict
-    (`found`: what `savings` already computed for these runs)."""
+    """One row per arm and criterion (HEADERS), beside the papers' claims, the matched-budget
+    check and the rule's verdict (`found`: what `savings` already computed for these runs).
+    A matched baseline (`baseline@budget=f`) has no row: its runs are read by the check."""
     found, notes = found or savings(bench, arms, claims)
     rows = []
     for a in found:
+        if is_matched_baseline(a.arm):
+            continue
         if not a.by_criterion:
             final = analysis.mean_ci([r.curve[-1].get("heldout_loss") for r in a.runs])
-            rows.append([a.arm, CRITERIA["heldout_loss"], seeds_of(a.runs),
-                         final.fmt(digits=4), "-", *["-"] * 5, "-", "-"])
+            rows.append([a.arm, tuning_of(a.runs), CRITERIA["heldout_loss"], seeds_of(a.runs),
+                         final.fmt(digits=4), "-", *["-"] * 5, "-", "-", "-"])
             continue
         for y, c in a.by_criterion.items():
             criterion = CRITERIA[y]
@@ -131,6 +169,7 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
             claim_w = claim_of(claims, bench, a.arm, "walltime_saved", criterion)
             v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
+            cell, v = _matched(bench, a, c, arms, rule, scale, v, y)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
                                                                    ("wall", claim_w)) if x)
             # tokens to the same quality (G_stack): shown, never judged, since the growth
@@ -141,9 +180,9 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
                 claim_txt = " / ".join(filter(None, [claim_txt, "tokens " + ", ".join(
                     f"{x.value:.1%} ({x.model.split(',')[0]})" for x in tokens) + " (not judged)"]))
             rows.append([
-                a.arm, criterion, seeds_of(a.runs), c.arm_final.fmt(digits=4),
-                f"{c.target:.4f}", *saving_cells(c), claim_txt or "-",
-                _qualified(v, rule, scale, claim_f is not None),
+                a.arm, tuning_of(a.runs), criterion, seeds_of(a.runs),
+                c.arm_final.fmt(digits=4), f"{c.target:.4f}", *saving_cells(c),
+                claim_txt or "-", cell, _qualified(v, rule, scale, claim_f is not None),
             ])
     return rows, notes
 

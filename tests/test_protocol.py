@@ -1,0 +1,292 @@
+"""The fair-comparison protocol: [tuning] (equal trials, pilot seeds, one rule, the edge step),
+variants (`vcycle@alpha=0.5`, `baseline@budget=0.7`), [sweeps], and `tune` end to end."""
+
+import json
+import math
+import re
+
+import pytest
+
+from suite import protocol, registry, spec
+from suite.cli import main
+from suite.judge import tuning as judged
+from suite.methods import plan
+from suite.results import Run
+from suite.spec import SpecError
+
+FILE = "mini.toml"
+LRS = [2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3]
+
+
+def tuned_doc(definition, **tuning):
+    """The minimal definition with a vcycle arm, an ablation of it and a [tuning] table."""
+    definition["scales"]["smoke"]["model"] = {"hidden": 16, "layers": 2, "heads": 2}
+    definition["arms"] |= {"vc": {"method": "vcycle", "alpha": 0.25},
+                           "vc-abl": {"method": "vcycle", "alpha": 0.25, "e_small": 0.4}}
+    definition["tuning"] = {"scales": ["smoke"], "trials": 2, "pilot_seeds": [1000, 1001],
+                            "arms": {"baseline": {"lr": [1e-3, 2e-3]},
+                                     "vc": {"lr": [1e-3, 2e-3], "alpha": [0.25, 0.5, 1.0]},
+                                     "vc-abl": {"inherit": "vc"}}} | tuning
+    return definition
+
+
+# ---------------------------------------------------------------- trials
+
+
+def test_a_grid_of_exactly_the_trials_is_the_whole_grid():
+    pts = protocol.trial_points({"lr": (1, 2), "alpha": (3, 4)}, 4)
+    assert pts == [{"lr": 1, "alpha": 3}, {"lr": 1, "alpha": 4}, {"lr": 2, "alpha": 3},
+                   {"lr": 2, "alpha": 4}]
+
+
+def test_every_arm_with_as_many_trials_as_lrs_tries_every_lr():
+    space = {"lr": tuple(LRS), "alpha": (0.25, 0.5, 0.75, 1.0), "e_small": (0.25, 0.5)}
+    pts = protocol.trial_points(space, 5)
+    assert [p["lr"] for p in pts] == LRS  # the first knob, in list order
+    assert len({tuple(p.values()) for p in pts}) == 5  # distinct
+    assert {p["alpha"] for p in pts} >= {0.25, 0.5, 1.0}  # spread, not piled on one value
+    assert {p["e_small"] for p in pts} == {0.25, 0.5}
+    assert pts == protocol.trial_points(space, 5)  # no seed: the same trials every time
+
+
+def test_repeated_latin_cells_are_replaced_by_unused_ones():
+    pts = protocol.trial_points({"a": (1, 2), "b": (1, 2)}, 3)
+    assert len({tuple(p.values()) for p in pts}) == 3
+
+
+def test_a_space_smaller_than_the_trials_is_refused(definition):
+    doc = tuned_doc(definition, trials=3)
+    with pytest.raises(SpecError, match=re.escape(
+            "mini.toml: tuning.arms.baseline: a grid of 2 point(s) cannot hold 3 distinct "
+            "trials; allowed: more values, or fewer tuning.trials")):
+        spec.parse(doc, FILE)
+
+
+def test_every_arm_is_tuned_or_inherits(definition):
+    doc = tuned_doc(definition)
+    del doc["tuning"]["arms"]["vc-abl"]
+    with pytest.raises(SpecError, match=r"^mini.toml: tuning.arms.vc-abl: missing: every arm is "
+                       "tuned under the same budget"):
+        spec.parse(doc, FILE)
+
+
+def test_pilot_seeds_may_not_be_reported_seeds(definition):
+    doc = tuned_doc(definition, pilot_seeds=[0, 1000])
+    with pytest.raises(SpecError, match=re.escape(
+            "mini.toml: tuning.pilot_seeds: [0] are reported seeds at scale smoke (0..0)")):
+        spec.parse(doc, FILE)
+    doc["tuning"]["pilot_seeds"] = [1000]
+    with pytest.raises(SpecError, match="at least 2 distinct seeds"):
+        spec.parse(doc, FILE)
+
+
+def test_inherit_names_a_tuned_arm(definition):
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["vc-abl"] = {"inherit": "baseline2"}
+    with pytest.raises(SpecError, match=r"tuning.arms.vc-abl.inherit: 'baseline2' is not a "
+                       "tuned arm; allowed: baseline, vc$"):
+        spec.parse(doc, FILE)
+
+
+def test_a_knob_the_method_does_not_have_fails_at_load(definition):
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["vc"] = {"lr": [1e-3, 2e-3], "alpah": [0.5, 1.0]}
+    with pytest.raises(SpecError, match=r"tuning.arms.vc.alpah: not a knob of arm 'vc' "
+                       r"\(method vcycle\); allowed: .*alpha"):
+        registry.validate(spec.parse(doc, FILE))
+    doc["tuning"]["arms"]["vc"] = {"lr": [1e-3, 2e-3], "alpha": [0.5, 7.0]}
+    with pytest.raises(SpecError, match=r"tuning.arms.vc: the point .*'alpha': 7.0.* does not "
+                       "plan at scale smoke"):
+        registry.validate(spec.parse(doc, FILE))
+
+
+def test_the_edge_step_is_by_ratio_for_lr_and_by_difference_otherwise():
+    space = {"lr": tuple(LRS), "alpha": (0.25, 0.5, 0.75)}
+    assert protocol.edge_steps(space, {"lr": 4e-3, "alpha": 0.5}) == [("lr", 8e-3)]
+    assert protocol.edge_steps(space, {"lr": 2.5e-4, "alpha": 0.75}) == [
+        ("lr", 1.25e-4), ("alpha", 1.0)]
+    assert protocol.edge_steps(space, {"lr": 1e-3, "alpha": 0.5}) == []
+
+
+def _trial(losses, statuses=None):
+    runs = []
+    for i, loss in enumerate(losses):
+        status = (statuses or ["completed"] * len(losses))[i]
+        runs.append(Run(path=None, manifest={}, summary={"status": status,
+                                                          "final_heldout_loss": loss},
+                        curve=[{"step": 1, "heldout_loss": loss, "train_loss": loss}]))
+    return judged.Trial("a", "a@x=1", {"x": 1}, runs)
+
+
+def test_the_rule_picks_the_lowest_mean_and_never_a_diverged_trial():
+    good, better = _trial([3.0, 3.2]), _trial([2.9, 3.1])
+    diverged = _trial([1.0, math.nan])  # the lowest number, but not a result
+    preempted = _trial([1.0, 1.0], ["completed", "preempted"])
+    assert judged.select([good, diverged, better, preempted]) is better
+    tie = _trial([3.0, 3.2])
+    assert judged.select([good, tie]) is good  # a tie goes to the trial listed first
+    assert judged.select([diverged, preempted]) is None
+    assert diverged.status == "diverged" and preempted.status == "preempted"
+
+
+# ---------------------------------------------------------------- variants and budget
+
+
+def test_variant_names_round_trip():
+    name = protocol.variant_name("vcycle", {"alpha": 0.5, "lr": 2.5e-4, "first_stage": "warmup"})
+    assert name == "vcycle@alpha=0.5,lr=0.00025,first_stage=warmup"
+    assert protocol.split_name(name) == ("vcycle", {"alpha": 0.5, "lr": 2.5e-4,
+                                                    "first_stage": "warmup"})
+    with pytest.raises(ValueError, match="'alpha' is not key=value"):
+        protocol.split_name("vcycle@alpha")
+
+
+def test_a_variant_takes_train_keys_to_its_train_table(builtin_benchmarks):
+    gpt = builtin_benchmarks["gpt"]
+    arm = protocol.resolve_arm(gpt, "vcycle@alpha=0.5,lr=0.002")
+    assert arm.options["alpha"] == 0.5 and arm.train == {"lr": 0.002}
+    assert arm.optim(gpt.scale("tiny")).lr == 0.002
+    with pytest.raises(SpecError, match=r"arms.vcycle@lr=-1.lr: must be > 0.0, got -1"):
+        protocol.resolve_arm(gpt, "vcycle@lr=-1")
+    with pytest.raises(SpecError, match=r"arms.nope@x=1: no such arm; allowed: baseline, "):
+        protocol.resolve_arm(gpt, "nope@x=1")
+
+
+@pytest.mark.parametrize("arm", ["baseline", "vcycle", "gstack", "ode-multilevel"])
+def test_a_budget_fraction_makes_the_whole_plan_for_that_many_steps(builtin_benchmarks, arm):
+    from suite.families import FAMILIES
+
+    gpt, fam = builtin_benchmarks["gpt"], FAMILIES["gpt2"]
+    scale = gpt.scale("tiny")
+
+    def cost(size):  # FLOPs of one step grow with width and depth, as the meter's do
+        return size["hidden"] ** 2 * size["layers"]
+
+    full = plan(gpt.arms[arm], scale, cost, fam)
+    half = plan(protocol.resolve_arm(gpt, f"{arm}@budget=0.5"), scale, cost, fam)
+
+    def spent(p):
+        return sum(cost(s.model) * s.steps for s in p.steps if hasattr(s, "optim"))
+
+    assert half.options["budget"] == 0.5 and "budget" not in full.options
+    assert spent(half) == pytest.approx(spent(full) / 2, rel=0.01)
+    assert [type(s).__name__ for s in half.steps] == [type(s).__name__ for s in full.steps]
+
+
+def test_a_sweep_value_the_arm_already_runs_is_the_arm_itself(builtin_benchmarks):
+    gpt = builtin_benchmarks["gpt"]
+    sweep = gpt.sweeps["alpha"]
+    assert (sweep.arm, sweep.key, sweep.scales) == ("vcycle", "alpha", ("tiny",))
+    assert protocol.sweep_arms(gpt, sweep) == [
+        (0.25, "vcycle"), (0.5, "vcycle@alpha=0.5"), (0.75, "vcycle@alpha=0.75"),
+        (1.0, "vcycle@alpha=1.0")]
+
+
+def test_a_sweep_sweeps_exactly_one_knob(definition):
+    definition["sweeps"] = {"x": {"arm": "baseline", "lr": [1e-3], "weight_decay": [0.1]}}
+    with pytest.raises(SpecError, match=r"sweeps.x: sweeps exactly one knob, got \['lr', "
+                       "'weight_decay'\\]"):
+        spec.parse(definition, FILE)
+
+
+def test_builtin_tuning_declares_equal_trials_and_a_wide_baseline_grid(builtin_benchmarks):
+    tuned = [b for b in builtin_benchmarks.values() if b.tuning]
+    assert tuned, "no built-in definition declares [tuning]"
+    for b in tuned:
+        lrs = sorted(b.tuning.spaces["baseline"]["lr"])
+        assert lrs[-1] / lrs[0] >= 8, b.name  # at least 8x around the definition's value
+        assert all(y / x == pytest.approx(2) for x, y in zip(lrs, lrs[1:], strict=False)), \
+            b.name
+        for s in b.tuning.scales:
+            assert lrs[0] < b.scale(s).train.lr < lrs[-1], b.name
+        for arm in b.tuning.spaces:  # the same number of trials per arm, by construction
+            assert len(b.tuning.trials_of(arm)) == b.tuning.trials
+
+
+# ---------------------------------------------------------------- tune, then run tuned
+
+
+TUNED_TOML = """
+[arms.vc]
+method = "vcycle"
+alpha = 0.25
+
+[arms.vc-abl]
+method = "vcycle"
+alpha = 0.25
+e_small = 0.4
+
+[tuning]
+scales = ["smoke"]
+trials = 2
+pilot_seeds = [1000, 1001]
+arms.baseline = { lr = [1e-3, 2e-3] }
+arms.vc = { lr = [1e-3, 2e-3], alpha = [0.25, 0.5, 1.0] }
+arms.vc-abl = { inherit = "vc" }
+"""
+
+
+@pytest.fixture
+def tuned_toml(tmp_path, mini_toml):
+    """tuned_doc as a file: the minimal definition, 2 blocks, a vcycle arm and its ablation."""
+    path = tmp_path / "mini.toml"
+    text = mini_toml().replace("hidden = 16, layers = 1", "hidden = 16, layers = 2")
+    path.write_text(text + TUNED_TOML)
+    return path
+
+
+def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
+    out = tmp_path / "tuning"
+    base = ["--benchmarks", str(tuned_toml)]
+    args = ["mini", "--scale", "smoke", "--threads", "1", "--no-progress"]
+    assert main([*base, "tune", *args, "--out", str(out)]) == 0
+    rec = json.loads((out / "smoke" / "mini" / "tuning.json").read_text())
+    assert set(rec["chosen"]) == {"baseline", "vc", "vc-abl"}
+    assert rec["chosen"]["vc-abl"] == rec["chosen"]["vc"]  # inherited
+    assert rec["pilot_seeds"] == [1000, 1001] and rec["trials_per_arm"] == 2
+    trials = rec["trials"]
+    assert len(trials["baseline"]) >= 2 and len(trials["vc"]) >= 2
+    md = (out / "smoke" / "mini" / "tuning.md").read_text()
+    assert md.count("| chosen |") == 2 and "pilot seeds [1000, 1001], never reported" in md
+    man = json.loads((out / "smoke" / "mini" / trials["vc"][0] / "seed-1000" /
+                      "manifest.json").read_text())
+    assert man["tuning"]["status"] == "trial"
+    runs = tmp_path / "runs"
+    assert main([*base, "run", *args, "--tuning", str(out), "--out", str(runs)]) == 0
+    man = json.loads((runs / "smoke" / "mini" / "vc" / "seed-0" / "manifest.json").read_text())
+    assert man["tuning"]["status"] == "tuned" and man["tuning"]["values"] == rec["chosen"]["vc"]
+    arm = man["definition"]["arm"]
+    assert arm["train"]["lr"] == rec["chosen"]["vc"]["lr"]
+    assert arm["options"]["alpha"] == rec["chosen"]["vc"]["alpha"]
+    abl = json.loads((runs / "smoke" / "mini" / "vc-abl" / "seed-0" / "manifest.json").read_text())
+    assert abl["definition"]["arm"]["options"]["e_small"] == 0.4  # what makes it the ablation
+    capsys.readouterr()
+    assert main([*base, "run", *args, "--tuning", str(out), "--out", str(runs),
+                 "--first-seed", "1000"]) == 2
+    assert "seeds [1000] are the tuning's pilot seeds" in capsys.readouterr().err
+    assert main([*base, "run", *args, "--untuned", "--out", str(tmp_path / "u"),
+                 "--arms", "vc"]) == 0
+    man = json.loads((tmp_path / "u/smoke/mini/vc/seed-0/manifest.json").read_text())
+    assert man["tuning"]["status"] == "untuned" and "--untuned" in man["tuning"]["why"]
+
+
+def test_a_tuning_record_of_another_table_is_refused(tuned_toml, tmp_path, capsys):
+    rec_dir = tmp_path / "tuning" / "smoke" / "mini"
+    rec_dir.mkdir(parents=True)
+    (rec_dir / "tuning.json").write_text(json.dumps({
+        "benchmark": "mini", "scale": "smoke", "trials_per_arm": 2, "pilot_seeds": [7, 8],
+        "inherit": {"vc-abl": "vc"}, "space": {}, "chosen": {}}))
+    assert main(["--benchmarks", str(tuned_toml), "run", "mini", "--scale", "smoke",
+                 "--tuning", str(tmp_path / "tuning"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"tuning.json: pilot_seeds: \[7, 8\] was tuned, the definition .* now "
+                     r"declares \[1000, 1001\]; re-run python -m suite tune mini", err), err
+
+
+def test_sweep_and_arms_together_are_refused(capsys):
+    assert main(["run", "gpt", "--scale", "tiny", "--sweep", "alpha", "--arms", "vcycle",
+                 "--dry-run"]) == 2
+    assert "--arms: given with --sweep" in capsys.readouterr().err
+    assert main(["run", "gpt", "--scale", "smoke", "--sweep", "alpha", "--dry-run"]) == 2
+    assert "sweeps.alpha: no such sweep at this scale; allowed: none declared" in \
+        capsys.readouterr().err
