@@ -217,9 +217,13 @@ class NothingToCompare(ResultsError):
         self.rows = rows
 
 
-def _incomplete_rows(bench: str, arm: str, seeds: dict[int, Run]) -> list[list]:
-    return [[bench, arm, "runs", f"reference seed {n}", "completed", r.status, "-",
-             "not compared"] for n, r in sorted(seeds.items()) if not r.complete]
+def _incomplete_rows(bench: str, arm: str, seeds: dict[int, Run],
+                     fresh: dict[int, Run]) -> list[list]:
+    """A row per reference seed that did not complete: its status in the reference column,
+    the fresh run's (or 'missing') in the fresh column."""
+    return [[bench, arm, "runs", f"reference seed {n}", r.status,
+             fresh[n].status if n in fresh else "missing", "-", "not compared"]
+            for n, r in sorted(seeds.items()) if not r.complete]
 
 
 def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
@@ -241,7 +245,7 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
     for (bench, arm), seeds in sorted(ref.items(),
                                       key=lambda kv: (kv[0][0], *baseline_first(kv[0][1]))):
         fresh = new.get((bench, arm), {})
-        rows += _incomplete_rows(bench, arm, seeds)
+        rows += _incomplete_rows(bench, arm, seeds, fresh)
         found: list[tuple[int, str, bool]] = []
         for seed, r in sorted(seeds.items()):
             f = fresh.get(seed)
