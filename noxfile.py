@@ -196,6 +196,16 @@ for _name in BENCHMARKS:
     globals()[f"bench_{_name.replace('-', '_')}"] = _bench(_name)
 
 
+@nox.session(name="tune")
+def tune(session: nox.Session) -> None:
+    """A definition's [tuning] protocol: `nox -s tune -- gpt` (default scale tiny); the record
+    goes to results/tuning/, where `run` reads it (docs/tuning.md)."""
+    args = session.posargs or session.error("name a benchmark: nox -s tune -- gpt")
+    if "--scale" not in args:
+        args = [*args, "--scale", "tiny"]
+    session.run(_python(session), "-m", "suite", "tune", *args, env=ENV, external=True)
+
+
 @nox.session(name="bench-all")
 def bench_all(session: nox.Session) -> None:
     """Every benchmark in turn, same arguments."""

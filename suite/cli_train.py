@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from suite import protocol
 from suite.arguments import at_least, device_arg
+from suite.judge.matched import MIN_SEEDS
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source
 
 
@@ -36,10 +37,15 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     seeds a `run` asks for, and the definition with its variants added. Raises SpecError naming
     an unknown arm or sweep, or reported seeds that the tuning chose its values on."""
     seeds_default = scale.seeds
-    if args.sweep and args.arms:
-        raise SpecError("(command line)", "--arms", "given with --sweep, which names the arms",
-                        "one of them")
-    if args.sweep:
+    given = [f for f, on in (("--arms", args.arms), ("--sweep", args.sweep),
+                             ("--matched", args.matched)) if on]
+    if len(given) > 1:
+        raise SpecError("(command line)", given[0], f"given with {given[1]}, which names the "
+                        "arms too", "one of --arms, --sweep, --matched")
+    if args.matched:
+        arms = _matched_arms(bench, scale, args)
+        seeds_default = MIN_SEEDS
+    elif args.sweep:
         sweep = bench.sweeps.get(args.sweep)
         if sweep is None or scale.name not in sweep.scales:
             raise SpecError(bench.path, f"sweeps.{args.sweep}", "no such sweep at this scale",
@@ -58,6 +64,25 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
                         "tuning's pilot seeds: a choice is never reported on the runs it was "
                         "made on", f"seeds outside {sorted(pilots)}")
     return bench, arms, seeds
+
+
+def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace) -> list[str]:
+    """The matched baselines the verdicts of the runs already in --out ask for (suite/judge/
+    analysis.py, "Matched budget"); SpecError when there are none to run."""
+    from suite.judge.claims import load_claims
+    from suite.judge.savings import group_runs, matched_needed
+
+    root = Path(args.out) / scale.name
+    arms = group_runs(root).get(bench.name, {}) if root.is_dir() else {}
+    need = matched_needed(bench.name, arms, load_claims(), bench.gate) if arms else []
+    if not need:
+        raise SpecError("(command line)", "--matched", f"no arm of {bench.name} in "
+                        f"{Path(args.out) / scale.name} has a saving to check"
+                        if arms else f"no runs of {bench.name} in {Path(args.out) / scale.name}",
+                        "run the arms first; then --matched trains the baselines their verdicts "
+                        "need")
+    print(f"matched baselines the verdicts need: {', '.join(need)}", flush=True)
+    return need
 
 
 def _options(args: argparse.Namespace, bench: Benchmark, tuning: dict[str, dict]) -> Any:
@@ -152,6 +177,9 @@ def add_parsers(sub: Any) -> None:
                    "them: vcycle@alpha=0.5, baseline@budget=0.7")
     r.add_argument("--sweep", metavar="NAME", help="the arms of the definition's "
                    "[sweeps.NAME] (seeds: the sweep's, unless --seeds)")
+    r.add_argument("--matched", action="store_true", help="the matched-budget baselines "
+                   "(baseline@budget=f) that the verdicts of the runs in --out need, on 5 seeds "
+                   "(docs/tuning.md)")
     r.add_argument("--seeds", type=at_least(1, high=10_000), default=None,
                    help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")

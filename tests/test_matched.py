@@ -138,3 +138,22 @@ def test_the_headline_shows_tuning_matched_and_the_untuned_verdict_it_replaced(t
     assert "untuned results it replaced" in header
     assert cells[8].startswith("miss") and ": no saving (miss)" in cells[8]
     assert math.isfinite(float(cells[4].split("%")[0]))
+
+
+def test_run_matched_trains_the_baselines_the_verdicts_need():
+    arms = arms_with(None)
+    assert savings.matched_needed("syn", arms, [], GateSpec(min_seeds=3)) == [
+        "baseline@budget=0.7"]
+    arms["fast"] = [run("fast", s, 100, lambda f, s: base_loss(f, s) + 0.1) for s in SEEDS]
+    assert savings.matched_needed("syn", arms, [], GateSpec(min_seeds=3)) == []  # no saving
+
+
+def test_run_matched_without_runs_says_so(tmp_path, capsys):
+    from suite.cli import main
+
+    assert main(["run", "gpt", "--scale", "smoke", "--matched", "--out", str(tmp_path),
+                 "--dry-run"]) == 2
+    assert f"--matched: no runs of gpt in {tmp_path / 'smoke'}" in capsys.readouterr().err
+    assert main(["run", "gpt", "--scale", "smoke", "--matched", "--arms", "baseline",
+                 "--dry-run"]) == 2
+    assert "--arms: given with --matched" in capsys.readouterr().err

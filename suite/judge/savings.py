@@ -147,6 +147,26 @@ def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, 
     return cell, matched.verdict(v, m, f)
 
 
+def matched_needed(bench: str, arms: dict[str, list[Run]], claims: list[Claim],
+                   rule: Any) -> list[str]:
+    """The matched baselines (`baseline@budget=f`, f < 1) that the verdicts of these runs ask
+    for: one per fraction that an arm's `saves` or `meets claim` verdict needs (any criterion),
+    in increasing order. What `run --matched` trains."""
+    found, _ = savings(bench, arms, claims)
+    need = set()
+    for a in found:
+        if is_variant(a.arm):
+            continue
+        for y, c in a.by_criterion.items():
+            claim = claim_of(claims, bench, a.arm, "flops_saved", CRITERIA[y])
+            v = analysis.verdict(c.flops_saving, claim.value if claim else None,
+                                 rule.tolerance, rule.min_seeds, rule.max_interval)
+            if v.startswith("saves") or v == "meets claim":
+                need.add(matched.matched_fraction(c.flops_saving.mean,
+                                                  tuple(rule.matched_budgets)))
+    return [matched.matched_arm(f) for f in sorted(need) if f < 1]
+
+
 def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
                scale: str, found: tuple[list[ArmSavings], list[str]] | None = None,
                ) -> tuple[list[list], list[str]]:
