@@ -37,7 +37,7 @@ def test_unknown_option_lists_note_among_the_allowed(builtin_benchmarks):
     scale = builtin_benchmarks["gpt"].scale("smoke")
     with pytest.raises(MethodError, match=r"arms\.b\.alpha: unknown option of method "
                                           r"'baseline'; allowed: none of its own; any method: "
-                                          r"note$"):
+                                          r"note, budget$"):
         plan(Arm("b", "baseline", {"alpha": 0.5}), scale)
     with pytest.raises(MethodError, match=r"arms\.v\.beta: unknown option of method 'vcycle'; "
                                           r"allowed: levels, alpha, .*, budget; any method: "
