@@ -40,8 +40,8 @@ def test_unknown_option_lists_note_among_the_allowed(builtin_benchmarks):
                                           r"note, budget$"):
         plan(Arm("b", "baseline", {"alpha": 0.5}), scale)
     with pytest.raises(MethodError, match=r"arms\.v\.beta: unknown option of method 'vcycle'; "
-                                          r"allowed: levels, alpha, .*, budget; any method: "
-                                          r"note$"):
+                                          r"allowed: levels, alpha, .*, optimizer_policy; any "
+                                          r"method: note, budget$"):
         plan(Arm("v", "vcycle", {"beta": 0.5}), scale)
 
 
