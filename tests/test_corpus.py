@@ -3,6 +3,7 @@ reproduces its bytes, and a loader that refuses a damaged or stale copy."""
 
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,9 +95,9 @@ def test_held_out_documents_follow_the_every_tenth_rule():
     assert C.split_documents([("b", b"2"), ("a", b"1")])[1] == [("b", b"2")]
 
 
-def fake_parts(tmp_path):
-    for db in ("alpha", "beta"):
-        write_dictd(tmp_path, db, [([f"{c}word"], f"{db} {c} entry.\n" * 5)
+def fake_parts(tmp_path, write=True, lines=5):
+    for db in ("alpha", "beta") if write else ():
+        write_dictd(tmp_path, db, [([f"{c}word"], f"{db} {c} entry.\n" * lines)
                                    for c in "abcdefghijklmnop"])
     return tuple(C.Part(db, f"debian:dict-{db}", "public domain", db,
                         lambda root, db=db: C.dictd_documents(root, db))
@@ -115,6 +116,39 @@ def test_build_then_load_round_trips_and_is_byte_for_byte_reproducible(tmp_path)
     assert rec["bytes"] == {"train": len(train), "heldout": len(held)}
     C.build(tmp_path / "out", root=tmp_path, parts=parts)
     assert (tmp_path / "out" / "train.txt.gz").read_bytes() == first
+
+
+def _build_in_a_process(args):
+    out, root = args
+    C.build(Path(out), root=Path(root), parts=fake_parts(Path(root), write=False))
+    return sorted(p.name for p in Path(out).parent.iterdir())
+
+
+def test_builders_racing_in_a_job_array_all_succeed(tmp_path):
+    """Field fault (MONAI#2374 and similar): three tasks building the corpus at once. With one
+    fixed temporary folder that every builder deleted and renamed, two of three crashed with
+    FileNotFoundError. Now each writes its own folder and the losers use the winner's."""
+    import multiprocessing
+
+    fake_parts(tmp_path, lines=20_000)  # once, before the builders; big enough to overlap
+    out = tmp_path / "corpora" / "offline-en"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        listings = pool.map(_build_in_a_process, [(str(out), str(tmp_path))] * 6)
+    assert all("offline-en" in names for names in listings)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["offline-en"]  # no leftovers
+    train, held, rec = C.load(out)  # checksums hold: one whole corpus, not a mix
+    assert rec["bytes"] == {"train": len(train), "heldout": len(held)}
+
+
+def test_a_rebuild_with_other_text_replaces_an_outdated_corpus(tmp_path):
+    parts = fake_parts(tmp_path)
+    C.build(tmp_path / "out", root=tmp_path, parts=parts)
+    write_dictd(tmp_path, "beta", [(["zword"], "beta changed entry.\n" * 5)] * 16)
+    rec = C.build(tmp_path / "out", root=tmp_path, parts=parts)
+    assert C.load(tmp_path / "out")[2] == rec
+    assert b"beta changed entry" in C.load(tmp_path / "out")[0] + C.load(tmp_path / "out")[1]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_missing_packages_are_named_with_the_install_command(tmp_path):

@@ -23,7 +23,9 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,17 +223,47 @@ def build(out: Path | None = None, root: Path = Path("/"),
     record = {"name": NAME, "format": FORMAT, "parts": record_parts,
               "bytes": {k: len(v) for k, v in blobs.items()},
               "sha256": {k: _sha256(v) for k, v in blobs.items()}}
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for k, v in blobs.items():
-        # mtime 0: every build of the same text writes the same bytes
-        with gzip.GzipFile(tmp / f"{k}.txt.gz", "wb", mtime=0) as f:
-            f.write(v)
-    (tmp / "corpus.json").write_text(json.dumps(record, indent=1) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    _publish(out, blobs, record)
     return record
+
+
+def _publish(out: Path, blobs: dict[str, bytes], record: dict) -> None:
+    """Write the corpus into a folder of this process's own (host and pid: builders in a job
+    array never share one), then rename it to `out`. A builder that finds `out` already there
+    (another one won the race) keeps the winner when its checksums are these, else replaces
+    it; never a half-written folder, never another builder's files deleted under it."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{socket.gethostname()}.{os.getpid()}.",
+                                dir=out.parent))
+    try:
+        for k, v in blobs.items():
+            # mtime 0: every build of the same text writes the same bytes
+            with gzip.GzipFile(tmp / f"{k}.txt.gz", "wb", mtime=0) as f:
+                f.write(v)
+        (tmp / "corpus.json").write_text(json.dumps(record, indent=1) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp's are owner-only
+        for _ in range(5):
+            try:
+                tmp.rename(out)
+                return
+            except OSError:  # out exists: another builder was first, or an old corpus
+                pass
+            try:
+                theirs = json.loads((out / "corpus.json").read_text()).get("sha256")
+            except (OSError, ValueError):
+                theirs = None
+            if theirs == record["sha256"]:
+                return  # the same corpus, built by the winner: use it
+            old = out.with_name(f".{out.name}.old.{socket.gethostname()}.{os.getpid()}")
+            try:
+                out.rename(old)  # an outdated corpus: move it aside, then put ours there
+            except OSError:
+                continue  # another builder moved it first: look again
+            shutil.rmtree(old, ignore_errors=True)
+        raise CorpusError(f"{out}: other builders keep replacing it; build it once "
+                          "(python -m suite corpus build), then start the jobs")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load(path: Path | None = None) -> tuple[bytes, bytes, dict]:
