@@ -118,11 +118,14 @@ class RunWriter:
         if status not in STATUSES[1:]:
             raise ValueError(f"finish status {status!r}; allowed: {', '.join(STATUSES[1:])}")
         self._curve.close()
-        if status == COMPLETED:  # a result needs no state to go on from
-            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
+        # The summary first: a kill at any later point leaves a completed run, which --resume
+        # keeps (and clears of its checkpoints); deleting them first left neither, and a whole
+        # run to retrain
         atomic_write_json(self.path / "summary.json", {**summary, "status": status})
         self.manifest["status"] = status
         atomic_write_json(self.path / "manifest.json", self.manifest)
+        if status == COMPLETED:  # a result needs no state to go on from
+            shutil.rmtree(self.path / "checkpoints", ignore_errors=True)
 
 
 class NullWriter:

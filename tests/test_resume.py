@@ -291,3 +291,33 @@ def test_a_signal_while_starting_is_one_line_not_a_traceback():
     assert done.returncode == 1
     assert done.stderr.strip() == "python -m suite: SIGTERM while starting; nothing was run " \
         "or written"
+
+
+def test_a_kill_between_the_summary_and_the_checkpoints_leaves_a_kept_result(tmp_path,
+                                                                             monkeypatch):
+    """Field fault: finish deleted the checkpoints before it wrote summary.json, so a
+    scheduler's kill between the two left neither, and --resume retrained the whole run. Now
+    the summary comes first; a kill after it leaves a completed run that --resume keeps."""
+    from suite import results
+
+    b = load_benchmarks()["gpt"]
+    policy = ckpt.Policy(every_steps=5, every_minutes=0)
+
+    def killed(path, *args, **kwargs):
+        if Path(path).name == "checkpoints":
+            raise KeyboardInterrupt  # the kill lands right after the summary
+        return real(path, *args, **kwargs)
+
+    real = results.shutil.rmtree
+    monkeypatch.setattr(results.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(b, "smoke", "baseline", 0, tmp_path, RunOptions(threads=1, progress=False,
+                                                                policy=policy))
+    monkeypatch.undo()
+    run = read_run(tmp_path / "smoke" / "gpt" / "baseline" / "seed-0")
+    assert run.complete and (run.path / "checkpoints").is_dir()  # the kill's state
+    summary = (run.path / "summary.json").read_text()
+    again = read_run(run_one(b, "smoke", "baseline", 0, tmp_path,
+                             RunOptions(threads=1, progress=False, resume=True)))
+    assert (again.path / "summary.json").read_text() == summary  # kept, not retrained
+    assert "resumes" not in again.manifest and not (again.path / "checkpoints").exists()

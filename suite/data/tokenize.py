@@ -85,7 +85,7 @@ class ShardWriter:
         header = np.zeros(shards.BIN_HEADER_INTS, dtype="<i4")
         header[:3] = magic, version, self.n
         path = self.out / f"{self.name}_{self.split}_{self.index:06d}.bin"
-        tmp = path.with_suffix(".bin.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # this writer's own
         with open(tmp, "wb") as f:
             f.write(header.tobytes())
             # no copy on a little-endian machine: a shard's buffer is written as it is

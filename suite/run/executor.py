@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -249,6 +250,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     ctx, data, threads = build_context(bench, scale_name, arm_name, options)
     world, path = ctx.world, run_dir(out, scale_name, bench.name, arm_name, seed)
     if options.resume and (path / "summary.json").exists() and read_run(path).complete:
+        # killed after its summary, before its checkpoints went: a result, kept; its state goes
+        shutil.rmtree(path / ckpt.FOLDER, ignore_errors=True)
         return path
     manifest = manifest_of(bench, scale_name, arm_name, seed, ctx, data, threads) | {
         "tuning": options.tuning.get(arm_name, untuned("run without a tuning record"))}
