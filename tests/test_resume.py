@@ -321,3 +321,49 @@ def test_a_kill_between_the_summary_and_the_checkpoints_leaves_a_kept_result(tmp
                              RunOptions(threads=1, progress=False, resume=True)))
     assert (again.path / "summary.json").read_text() == summary  # kept, not retrained
     assert "resumes" not in again.manifest and not (again.path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("change", "key"), [
+    ({"precision": "bf16"}, "precision = 'fp32', this one has 'bf16'; resume it with the same "
+                            "--precision"),
+    ({"accum": 2}, "accum = 1, this one has 2; resume it with the same --accum"),
+    ({"data": "other"}, "data.fingerprint = {'heldout_tokens': 12000"),
+])
+def test_a_resume_that_would_mix_two_runs_is_refused(tmp_path, change, key):
+    """Field fault: --resume with another --precision, --accum or a replaced data file was
+    accepted, and the manifest kept the first leg's settings (a run half fp32 and half bf16
+    was recorded, and gated in the exact tier, as fp32); a data file with another vocabulary
+    ended in a raw load_state_dict traceback. Each is refused, naming the key."""
+    from suite.spec import with_data_source
+
+    text = tmp_path / "text"
+    text.mkdir()
+    for i in range(4):  # two vocabularies: bytes a-d, or bytes a-z
+        (text / f"w{i}.txt").write_text("abcd" * 3000)
+    b = with_data_source(load_benchmarks()["gpt"], "smoke", str(text))
+    out = tmp_path / "out"
+    stopped = read_run(run_one(b, "smoke", "baseline", 0, out, RunOptions(
+        threads=1, progress=False, policy=ckpt.Policy(every_minutes=0, signal_at_step=5))))
+    assert stopped.status == "preempted"
+    opts = {"threads": 1, "progress": False, "resume": True}
+    if change.get("data"):
+        from suite.run import context
+
+        for i in range(4):
+            (text / f"w{i}.txt").write_text("abcdefghijklmnopqrstuvwxyz" * 500)
+        context._DATA_CACHE.clear()  # a resume is a new process: it reads the files again
+    else:
+        opts |= change
+    with pytest.raises(CheckpointError, match=re.escape(key)):
+        run_one(b, "smoke", "baseline", 0, out, RunOptions(**opts))
+
+
+def test_each_resumed_leg_records_its_threads_and_host(tmp_path):
+    b = load_benchmarks()["gpt"]
+    run_one(b, "smoke", "baseline", 0, tmp_path, RunOptions(
+        threads=1, progress=False, policy=ckpt.Policy(every_minutes=0, signal_at_step=5)))
+    done = read_run(run_one(b, "smoke", "baseline", 0, tmp_path,
+                            RunOptions(threads=2, progress=False, resume=True)))
+    leg = done.manifest["resumes"][0]
+    assert leg["threads"] == 2 and done.manifest["environment"]["threads"] == 1
+    assert leg["host"] == os.uname().nodename and leg["device_name"]

@@ -10,6 +10,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -267,7 +268,8 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
         manifest = {**old, "resumes": [*old.get("resumes", []), {
             "checkpoint": found.name, "step": state.clock.step,
             "git": manifest["environment"]["git"], "command": manifest["command"],
-            "started": manifest["started"]}]}
+            "started": manifest["started"], "threads": threads, "host": socket.gethostname(),
+            "device_name": manifest["environment"]["device_name"]}]}
     else:
         torch.manual_seed(seed)
         state = RunState()

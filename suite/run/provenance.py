@@ -6,6 +6,7 @@ traced back to these two files."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import platform
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from suite import data as dataio
 from suite import flops, methods
@@ -104,7 +107,7 @@ def manifest_of(bench: Benchmark, scale_name: str, arm_name: str, seed: int, ctx
                    "criteria": list(ctx.plan.criteria)},
         "plan": [dataclasses.asdict(s) | {"kind": type(s).__name__} for s in ctx.plan.steps],
         "data": {"source": data.source, "heldout": list(getattr(data, "heldout_names", ())),
-                 "inputs": dataclasses.asdict(ctx.inputs),
+                 "inputs": dataclasses.asdict(ctx.inputs), "fingerprint": fingerprint(data),
                  **({"files": data.files} if getattr(data, "files", None) else {})},
         "evaluation": ctx.sets.describe(),
         "pairing": pairing(ctx.plan, ctx.scale, seed, ctx.family),
@@ -115,6 +118,31 @@ def manifest_of(bench: Benchmark, scale_name: str, arm_name: str, seed: int, ctx
         "command": command_line(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+SAMPLE = 1 << 16  # ids (or images) hashed from each end of each shard
+
+
+def fingerprint(data: Any) -> dict[str, Any]:
+    """What identifies the data a run reads, cheaply: sizes, and a sha256 over the first and
+    last SAMPLE ids of every shard (tensors: images and labels; an image tree: its file list).
+    A resumed run must read the same (suite/run/resume.py)."""
+    h = hashlib.sha256()
+    if isinstance(data, dataio.TextData):
+        for split in (data.train, data.heldout):
+            for k, n in enumerate(split.lengths.tolist()):
+                for start in sorted({0, max(0, n - SAMPLE)}):
+                    h.update(np.ascontiguousarray(split._read(k, start, min(n, SAMPLE)),
+                                                  dtype=np.int64).tobytes())
+        return {"train_tokens": len(data.train), "heldout_tokens": len(data.heldout),
+                "vocab_size": data.vocab_size, "sha256": h.hexdigest()}
+    if hasattr(data, "train_x"):  # images in tensors
+        for t in (data.train_x, data.train_y, data.heldout_x, data.heldout_y):
+            h.update(t[:SAMPLE].numpy().tobytes() + t[-SAMPLE:].numpy().tobytes())
+        return {"train": len(data.train_x), "heldout": len(data.heldout_x),
+                "sha256": h.hexdigest()}
+    h.update(repr((data.train, data.heldout, data.classes)).encode())  # an image tree
+    return {"train": len(data.train), "heldout": len(data.heldout), "sha256": h.hexdigest()}
 
 
 def summary_of(ctx: Context, s: RunState, device_name: str, error: str | None,

@@ -53,9 +53,30 @@ def restore(ctx: Context, payload: dict[str, Any], batches: dataio.TrainBatches)
     return s
 
 
+# What a resumed leg must share with the run it continues, or its curve mixes two runs: the
+# manifest's key and what sets it. Threads and host do not change what is computed: each leg
+# records its own in `resumes`.
+SAME = (("precision", "--precision"), ("accum", "--accum"),
+        ("world_size", "the number of processes (torchrun --nproc-per-node)"),
+        ("compile", "--compile"), ("device_type", "--device (cpu or cuda)"),
+        ("data.source", "--data"), ("data.inputs", "--data"), ("data.fingerprint", "--data"),
+        ("pairing", "the seed"))
+
+
+def _get(manifest: dict[str, Any], key: str) -> Any:
+    if key == "device_type":
+        return str(manifest.get("environment", {}).get("device", "")).split(":")[0]
+    value: Any = manifest
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dict | None]:
     """(checkpoint, its run's manifest) to resume from, or (None, None) to start afresh.
-    Raises CheckpointError when the run folder's definition differs from this run's."""
+    Raises CheckpointError naming the key when the run folder's definition, or anything in
+    SAME (precision, accumulation, processes, compile, device type, data), differs from this
+    run's: half fp32 and half bf16 is no run of either."""
     found = ckpt.latest(path)
     if found is None or not (path / "manifest.json").exists():
         return None, None
@@ -64,6 +85,12 @@ def resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dic
     if (key := definition_difference(ours, old["definition"])) is not None:
         raise CheckpointError(f"{found}: was written by a run whose definition differs at "
                               f"{key!r}; resume it with the definition it started with")
+    new = json.loads(json.dumps(manifest, default=str))
+    for key, what in SAME:
+        before, now = _get(old, key), _get(new, key)
+        if before is not None and before != now:  # None: a manifest from before the key
+            raise CheckpointError(f"{found}: the run started with {key} = {before!r}, this one "
+                                  f"has {now!r}; resume it with the same {what}")
     return found, old
 
 
