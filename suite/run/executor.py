@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,6 +38,7 @@ from suite.run.context import (
     not_finite,
     warm_up,
 )
+from suite.run.lock import RunLock
 from suite.run.provenance import manifest_of, summary_of
 from suite.run.resume import restore, resume_command, resume_point
 from suite.run.state import RunState
@@ -249,7 +251,15 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     writes and every rank reads a checkpoint. Raises SpecError for a definition this run
     cannot execute (see `build_context`), CheckpointError for a checkpoint of another run."""
     ctx, data, threads = build_context(bench, scale_name, arm_name, options)
-    world, path = ctx.world, run_dir(out, scale_name, bench.name, arm_name, seed)
+    path = run_dir(out, scale_name, bench.name, arm_name, seed)
+    with RunLock(path, ctx.world.main):  # one live job per run folder (suite/run/lock.py)
+        return _run_held(bench, scale_name, arm_name, seed, path, options, ctx, data, threads)
+
+
+def _run_held(bench: Benchmark, scale_name: str, arm_name: str, seed: int, path: Path,
+              options: RunOptions, ctx: Context, data: Any, threads: int) -> Path:
+    """run_one, once its folder's lock is held."""
+    world = ctx.world
     if options.resume and (path / "summary.json").exists() and read_run(path).complete:
         # killed after its summary, before its checkpoints went: a result, kept; its state goes
         shutil.rmtree(path / ckpt.FOLDER, ignore_errors=True)
