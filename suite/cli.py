@@ -260,6 +260,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     the options that only mean something beside another one refused when given alone."""
     p = parser()
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: what a job repeats
     args.benchmarks = (args.benchmarks or []) + (args.benchmarks_after or []) or None
     alone = [(flag, need) for flag, given, need, has in (
         ("--assume-tflops", getattr(args, "assume_tflops", None) is not None, "--dry-run",

@@ -17,7 +17,15 @@ from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source
 
 
 def _names(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+    """Comma-separated names; a variant's own commas stay in it (`vcycle@alpha=0.5,lr=0.002`
+    is one arm: a piece `key=value` after a variant continues it)."""
+    out: list[str] = []
+    for t in (x.strip() for x in (text or "").split(",")):
+        if t and out and protocol.SEP in out[-1] and "=" in t and protocol.SEP not in t:
+            out[-1] += "," + t
+        elif t:
+            out.append(t)
+    return out or None
 
 
 def _benchmark(args: argparse.Namespace) -> Benchmark:
@@ -56,6 +64,7 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     else:
         arms = _names(args.arms) or list(bench.arms)
     bench = protocol.with_arms(bench, arms)
+    _check_variants(bench, scale, arms)
     n = args.seeds if args.seeds is not None else seeds_default
     seeds = list(range(args.first_seed, args.first_seed + n))
     pilots = set(bench.tuning.pilot_seeds) if bench.tuning else set()
@@ -64,6 +73,20 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
                         "tuning's pilot seeds: a choice is never reported on the runs it was "
                         "made on", f"seeds outside {sorted(pilots)}")
     return bench, arms, seeds
+
+
+def _check_variants(bench: Benchmark, scale: Scale, arms: list[str]) -> None:
+    """Every variant plans at this scale, before any run or job starts (the declared arms were
+    checked when the definition loaded). Raises SpecError naming arms.<variant>.<key>."""
+    from suite import methods
+    from suite.families import FAMILIES
+
+    for a in arms:
+        if protocol.is_variant(a):
+            try:
+                methods.plan(bench.arms[a], scale, family=FAMILIES[bench.family])
+            except methods.MethodError as e:
+                raise SpecError(bench.path, e.key, e.problem) from None
 
 
 def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace) -> list[str]:
@@ -120,9 +143,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     from suite.run.grid import check_data, run_grid
 
     check_data(bench, scale, bool(args.data))
+    jobs = args.jobs or _default_jobs(args.device)
+    if jobs > 1:
+        return _run_pool(args, bench, arms, seeds, jobs)
     said = {a: protocol.provenance(record, a) for a in arms}
     ok = run_grid(bench, args.scale, arms, seeds, Path(args.out),
                   _options(args, bench, said), _show)
+    return 0 if ok else 1
+
+
+def _default_jobs(device: str) -> int:
+    """CUDA: one job per visible device (`--device cuda`); CPU: one job with every core."""
+    if device == "cuda":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds: list[int],
+              jobs: int) -> int:
+    """The grid as `jobs` processes at a time (suite/run/pool.py); the table of every run."""
+    import os
+
+    from suite.run.pool import Pool, grid_jobs, rows_of
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SpecError("(command line)", "--jobs", "under torchrun: each rank is already "
+                        "one process of one run", "--jobs 1 under torchrun")
+    out = Path(args.out)
+    grid = grid_jobs(args.argv, out, args.scale, bench.name, arms, seeds, jobs, args.device,
+                     args.threads)
+    print(f"grid: {len(grid)} runs as {jobs} jobs at a time; logs in "
+          f"{out / '.jobs' / args.scale / bench.name}", flush=True)
+    ok = Pool(grid, jobs).run()
+    _show(rows_of(grid))
     return 0 if ok else 1
 
 
@@ -184,6 +239,9 @@ def add_parsers(sub: Any) -> None:
                    help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
     r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
+    r.add_argument("--jobs", type=at_least(1, high=256), default=None,
+                   help="runs at once, each its own process (CPU: the cores split between "
+                   "them; CUDA: one device each, default one job per visible device)")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
     r.add_argument("--tuning", default=str(protocol.TUNING_ROOT), metavar="DIR",

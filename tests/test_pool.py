@@ -1,0 +1,65 @@
+"""`run --jobs N` (suite/run/pool.py): the grid as separate processes gives every run the curve
+it has alone, bit for bit on CPU; its jobs' options, and the table it prints."""
+
+import json
+
+import pytest
+
+from suite.cli import main
+from suite.cli_train import _names
+from suite.run.pool import strip
+
+TIMING = {"wall_s"}
+
+
+def curves(root, bench="gpt", scale="smoke"):
+    out = {}
+    for f in sorted((root / scale / bench).glob("*/seed-*/curve.jsonl")):
+        rows = [json.loads(x) for x in f.read_text().splitlines()]
+        out[f"{f.parent.parent.name}/{f.parent.name}"] = [
+            {k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    return out
+
+
+def test_a_pool_of_jobs_draws_the_curves_of_runs_alone(tmp_path, capsys):
+    args = ["run", "gpt", "--scale", "smoke", "--arms", "baseline,vcycle", "--seeds", "2",
+            "--threads", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "alone")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "pool"), "--jobs", "2"]) == 0
+    out = capsys.readouterr()
+    alone, pool = curves(tmp_path / "alone"), curves(tmp_path / "pool")
+    assert sorted(pool) == ["baseline/seed-0", "baseline/seed-1", "vcycle/seed-0",
+                            "vcycle/seed-1"]
+    assert pool == alone  # every number of every curve
+    assert "grid: 4 runs as 2 jobs at a time" in out.out
+    assert "grid: 4 done, 0 running, 0 failed, 0 left" in out.err
+    assert out.out.count("| completed |") == 4
+    logs = sorted(p.name for p in (tmp_path / "pool" / ".jobs" / "smoke" / "gpt").iterdir())
+    assert logs == ["baseline.seed-0.log", "baseline.seed-1.log", "vcycle.seed-0.log",
+                    "vcycle.seed-1.log"]
+    man = json.loads((tmp_path / "pool/smoke/gpt/vcycle/seed-1/manifest.json").read_text())
+    assert man["environment"]["threads"] == 1 and "--first-seed 1 --seeds 1" in man["command"]
+
+
+def test_a_failed_job_is_counted_and_named(tmp_path, capsys):
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", "baseline,vcycle@levels=9",
+                 "--jobs", "2", "--threads", "1", "--out", str(tmp_path)]) == 2
+    assert "arms.vcycle@levels=9.levels" in capsys.readouterr().err  # checked before any job
+
+
+def test_the_pool_sets_each_jobs_own_options():
+    argv = ["--benchmarks", "x.toml", "run", "gpt", "--jobs", "2", "--arms=a,b", "--seeds", "3",
+            "--first-seed", "1", "--threads", "4", "--device", "cpu", "--resume", "--sweep",
+            "alpha", "--matched", "--out", "o"]
+    assert strip(argv) == ["--benchmarks", "x.toml", "run", "gpt", "--resume", "--out", "o"]
+
+
+@pytest.mark.parametrize(("text", "names"), [
+    ("baseline,vcycle@alpha=0.5,lr=0.002,gstack", ["baseline", "vcycle@alpha=0.5,lr=0.002",
+                                                   "gstack"]),
+    ("a, b@x=1 ,c", ["a", "b@x=1", "c"]),
+    ("", None),
+])
+def test_a_variants_own_commas_stay_in_its_name(text, names):
+    assert _names(text) == names
