@@ -98,6 +98,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from suite.judge.status import status
+
+    print(status(Path(args.results)))
+    return 0
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     from suite.judge.gate import HEADERS, NothingToCompare, check
 
@@ -313,6 +320,10 @@ def _results_parsers(sub: Any) -> None:
     pw.add_argument("--goal", type=at_least(0, float), default=0.05,
                     help="wanted 95%% half-width of FLOPs saved (fraction, default 0.05)")
     pw.set_defaults(fn=cmd_power)
+    st = sub.add_parser("status", help="where the runs of a results folder stand (any "
+                        "executor, a Slurm array included): done, running, stopped, failed, ETA")
+    st.add_argument("results", nargs="?", default="runs")
+    st.set_defaults(fn=cmd_status)
     g = sub.add_parser("gate", help="exit 1 when a saving regressed against committed results")
     g.add_argument("--fresh", default="runs", help="fresh results root (default: runs)")
     g.add_argument("--reference", default="results", help="committed root (default: results)")

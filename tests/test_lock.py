@@ -3,6 +3,7 @@ taken over, and the lock goes when the run ends."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -69,3 +70,27 @@ def test_a_lock_is_released_only_by_its_holder(tmp_path):
     with L.RunLock(tmp_path) as held:
         hold(tmp_path, 99999999, host="node-7")  # someone replaced it (a stale takeover)
     assert (tmp_path / L.NAME).exists() and held.active
+
+
+def test_status_says_where_a_grid_stands(tmp_path, capsys):
+    import shutil
+
+    from suite.run import state as ckpt
+
+    b = load_benchmarks()["gpt"]
+    run_one(b, "smoke", "baseline", 0, tmp_path, RunOptions(threads=1, progress=False))
+    run_one(b, "smoke", "baseline", 1, tmp_path, RunOptions(
+        threads=1, progress=False, policy=ckpt.Policy(every_minutes=0, signal_at_step=10)))
+    seed1 = tmp_path / "smoke" / "gpt" / "baseline" / "seed-1"
+    live = seed1.with_name("seed-2")  # a run still going: no summary, a fresh lock
+    shutil.copytree(seed1, live)
+    (live / "summary.json").unlink()
+    man = json.loads((live / "manifest.json").read_text()) | {"seed": 2, "status": "running"}
+    (live / "manifest.json").write_text(json.dumps(man))
+    hold(live, os.getpid())
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    row = [c.strip() for c in out.splitlines()[2].strip("|").split("|")]
+    assert row == ["smoke", "gpt", "3", "1", "1", "1", "0", "0", "0"]
+    assert re.search(rf"gpt/baseline/seed-2 +\| 10/20 +\| pid {os.getpid()} on ", out), out
+    assert "ETA of the running runs: about 0 min at the " in out
