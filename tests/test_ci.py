@@ -186,7 +186,8 @@ def test_broken_venv_is_removed_and_built_from_scratch(noxfile: types.ModuleType
                             "build it again from scratch"]
     assert not (venv / "leftover").exists()  # removed, not installed over
     assert _steps(session.runs) == ["disk-check", "venv", "pip torchvision==0.29.1",
-                                    f"pip {noxfile.ROOT}[test,vision]", "pip mlxtend==0.25.0"]
+                                    f"pip {noxfile.ROOT}[test,vision,track,slurm]",
+                                    "pip mlxtend==0.25.0"]
     assert (venv / ".installed").read_text() == "abc"
     assert noxfile.venv_problem(venv) is None
 

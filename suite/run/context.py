@@ -250,6 +250,7 @@ class RunOptions:
     # arm -> what its manifest says of its tuning (suite/protocol.py: provenance); an arm not
     # in it is recorded as untuned
     tuning: dict[str, dict] = dataclasses.field(default_factory=dict)
+    track: str | None = None  # tensorboard, wandb or mlflow (suite/run/tracking.py)
 
 
 def build_context(bench: Benchmark, scale_name: str, arm_name: str,

@@ -42,6 +42,7 @@ from suite.run.lock import RunLock
 from suite.run.provenance import manifest_of, summary_of
 from suite.run.resume import restore, resume_command, resume_point
 from suite.run.state import RunState
+from suite.run.tracking import Tracker, open_tracker
 from suite.run.train import Clock, Diverged, Parallel, Stage, Window, make_optimizer, train
 from suite.spec import Benchmark
 
@@ -66,6 +67,7 @@ class _Execution:
                  writer: RunWriter | NullWriter, bar: tqdm, policy: ckpt.Policy) -> None:
         self.ctx, self.s, self.batches, self.writer, self.bar = ctx, state, batches, writer, bar
         self.policy, self.signals = policy, ckpt.Preemption()
+        self.tracker: Tracker | None = None
 
     def execute(self) -> None:
         for k in range(self.s.position, len(self.ctx.plan.steps)):
@@ -101,6 +103,9 @@ class _Execution:
             row["event"] = event
         self.s.curve.append(row)
         self.writer.log(row)
+        if self.tracker is not None:
+            opt = self.s.optimizers.get(level)
+            self.tracker.log(row | ({"lr": opt[1].param_groups[0]["lr"]} if opt else {}))
         self.bar.set_postfix(loss=f"{values['train_loss']:.3f}",
                              heldout=f"{values['heldout_loss']:.3f}",
                              tok_s=f"{c.step * ctx.units / max(c.wall_s, 1e-9):.0f}")
@@ -283,6 +288,11 @@ def _run_held(bench: Benchmark, scale_name: str, arm_name: str, seed: int, path:
     else:
         torch.manual_seed(seed)
         state = RunState()
+    tracker = None  # opened before the folder is written: a tracker that fails leaves no run
+    if options.track and world.main:
+        tracker = open_tracker(options.track, path, f"{bench.name}/{arm_name}/seed-{seed}",
+                               manifest, state.tracker_id, state.main_steps)
+        state.tracker_id = tracker.id
     writer: RunWriter | NullWriter = (RunWriter(path, manifest, resume_curve=state.curve
                                                 if found is not None else None)
                                       if world.main else NullWriter(path))
@@ -291,6 +301,7 @@ def _run_held(bench: Benchmark, scale_name: str, arm_name: str, seed: int, path:
                disable=not (options.progress and world.main), file=sys.stderr,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # a log: a line now and then
     ex = _Execution(ctx, state, batches, writer, bar, policy)
+    ex.tracker = tracker
     return _execute(ex, t_start, warmup_s, manifest["environment"]["device_name"])
 
 
@@ -319,6 +330,8 @@ def _execute(ex: _Execution, t_start: float, warmup_s: float, device_name: str) 
         status, summary["error"] = "failed", f"ran {state.clock.step} of " \
             f"{ctx.plan.train_steps} steps"
     writer.finish(status, summary)
+    if ex.tracker is not None:
+        ex.tracker.close(status)
     if status == "preempted" and ctx.world.main:
         print(f"{writer.path}: preempted ({error}); continue with:\n  {resume_command()}",
               file=sys.stderr)

@@ -46,6 +46,7 @@ def restore(ctx: Context, payload: dict[str, Any], batches: dataio.TrainBatches)
     s.levels = {int(k): v for k, v in payload["levels"].items()}
     s.operators, s.spread = payload["operators"], payload["spread"]
     s.setup_wall_s = payload["setup_wall_s"]
+    s.tracker_id = payload.get("tracker_id")  # None in a checkpoint from before tracking
     s.window = Window([t.to(ctx.dev) for t in payload["window"]["pending"]],
                       payload["window"]["last"])
     batches.load_state_dict(payload["rng"]["batches"])

@@ -50,6 +50,7 @@ class RunState:
     operators: dict[str, dict[str, float]] = field(default_factory=dict)
     spread: float = 0.0  # largest parameter difference between ranks after a transfer
     setup_wall_s: float = 0.0  # stage set-up inside clock.wall_s: optimisers, DDP wrapping
+    tracker_id: str | None = None  # the tracked run a resume continues (suite/run/tracking.py)
 
     def owner(self, opt: torch.optim.Optimizer) -> str:
         """'model' or 'saved:<level>': the live model whose trainable parameters are exactly
@@ -81,6 +82,7 @@ class RunState:
                        "last": self.window.last},
             "curve": self.curve, "levels": self.levels, "operators": self.operators,
             "spread": self.spread, "setup_wall_s": self.setup_wall_s,
+            "tracker_id": self.tracker_id,
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available()
                     else None,
