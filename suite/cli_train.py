@@ -5,6 +5,7 @@ suite/run; torch is imported only once a command trains."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from suite.run.grid import check_data, run_grid
 
     check_data(bench, scale, bool(args.data))
+    if args.executor == "slurm":
+        return _run_slurm(args, bench, arms, seeds)
     jobs = args.jobs or _default_jobs(args.device)
     if jobs > 1:
         return _run_pool(args, bench, arms, seeds, jobs)
@@ -151,6 +154,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     ok = run_grid(bench, args.scale, arms, seeds, Path(args.out),
                   _options(args, bench, said), _show)
     return 0 if ok else 1
+
+
+def _run_slurm(args: argparse.Namespace, bench: Benchmark, arms: list[str],
+               seeds: list[int]) -> int:
+    """The grid as one Slurm job array (suite/run/slurm.py); with --wait, until every task is
+    done, then the table of every run."""
+    from suite.run import slurm
+    from suite.run.pool import grid_jobs, rows_of
+
+    if bad := [o for o in args.slurm_option or [] if "=" not in o.strip("=")]:
+        raise SpecError("(command line)", "--slurm-option", f"{bad[0]!r} is not KEY=VALUE",
+                        "an sbatch option, e.g. account=proj or qos=high")
+
+    s = slurm.settings(args.slurm_config, {
+        "partition": args.slurm_partition, "time": args.slurm_time,
+        "gpus_per_task": args.slurm_gpus_per_task, "cpus_per_task": args.slurm_cpus_per_task,
+        "array_parallelism": args.slurm_array_parallelism,
+        "options": dict(o.split("=", 1) for o in args.slurm_option or [])})
+    out = Path(args.out)
+    grid = grid_jobs([*args.argv, "--resume"] if "--resume" not in args.argv else args.argv,
+                     out, args.scale, bench.name, arms, seeds, 1, args.device,
+                     args.threads or s.cpus_per_task)
+    jobs = slurm.submit([j.argv for j in grid], out / ".jobs" / "slurm", s, bench.name)
+    print(f"submitted {len(jobs)} runs as Slurm array {jobs[0].job_id.split('_')[0]}; watch "
+          f"with: python -m suite status {out}", flush=True)
+    if not args.wait:
+        return 0
+    codes = []
+    for j in jobs:
+        try:
+            codes.append(j.result())
+        except Exception as e:  # noqa: BLE001 - a task's failure, named; the rest go on
+            print(f"{j.job_id}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}",
+                  file=sys.stderr)
+            codes.append(2)
+    _show(rows_of(grid))
+    return 0 if all(c == 0 for c in codes) else 1
 
 
 def _default_jobs(device: str) -> int:
@@ -228,6 +268,24 @@ def _training_args(r: argparse.ArgumentParser) -> None:
                    "it and stop the run as preempted)")
 
 
+def _slurm_args(r: argparse.ArgumentParser) -> None:
+    r.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: this machine (--jobs); slurm: one job array through submitit, "
+                   "each task one run, requeued and resumed after a preemption or time-out")
+    r.add_argument("--wait", action="store_true", help="with --executor slurm: wait for every "
+                   "task, then print the table")
+    r.add_argument("--slurm-config", metavar="FILE", help="a TOML file whose [slurm] table "
+                   "holds partition, time, gpus_per_task, cpus_per_task, array_parallelism, "
+                   "options; each --slurm-* option overrides its key")
+    r.add_argument("--slurm-partition")
+    r.add_argument("--slurm-time", type=at_least(1), metavar="MIN", help="minutes per task")
+    r.add_argument("--slurm-gpus-per-task", type=at_least(0))
+    r.add_argument("--slurm-cpus-per-task", type=at_least(1))
+    r.add_argument("--slurm-array-parallelism", type=at_least(1))
+    r.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                   help="an extra sbatch option (repeatable), e.g. account=proj")
+
+
 def add_parsers(sub: Any) -> None:
     """The `run` and `tune` subcommands."""
     r = sub.add_parser("run", help="train arms of one benchmark")
@@ -248,6 +306,7 @@ def add_parsers(sub: Any) -> None:
                    "them; CUDA: one device each, default one job per visible device)")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
+    _slurm_args(r)
     r.add_argument("--tuning", default=str(protocol.TUNING_ROOT), metavar="DIR",
                    help="train each arm with the values chosen in DIR/<scale>/<benchmark>/"
                    "tuning.json (default: the committed results/tuning)")

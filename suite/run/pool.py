@@ -19,7 +19,10 @@ from suite.results import read_run, run_dir
 # Options of `run` that the pool sets per job: (flag, takes a value)
 PER_JOB = {"--jobs": True, "--arms": True, "--seeds": True, "--first-seed": True,
            "--sweep": True, "--threads": True, "--device": True, "--matched": False,
-           "--dry-run": False}
+           "--dry-run": False, "--executor": True, "--wait": False, "--slurm-config": True,
+           "--slurm-partition": True, "--slurm-time": True, "--slurm-gpus-per-task": True,
+           "--slurm-cpus-per-task": True, "--slurm-array-parallelism": True,
+           "--slurm-option": True}
 
 
 def strip(argv: list[str]) -> list[str]:
