@@ -10,7 +10,14 @@ from tabulate import tabulate
 
 from suite.judge.claims import load_claims
 from suite.judge.report import RUN_HEADERS, flop_conventions, run_rows
-from suite.judge.savings import POWER_HEADERS, group_runs, power_rows, saving_cells, savings
+from suite.judge.savings import (
+    POWER_HEADERS,
+    group_runs,
+    is_matched_baseline,
+    power_rows,
+    saving_cells,
+    savings,
+)
 from suite.results import ResultsError, Run, find_runs
 from suite.spec import CRITERIA
 
@@ -32,6 +39,8 @@ def comparison_tables(runs: list[Run]) -> tuple[list[list], list[list], list[str
         found, n = savings(bench, arms, load_claims())
         notes += n
         for a in found:
+            if is_matched_baseline(a.arm):  # the matched-budget check's, not a saving's
+                continue
             for y, c in a.by_criterion.items():
                 saving_rows.append([scale, bench, a.arm, CRITERIA[y], f"{c.target:.4f}",
                                     *saving_cells(c)])
