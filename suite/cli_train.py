@@ -11,7 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from suite import protocol
+from suite import protocol, tuning_record
 from suite.arguments import at_least, device_arg
 from suite.judge.matched import MIN_SEEDS
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source
@@ -131,7 +131,7 @@ def _show(rows: list[list[Any]]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     bench = _benchmark(args)
-    bench, record = protocol.tuned(bench, args.scale, None if args.untuned else
+    bench, record = tuning_record.tuned(bench, args.scale, None if args.untuned else
                                    Path(args.tuning))
     scale = bench.scale(args.scale)
     bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = args.jobs or _default_jobs(args.device)
     if jobs > 1:
         return _run_pool(args, bench, arms, seeds, jobs)
-    said = {a: protocol.provenance(record, a) for a in arms}
+    said = {a: tuning_record.provenance(record, a) for a in arms}
     ok = run_grid(bench, args.scale, arms, seeds, Path(args.out),
                   _options(args, bench, said), _show)
     return 0 if ok else 1
@@ -307,7 +307,7 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
     _slurm_args(r)
-    r.add_argument("--tuning", default=str(protocol.TUNING_ROOT), metavar="DIR",
+    r.add_argument("--tuning", default=str(tuning_record.TUNING_ROOT), metavar="DIR",
                    help="train each arm with the values chosen in DIR/<scale>/<benchmark>/"
                    "tuning.json (default: the committed results/tuning)")
     r.add_argument("--untuned", action="store_true", help="train the definition's own values")
@@ -320,6 +320,6 @@ def add_parsers(sub: Any) -> None:
     _training_args(t)
     t.add_argument("--arms", help="only these arms' trials (jobs side by side; then tune "
                    "without --arms and with --resume writes the record)")
-    t.add_argument("--out", default=str(protocol.TUNING_ROOT), help="results root of the "
+    t.add_argument("--out", default=str(tuning_record.TUNING_ROOT), help="results root of the "
                    "trials and the tuning record (default: results/tuning, what `run` reads)")
     t.set_defaults(fn=cmd_tune)

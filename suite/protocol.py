@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from suite.spec import BASELINE, Arm, Benchmark, Optim, SpecError, check_arm_train
@@ -233,79 +231,6 @@ def edge_steps(space: dict[str, tuple], chosen: dict[str, Any]) -> list[tuple[st
     return out
 
 
-# ------------------------------------------------------------------ the committed tuning
-
-FILE = "tuning.json"
-TUNING_ROOT = Path("results") / "tuning"  # tune's default --out root, and run's --tuning
-
-
-def tuning_path(root: Path, scale: str, bench: str) -> Path:
-    """Where `tune` writes, and `run` reads, one benchmark's tuning at one scale."""
-    return Path(root) / scale / bench / FILE
-
-
-def untuned(why: str) -> dict[str, Any]:
-    return {"status": "untuned", "why": why}
-
-
-def tuned(bench: Benchmark, scale: str, root: Path | None) -> tuple[Benchmark, dict[str, Any]]:
-    """The definition with each arm's chosen values from `root`'s tuning.json of this scale, and
-    the record every manifest keeps of it (status tuned or untuned, and why). `root` None:
-    untuned (`--untuned`). A definition without [tuning], or not tuned at this scale, runs its
-    own values. Raises SpecError naming tuning.json when it was made for another [tuning]."""
-    t = bench.tuning
-    if root is None:
-        return bench, untuned("--untuned: the definition's own values")
-    if t is None:
-        return bench, untuned("the definition has no [tuning] table")
-    if scale not in t.scales:
-        return bench, untuned(f"not tuned at {scale} (tuning.scales = {list(t.scales)}): "
-                              "the definition's values")
-    path = tuning_path(root, scale, bench.name)
-    if not path.is_file():
-        return bench, untuned(f"no {path} yet (python -m suite tune {bench.name} --scale "
-                              f"{scale})")
-    try:
-        rec = json.loads(path.read_text())
-        chosen = rec["chosen"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise SpecError(path, "(file)", f"not a tuning record: {type(e).__name__}: {e}") \
-            from None
-    expect = {"benchmark": bench.name, "scale": scale, "trials_per_arm": t.trials,
-              "pilot_seeds": list(t.pilot_seeds), "inherit": dict(t.inherit),
-              "space": {a: {k: list(v) for k, v in s.items()} for a, s in t.spaces.items()}}
-    for key, want in expect.items():
-        if rec.get(key) != want:
-            raise SpecError(path, key, f"{rec.get(key)!r} was tuned, the definition "
-                            f"({bench.path}) now declares {want!r}; re-run python -m suite "
-                            f"tune {bench.name} --scale {scale}, or run --untuned")
-    applied = {a: {k: v for k, v in chosen.get(a, {}).items() if k not in _differs(bench, a)}
-               for a in bench.arms}
-    arms = {a: with_values(arm, applied[a], a, str(path)) for a, arm in bench.arms.items()}
-    return dataclasses.replace(bench, arms=arms), {
-        "status": "tuned", "file": str(path), "commit": rec.get("commit"), "chosen": applied}
-
-
-def _differs(bench: Benchmark, arm: str) -> set[str]:
-    """The keys an inheriting ablation declares with a value other than its parent's: what
-    makes it the ablation, which its parent's tuned values must not overwrite."""
-    parent = (bench.tuning.inherit if bench.tuning else {}).get(arm)
-    if parent is None:
-        return set()
-    a, p = bench.arms[arm], bench.arms[parent]
-    return {k for k, v in a.options.items() if p.options.get(k, v) != v or k not in p.options} \
-        | {k for k, v in a.train.items() if p.train.get(k) != v}
-
-
-def provenance(record: dict[str, Any], arm: str) -> dict[str, Any]:
-    """What one run's manifest says of its tuning: tuned (its parent arm's chosen values, the
-    file and the commit that chose them), a trial (its values), or untuned and why."""
-    if record.get("status") == "tuned":
-        return {"status": "tuned", "values": record["chosen"].get(parent_of(arm), {}),
-                "file": record["file"], "commit": record["commit"]}
-    return dict(record)
-
-
 # ------------------------------------------------------------------ parsing
 
 
@@ -416,8 +341,7 @@ def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dic
     return out
 
 
-__all__ = ["BASELINE", "EDGE_RULE", "FILE", "RULE", "TUNING_ROOT", "Sweep", "Tuning",
-           "edge_steps", "fmt_value", "is_variant", "parent_of", "parse_sweeps", "parse_tuning",
-           "parse_value", "provenance", "resolve_arm", "split_name", "sweep_arms",
-           "trial_points", "tuned", "tuning_path", "untuned", "variant_name", "with_arms",
-           "with_values"]
+__all__ = ["BASELINE", "EDGE_RULE", "RULE", "Sweep", "Tuning", "edge_steps", "fmt_value",
+           "is_variant", "parent_of", "parse_sweeps", "parse_tuning", "parse_value",
+           "resolve_arm", "split_name", "sweep_arms", "trial_points", "variant_name",
+           "with_arms", "with_values"]

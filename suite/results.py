@@ -263,12 +263,25 @@ def read_run(path: Path) -> Run:
     return Run(path, manifest, summary, curve)
 
 
+def is_run_folder(manifest: Path, root: Path) -> bool:
+    """A run folder's manifest: in a folder named seed-<n>, under no hidden folder (job logs,
+    a tracker's store, a lock's temporary files). A tracker's copy of a manifest (MLflow keeps
+    one as an artifact) is no run."""
+    rel = manifest.relative_to(root).parts
+    return manifest.parent.name.startswith("seed-") and not any(p.startswith(".")
+                                                                 for p in rel[:-1])
+
+
 def find_runs(root: Path) -> list[Run]:
-    """Every run folder (one with a manifest.json) under `root`, complete or not."""
+    """Every run folder (one with a manifest.json, in a seed-<n> folder) under `root`, complete
+    or not. Raises ResultsError for a `root` that is not a folder."""
     root = Path(root)
-    if not root.exists():
-        raise ResultsError(f"{root}: no such results folder")
-    return [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))]
+    if not root.is_dir():
+        raise ResultsError(f"{root}: no such results folder" if not root.exists() else
+                           f"{root}: not a folder (a results folder holds <scale>/<benchmark>/"
+                           "<arm>/seed-<n>/ run folders)")
+    return [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))
+            if is_run_folder(m, root)]
 
 
 RUN_ROW_HEADERS = ["arm", "seed", "status", "held-out start", "held-out end", "top1", "FLOPs",

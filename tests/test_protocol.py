@@ -290,3 +290,37 @@ def test_sweep_and_arms_together_are_refused(capsys):
     assert main(["run", "gpt", "--scale", "smoke", "--sweep", "alpha", "--dry-run"]) == 2
     assert "sweeps.alpha: no such sweep at this scale; allowed: none declared" in \
         capsys.readouterr().err
+
+
+def test_a_record_is_checked_before_it_is_trusted(tuned_toml, tmp_path, capsys):
+    """Found by a new-user trial: a chosen value no trial tried, an arm missing from it, a
+    record of a definition changed since, each was applied (or a traceback)."""
+    out = tmp_path / "tuning"
+    base = ["--benchmarks", str(tuned_toml)]
+    args = ["mini", "--scale", "smoke", "--threads", "1", "--no-progress"]
+    assert main([*base, "tune", *args, "--out", str(out)]) == 0
+    path = out / "smoke" / "mini" / "tuning.json"
+    good = json.loads(path.read_text())
+    run = [*base, "run", *args, "--tuning", str(out), "--dry-run"]
+    for change, message in [
+        (lambda r: r["chosen"]["baseline"].update(lr=0.5),
+         r"tuning.json: chosen.baseline: \{'lr': 0.5\} is none of the values its trials tried"),
+        (lambda r: r["chosen"].pop("vc-abl"), r"tuning.json: chosen.vc-abl: None is none of"),
+        (lambda r: r.update(chosen=[1, 2]), r"tuning.json: chosen: missing or not a table"),
+        (lambda r: r["snapshot"]["scale"].update(steps=99),
+         r"tuning.json: snapshot.scale.steps: the definition changed since this tuning"),
+    ]:
+        rec = json.loads(json.dumps(good))
+        change(rec)
+        path.write_text(json.dumps(rec))
+        capsys.readouterr()
+        assert main(run) == 2, message
+        assert re.search(message, capsys.readouterr().err), message
+    path.write_text(json.dumps(good))
+    runs = tmp_path / "runs"
+    assert main([*base, "run", *args, "--tuning", str(out), "--out", str(runs), "--arms",
+                 "vc@alpha=1.0"]) == 0
+    man = json.loads((runs / "smoke/mini/vc@alpha=1.0/seed-0/manifest.json").read_text())
+    assert man["tuning"]["variant"] == {"alpha": 1.0}
+    assert "alpha" not in man["tuning"]["values"]  # the tuned alpha is not what it ran
+    assert man["definition"]["arm"]["options"]["alpha"] == 1.0

@@ -47,13 +47,16 @@ def test_mlflow_file_store_holds_the_curve_and_one_run_across_a_resume(tmp_path)
     from mlflow.tracking import MlflowClient
 
     run = stopped_then_resumed(tmp_path, "mlflow")
-    client = MlflowClient((tmp_path / "mlruns").resolve().as_uri())
+    client = MlflowClient((tmp_path / ".mlruns").resolve().as_uri())
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1  # the resume continued the same tracked run
     hist = client.get_metric_history(runs[0].info.run_id, "heldout_loss")
     by_step = {m.step: m.value for m in hist}
     assert by_step == pytest.approx({r["step"]: r["heldout_loss"] for r in run.curve})
     assert runs[0].data.tags["status"] == "completed" and runs[0].info.status == "FINISHED"
+    from suite.results import find_runs
+
+    assert [r.path for r in find_runs(tmp_path)] == [run.path]  # its artifacts are no run
 
 
 def test_wandb_offline_run_is_resumed_under_its_id(tmp_path, monkeypatch):

@@ -118,9 +118,11 @@ def tuning_of(runs: list[Run]) -> str:
     """What the runs' manifests say of their tuning: the chosen values, or 'untuned' (a run
     from before tuning was recorded is untuned)."""
     t = runs[0].manifest.get("tuning") or {"status": "untuned"}
+    own = ", ".join(f"{k}={v}" for k, v in (t.get("variant") or {}).items())
     if t.get("status") != "tuned":
-        return "untuned"
-    return ", ".join(f"{k}={v}" for k, v in t.get("values", {}).items()) or "tuned: defaults"
+        return "untuned" + (f"; by name: {own}" if own else "")
+    tuned = ", ".join(f"{k}={v}" for k, v in t.get("values", {}).items())
+    return "; ".join(filter(None, [tuned, f"by name: {own}" if own else ""])) or "tuned"
 
 
 def is_matched_baseline(arm: str) -> bool:

@@ -12,8 +12,9 @@ from typing import Any
 from tabulate import tabulate
 
 from suite.judge.intervals import Interval, mean_ci
-from suite.protocol import EDGE_RULE, FILE, RULE, Tuning, fmt_value
+from suite.protocol import EDGE_RULE, RULE, Tuning, fmt_value
 from suite.results import ResultsError, Run, atomic_write, atomic_write_json
+from suite.tuning_record import FILE
 
 TIE = 1e-9  # nats: two trials closer than this are tied (RULE)
 
@@ -63,11 +64,22 @@ def select(trials: list[Trial]) -> Trial | None:
     return best
 
 
+def trial_commits(trials: dict[str, list[Trial]]) -> str:
+    """The commit(s) of the code the trial runs ran, as their manifests recorded them."""
+    seen = sorted({f"{g.get('commit')}{'+dirty' if g.get('dirty') else ''}"
+                   for ts in trials.values() for t in ts for r in t.runs if r is not None
+                   for g in [r.manifest.get("environment", {}).get("git", {})]})
+    return ", ".join(seen) or "unknown"
+
+
 def record(tuning: Tuning, bench: str, path: str, scale: str, commit: str | None,
-           trials: dict[str, list[Trial]], edges: dict[str, str]) -> dict[str, Any]:
+           trials: dict[str, list[Trial]], edges: dict[str, str],
+           snapshot: dict[str, Any] | None = None, command: str = "") -> dict[str, Any]:
     """tuning.json: the chosen values per arm (inheriting arms: their parent's), the rule, the
-    pilot seeds, the space it was chosen from, and what was run. Raises ResultsError naming
-    the arm when an arm has no usable trial (nothing may be chosen for it)."""
+    pilot seeds, the space it was chosen from, what was run, the commit(s) the trials ran,
+    the command, and `snapshot`: the scale and arms it was tuned for (a record of another
+    definition is refused). Raises ResultsError naming the arm when an arm has no usable
+    trial (nothing may be chosen for it)."""
     chosen = {}
     for arm, ts in trials.items():
         best = select(ts)
@@ -82,7 +94,8 @@ def record(tuning: Tuning, bench: str, path: str, scale: str, commit: str | None
             "pilot_seeds": list(tuning.pilot_seeds),
             "space": {a: {k: list(v) for k, v in s.items()} for a, s in tuning.spaces.items()},
             "inherit": dict(tuning.inherit), "chosen": chosen, "edges": edges,
-            "trials": {a: [t.name for t in ts] for a, ts in trials.items()}}
+            "trials": {a: [t.name for t in ts] for a, ts in trials.items()},
+            "snapshot": snapshot or {}, "command": command}
 
 
 def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
@@ -97,8 +110,9 @@ def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
                          t.loss.fmt(digits=4), t.status, "chosen" if t is best else ""])
     counts = {a: sum(not t.extension for t in ts) for a, ts in trials.items()}
     out = [f"# Tuning: {rec['benchmark']} at {rec['scale']}\n",
-           f"Made by `python -m suite tune {rec['benchmark']} --scale {rec['scale']}` at commit "
-           f"{rec['commit'] or 'unknown'}; the definition's [tuning] table: {rec['definition']}.",
+           f"Made by `{rec.get('command') or 'python -m suite tune ' + rec['benchmark']}`; "
+           f"the trials ran at commit {rec['commit'] or 'unknown'}; the definition's [tuning] "
+           f"table: {rec['definition']}.",
            f"Trials per arm: {', '.join(f'{a} {n}' for a, n in counts.items())} (declared "
            f"{rec['trials_per_arm']} each, plus edge steps); pilot seeds "
            f"{rec['pilot_seeds']}, never reported.\n",

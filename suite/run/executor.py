@@ -23,7 +23,6 @@ from tqdm import tqdm
 from suite import data as dataio
 from suite import flops, methods
 from suite import operators as ML
-from suite.protocol import untuned
 from suite.results import COMPLETED, CheckpointError, NullWriter, RunWriter, read_run, run_dir
 from suite.run import distributed
 from suite.run import state as ckpt
@@ -45,6 +44,7 @@ from suite.run.state import RunState
 from suite.run.tracking import Tracker, open_tracker
 from suite.run.train import Clock, Diverged, Parallel, Stage, Window, make_optimizer, train
 from suite.spec import Benchmark
+from suite.tuning_record import untuned
 
 DEFAULT_OPTIONS = RunOptions()
 

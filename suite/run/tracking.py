@@ -98,7 +98,8 @@ class Wandb(Tracker):
 
 
 class MLflow(Tracker):
-    """MLflow: MLFLOW_TRACKING_URI, else a file store beside the results (<out>/mlruns)."""
+    """MLflow: MLFLOW_TRACKING_URI, else a file store beside the results (<out>/.mlruns: a
+    hidden folder, which readers of run folders skip)."""
 
     kind = "mlflow"
 
@@ -112,7 +113,7 @@ class MLflow(Tracker):
         # for this opt-in before it writes one
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI",
-                                               (root / "mlruns").resolve().as_uri()))
+                                               (root / ".mlruns").resolve().as_uri()))
         if run_id is None:
             mlflow.set_experiment(config.get("benchmark", "multilevel-suite"))
         self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else name)

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from suite import protocol
+from suite import protocol, tuning_record
 from suite.judge import tuning as judged
 from suite.results import ResultsError, read_run, run_dir
 from suite.run.context import RunOptions
 from suite.run.grid import run_grid
-from suite.run.provenance import git_state
+from suite.run.provenance import command_line
 from suite.spec import Benchmark, SpecError
 
 
@@ -82,7 +82,6 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
                         ", ".join(t.spaces))
     mine = arms or list(t.spaces)
     trials = {a: _trials(a, t.trials_of(a)) for a in t.spaces}
-    commit = git_state()  # the code the trials start with, not what HEAD is when they end
     if not _run(bench, scale, out, options, show, {a: trials[a] for a in mine}):
         return None
     _read([tr for ts in trials.values() for tr in ts], out, bench.name, scale, t.pilot_seeds)
@@ -104,12 +103,12 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
         if best is not None and best.extension:
             edges[arm].append(f"the step beyond ({best.name}) was chosen, so the best value "
                               "may lie further out (not extended again)")
-    rec = judged.record(t, bench.name, bench.path, scale,
-                        (commit["commit"] or "unknown") + ("+dirty" if commit["dirty"] else ""),
-                        trials, {a: "; ".join(e) for a, e in edges.items()})
-    folder = protocol.tuning_path(out, scale, bench.name).parent
+    rec = judged.record(t, bench.name, bench.path, scale, judged.trial_commits(trials), trials,
+                        {a: "; ".join(e) for a, e in edges.items()},
+                        tuning_record.snapshot(bench, scale), command_line())
+    folder = tuning_record.tuning_path(out, scale, bench.name).parent
     judged.write(folder, rec, trials)
-    print(f"wrote {folder / protocol.FILE} and {folder / 'tuning.md'}", file=sys.stderr)
+    print(f"wrote {folder / tuning_record.FILE} and {folder / 'tuning.md'}", file=sys.stderr)
     return rec
 
 
