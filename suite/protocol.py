@@ -245,9 +245,11 @@ def _seeds(v: Any, file: str, key: str) -> tuple[int, ...]:
 
 def _values(v: Any, file: str, key: str) -> tuple:
     if not isinstance(v, list) or not v or not all(
-            isinstance(x, (int, float, str)) for x in v) or len(set(v)) != len(v):
+            isinstance(x, (int, float, str)) and not (isinstance(x, float) and
+                                                      not math.isfinite(x)) for x in v) \
+            or len(set(v)) != len(v):
         raise SpecError(file, key, f"must be a non-empty list of distinct values, got {v!r}",
-                        "numbers or strings, e.g. [5e-4, 1e-3, 2e-3]")
+                        "finite numbers or strings, e.g. [5e-4, 1e-3, 2e-3]")
     return tuple(v)
 
 

@@ -210,8 +210,9 @@ _SCALE_KEYS = {"model", "steps", "batch_size", "seq_len", "seeds", "data", "trai
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # TOML and variant names spell nan and inf: no setting is either
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is str:
@@ -222,7 +223,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
-    return {float: "a number", int: "an integer", str: "a string", tuple: "a list"}.get(hint, "?")
+    return {float: "a finite number", int: "an integer", str: "a string",
+            tuple: "a list"}.get(hint, "?")
 
 
 def _parse(cls: type, table: dict, file: str, where: dict[str, str]) -> Any:

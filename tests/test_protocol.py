@@ -324,3 +324,20 @@ def test_a_record_is_checked_before_it_is_trusted(tuned_toml, tmp_path, capsys):
     assert man["tuning"]["variant"] == {"alpha": 1.0}
     assert "alpha" not in man["tuning"]["values"]  # the tuned alpha is not what it ran
     assert man["definition"]["arm"]["options"]["alpha"] == 1.0
+
+
+@pytest.mark.parametrize("arm", ["vcycle@lr=nan", "vcycle@lr=inf", "baseline@warmup=nan"])
+def test_a_value_that_is_not_finite_is_refused(capsys, arm):
+    assert main(["run", "gpt", "--scale", "smoke", "--arms", arm, "--dry-run"]) == 2
+    assert re.search(r"must be a finite number, got (nan|inf)", capsys.readouterr().err)
+
+
+def test_a_tuning_list_with_nan_is_refused(definition):
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["baseline"]["lr"] = [float("nan"), 1e-3]
+    with pytest.raises(SpecError, match=r"tuning.arms.baseline.lr: must be a non-empty list of "
+                       "distinct values, got \\[nan, 0.001\\]"):
+        spec.parse(doc, FILE)
+    doc["train"]["lr"] = float("inf")
+    with pytest.raises(SpecError, match="train.lr: must be a finite number, got inf"):
+        spec.parse(doc, FILE)

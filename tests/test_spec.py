@@ -78,7 +78,8 @@ def test_unknown_key_inside_train(definition):
 
 def test_wrong_type(definition):
     definition["train"]["lr"] = "fast"
-    with raises("train.lr", "must be a number, got 'fast'; allowed: peak learning rate") as e:
+    with raises("train.lr", "must be a finite number, got 'fast'; allowed: peak learning "
+                "rate") as e:
         parse(definition)
     assert e.value.key == "train.lr"
 
