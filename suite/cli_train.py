@@ -52,7 +52,7 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
         raise SpecError("(command line)", given[0], f"given with {given[1]}, which names the "
                         "arms too", "one of --arms, --sweep, --matched")
     if args.matched:
-        arms = _matched_arms(bench, scale, args)
+        arms = _matched_arms(bench, scale, args, record)
         seeds_default = MIN_SEEDS
     elif args.sweep:
         sweep = bench.sweeps.get(args.sweep)
@@ -90,14 +90,25 @@ def _check_variants(bench: Benchmark, scale: Scale, arms: list[str]) -> None:
                 raise SpecError(bench.path, e.key, e.problem) from None
 
 
-def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace) -> list[str]:
+def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace,
+                  record: dict[str, Any]) -> list[str]:
     """The matched baselines the verdicts of the runs already in --out ask for (suite/judge/
-    analysis.py, "Matched budget"); SpecError when there are none to run."""
+    analysis.py, "Matched budget"); SpecError when there are none to run, or when the
+    baseline's runs there were tuned otherwise than these would be (like with like only)."""
     from suite.judge.claims import load_claims
     from suite.judge.savings import group_runs, matched_needed
 
     root = Path(args.out) / scale.name
     arms = group_runs(root).get(bench.name, {}) if root.is_dir() else {}
+    mine = tuning_record.provenance(record, protocol.BASELINE)
+    for r in arms.get(protocol.BASELINE, [])[:1]:
+        theirs = r.manifest.get("tuning") or {"status": "untuned"}
+        if (theirs.get("status"), theirs.get("values")) != (mine["status"], mine.get("values")):
+            raise SpecError("(command line)", "--matched", f"the baseline's runs in {root} "
+                            f"trained {theirs.get('status')} {theirs.get('values') or ''}; its "
+                            f"matched baselines would train {mine['status']} "
+                            f"{mine.get('values') or ''}", "the same --tuning (or --untuned) "
+                            "as those runs")
     need = matched_needed(bench.name, arms, load_claims(), bench.gate) if arms else []
     if not need:
         raise SpecError("(command line)", "--matched", f"no arm of {bench.name} in "

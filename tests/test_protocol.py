@@ -261,6 +261,9 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     abl = json.loads((runs / "smoke" / "mini" / "vc-abl" / "seed-0" / "manifest.json").read_text())
     assert abl["definition"]["arm"]["options"]["e_small"] == 0.4  # what makes it the ablation
     capsys.readouterr()
+    assert main([*base, "run", *args, "--untuned", "--matched", "--out", str(runs),
+                 "--dry-run"]) == 2  # matched baselines untuned against tuned arms: refused
+    assert "--matched: the baseline's runs in " in capsys.readouterr().err
     assert main([*base, "run", *args, "--tuning", str(out), "--out", str(runs),
                  "--first-seed", "1000"]) == 2
     assert "seeds [1000] are the tuning's pilot seeds" in capsys.readouterr().err
