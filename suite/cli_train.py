@@ -230,6 +230,11 @@ def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds
           f"{out / '.jobs' / args.scale / bench.name}", flush=True)
     ok = Pool(grid, jobs).run()
     _show(rows_of(grid))
+    if not ok:
+        from suite.run.resume import resume_command
+
+        print(f"continue the unfinished runs with:\n  {resume_command(args.argv)}",
+              file=sys.stderr)
     return 0 if ok else 1
 
 

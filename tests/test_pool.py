@@ -33,7 +33,7 @@ def test_a_pool_of_jobs_draws_the_curves_of_runs_alone(tmp_path, capsys):
                             "vcycle/seed-1"]
     assert pool == alone  # every number of every curve
     assert "grid: 4 runs as 2 jobs at a time" in out.out
-    assert "grid: 4 done, 0 running, 0 failed, 0 left" in out.err
+    assert "grid: 4 done, 0 running, 0 stopped, 0 failed, 0 left" in out.err
     assert out.out.count("| completed |") == 4
     logs = sorted(p.name for p in (tmp_path / "pool" / ".jobs" / "smoke" / "gpt").iterdir())
     assert logs == ["baseline.seed-0.log", "baseline.seed-1.log", "vcycle.seed-0.log",
@@ -63,3 +63,56 @@ def test_the_pool_sets_each_jobs_own_options():
 ])
 def test_a_variants_own_commas_stay_in_its_name(text, names):
     assert _names(text) == names
+
+
+LONG = """
+name = "long"
+family = "gpt2"
+[data]
+source = "shakespeare"
+[train]
+lr = 1e-3
+[eval]
+every = 20
+batches = 1
+[scales.smoke]
+model = { hidden = 16, layers = 2, heads = 2 }
+seq_len = 16
+batch_size = 4
+steps = 600
+[arms.baseline]
+method = "baseline"
+"""
+
+
+def test_an_interrupted_pool_says_what_stopped_and_how_to_go_on(tmp_path):
+    """Found by a new-user trial: Ctrl-C to a pool reported its stopped runs as failed, a job
+    that never started as 'exit None' with a log that does not exist, and no way to go on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    definition = tmp_path / "long.toml"
+    definition.write_text(LONG)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "suite", "--benchmarks", str(definition), "run", "long",
+           "--scale", "smoke", "--seeds", "3", "--jobs", "2", "--threads", "1", "--out",
+           str(out)]
+    pool = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    first = out / "smoke" / "long" / "baseline" / "seed-0" / "curve.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (first.exists() and first.read_text().count("\n") > 2):
+        time.sleep(0.05)
+    pool.send_signal(signal.SIGINT)
+    stdout, stderr = pool.communicate(timeout=120)
+    assert pool.returncode == 1, stderr
+    assert "2 stopped, 0 failed" in stderr, stderr
+    assert "| not started" in stdout and "exit None" not in stdout
+    assert "continue the unfinished runs with:" in stderr and "--resume" in stderr
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("| completed |") == 3

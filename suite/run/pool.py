@@ -52,6 +52,14 @@ class Job:
     started: float = 0.0
     ended: float = 0.0
 
+    @property
+    def stopped(self) -> bool:
+        """Its run stopped with its state written (preempted, interrupted): --resume goes on."""
+        try:
+            return read_run(self.folder).status in ("preempted", "interrupted")
+        except Exception:  # noqa: BLE001 - no readable run folder: not stopped, failed
+            return False
+
 
 @dataclass
 class Pool:
@@ -99,7 +107,8 @@ class Pool:
 
     def _progress(self, queue: list[Job], running: list[Job]) -> None:
         done = [j for j in self.jobs if j.returncode == 0]
-        failed = [j for j in self.jobs if j.returncode not in (None, 0)]
+        stopped = [j for j in self.jobs if j.returncode is not None and j.stopped]
+        failed = [j for j in self.jobs if j.returncode not in (None, 0) and not j.stopped]
         spent = [j.ended - j.started for j in done]
         eta = ""
         if spent and (queue or running):
@@ -107,9 +116,9 @@ class Pool:
             eta = f", about {left / 60:.0f} min left"
         last = failed[-1] if failed and failed[-1].ended == max(j.ended for j in failed) \
             else None
-        print(f"grid: {len(done)} done, {len(running)} running, {len(failed)} failed, "
-              f"{len(queue)} left{eta}" + (f" (failed: {last.arm} seed {last.seed}, see "
-                                           f"{last.log})" if last else ""),
+        print(f"grid: {len(done)} done, {len(running)} running, {len(stopped)} stopped, "
+              f"{len(failed)} failed, {len(queue)} left{eta}" + (
+                  f" (failed: {last.arm} seed {last.seed}, see {last.log})" if last else ""),
               file=sys.stderr, flush=True)
 
 
@@ -140,6 +149,8 @@ def rows_of(jobs: list[Job]) -> list[list]:
     for j in jobs:
         if (j.folder / "manifest.json").exists():
             out.append(run_row(read_run(j.folder)))
+        elif j.returncode is None:
+            out.append([j.arm, j.seed, "not started"])
         else:
             out.append([j.arm, j.seed, f"no run (exit {j.returncode}; see {j.log})"])
     return out
