@@ -57,15 +57,17 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     elif args.sweep:
         sweep = bench.sweeps.get(args.sweep)
         if sweep is None or scale.name not in sweep.scales:
-            raise SpecError(bench.path, f"sweeps.{args.sweep}", "no such sweep at this scale",
-                            ", ".join(n for n, s in bench.sweeps.items()
-                                      if scale.name in s.scales) or "none declared")
-        arms = [name for _, name in protocol.sweep_arms(bench, sweep)]
+            here = [n for n, s in bench.sweeps.items() if scale.name in s.scales]
+            raise SpecError(bench.path, f"sweeps.{args.sweep}", "no such sweep" if sweep is None
+                            else f"declared at {', '.join(sweep.scales)}, not at {scale.name}",
+                            f"at {scale.name}: {', '.join(here) or 'none declared'}")
+        arms = [name for _, name in protocol.sweep_arms(bench, sweep, scale.name)]
         seeds_default = sweep.seeds or scale.seeds
     else:
-        arms = _names(args.arms) or list(bench.arms)
-    bench = protocol.with_arms(bench, arms)
-    _check_variants(bench, scale, arms)
+        arms = _canonical(bench, _names(args.arms)) or list(bench.arms)
+    where = "(command line)" if args.arms else ""  # else the definition's sweeps and arms
+    bench = protocol.with_arms(bench, arms, where)
+    _check_variants(bench, scale, arms, where)
     n = args.seeds if args.seeds is not None else seeds_default
     seeds = list(range(args.first_seed, args.first_seed + n))
     pilots = set(bench.tuning.pilot_seeds) if bench.tuning else set()
@@ -76,7 +78,25 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     return bench, arms, seeds
 
 
-def _check_variants(bench: Benchmark, scale: Scale, arms: list[str]) -> None:
+def _canonical(bench: Benchmark, names: list[str] | None) -> list[str] | None:
+    """The arms asked for, each variant named as the suite writes it; SpecError for a
+    malformed variant or an arm asked for twice (two runs of one folder)."""
+    if not names:
+        return None
+    out = []
+    for n in names:
+        try:
+            out.append(protocol.canonical(n))
+        except ValueError as e:
+            raise SpecError("(command line)", f"--arms: {n}", str(e),
+                            "an arm, or arm@key=value,key=value") from None
+    if twice := sorted({a for a in out if out.count(a) > 1}):
+        raise SpecError("(command line)", "--arms", f"{', '.join(twice)} asked for twice",
+                        "each arm once")
+    return out
+
+
+def _check_variants(bench: Benchmark, scale: Scale, arms: list[str], where: str) -> None:
     """Every variant plans at this scale, before any run or job starts (the declared arms were
     checked when the definition loaded). Raises SpecError naming arms.<variant>.<key>."""
     from suite import methods
@@ -87,7 +107,7 @@ def _check_variants(bench: Benchmark, scale: Scale, arms: list[str]) -> None:
             try:
                 methods.plan(bench.arms[a], scale, family=FAMILIES[bench.family])
             except methods.MethodError as e:
-                raise SpecError(bench.path, e.key, e.problem) from None
+                raise SpecError(where or bench.path, e.key, e.problem) from None
 
 
 def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace,
@@ -140,10 +160,32 @@ def _show(rows: list[list[Any]]) -> None:
     print(tabulate(rows, RUN_ROW_HEADERS, tablefmt="github"))
 
 
+def _refuse_ignored(args: argparse.Namespace) -> None:
+    """Options that would be accepted and then ignored: one line naming them."""
+    slurm = args.executor == "slurm"
+    pairs = [("--jobs", args.jobs is not None and slurm, "--executor slurm (one task per run)")]
+    pairs += [(f, v, "--executor local") for f, v in (
+        ("--wait", args.wait), ("--slurm-config", args.slurm_config),
+        ("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
+        ("--slurm-gpus-per-task", args.slurm_gpus_per_task),
+        ("--slurm-cpus-per-task", args.slurm_cpus_per_task),
+        ("--slurm-array-parallelism", args.slurm_array_parallelism),
+        ("--slurm-option", args.slurm_option)) if not slurm]
+    pairs += [("--tuning", args.tuning is not None and args.untuned, "--untuned")]
+    for flag, given, beside in pairs:
+        if given:
+            raise SpecError("(command line)", flag, f"means nothing with {beside}",
+                            "leave it out" if flag != "--tuning" else "one of them")
+    if args.tuning is not None and not Path(args.tuning).is_dir():
+        raise SpecError("(command line)", "--tuning", f"{args.tuning}: no such folder",
+                        "a tuning root such as results/tuning (tune --out)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _refuse_ignored(args)
     bench = _benchmark(args)
-    bench, record = tuning_record.tuned(bench, args.scale, None if args.untuned else
-                                   Path(args.tuning))
+    root = Path(args.tuning) if args.tuning is not None else tuning_record.TUNING_ROOT
+    bench, record = tuning_record.tuned(bench, args.scale, None if args.untuned else root)
     scale = bench.scale(args.scale)
     bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
     if record["status"] == "untuned" and bench.tuning and args.scale in bench.tuning.scales:
@@ -323,7 +365,7 @@ def add_parsers(sub: Any) -> None:
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
     _slurm_args(r)
-    r.add_argument("--tuning", default=str(tuning_record.TUNING_ROOT), metavar="DIR",
+    r.add_argument("--tuning", default=None, metavar="DIR",
                    help="train each arm with the values chosen in DIR/<scale>/<benchmark>/"
                    "tuning.json (default: the committed results/tuning)")
     r.add_argument("--untuned", action="store_true", help="train the definition's own values")

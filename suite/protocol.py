@@ -102,13 +102,22 @@ def split_name(name: str) -> tuple[str, dict[str, Any]]:
     parent, sep, rest = name.partition(SEP)
     if not sep:
         return name, {}
-    values = {}
+    values: dict[str, Any] = {}
     for part in rest.split(","):
         key, eq, text = part.partition("=")
         if not eq or not key.strip() or not text.strip():
             raise ValueError(f"{part!r} is not key=value")
+        if key.strip() in values:
+            raise ValueError(f"{key.strip()!r} is given twice")
         values[key.strip()] = parse_value(text.strip())
-    return parent, values
+    return parent.strip(), values
+
+
+def canonical(name: str) -> str:
+    """A variant's name as the suite writes it (`vcycle@alpha=0.5`, whatever the spacing or
+    the spelling of its numbers): one arm, one folder. Raises ValueError as split_name."""
+    parent, values = split_name(name)
+    return variant_name(parent, values)
 
 
 def with_values(arm: Arm, values: dict[str, Any], name: str, file: str = "(command line)") -> Arm:
@@ -121,25 +130,28 @@ def with_values(arm: Arm, values: dict[str, Any], name: str, file: str = "(comma
     return Arm(name, arm.method, {**arm.options, **opts}, {**arm.train, **train})
 
 
-def resolve_arm(bench: Benchmark, name: str) -> Arm:
+def resolve_arm(bench: Benchmark, name: str, where: str = "") -> Arm:
     """A declared arm, or a variant of one (`vcycle@alpha=0.5`). Raises SpecError naming the
-    definition's arms for an unknown one."""
+    definition's arms for an unknown one; `where`: what the name came from (default the
+    definition file; '(command line)' for --arms)."""
+    where = where or bench.path
     if name in bench.arms:
         return bench.arms[name]
     try:
         parent, values = split_name(name)
     except ValueError as e:
-        raise SpecError(bench.path, f"arms.{name}", str(e), "an arm, or arm@key=value,key=value")\
+        raise SpecError(where, f"arms.{name}", str(e), "an arm, or arm@key=value,key=value")\
             from None
     if parent not in bench.arms or not values:
-        raise SpecError(bench.path, f"arms.{name}", "no such arm",
+        raise SpecError(where, f"arms.{name}", "no such arm",
                         ", ".join(bench.arms) + ", or a variant arm@key=value,key=value")
-    return with_values(bench.arms[parent], values, name, bench.path)
+    return with_values(bench.arms[parent], values, name, where)
 
 
-def with_arms(bench: Benchmark, names: list[str]) -> Benchmark:
-    """`bench` with the variants among `names` added to its arms (the runner looks arms up)."""
-    extra = {n: resolve_arm(bench, n) for n in names if n not in bench.arms}
+def with_arms(bench: Benchmark, names: list[str], where: str = "") -> Benchmark:
+    """`bench` with the variants among `names` added to its arms (the runner looks arms up);
+    `where` as resolve_arm's."""
+    extra = {n: resolve_arm(bench, n, where) for n in names if n not in bench.arms}
     return dataclasses.replace(bench, arms={**bench.arms, **extra}) if extra else bench
 
 
@@ -151,11 +163,13 @@ def is_variant(name: str) -> bool:
     return SEP in name
 
 
-def sweep_arms(bench: Benchmark, sweep: Sweep) -> list[tuple[Any, str]]:
+def sweep_arms(bench: Benchmark, sweep: Sweep, scale: str = "") -> list[tuple[Any, str]]:
     """(value, arm name) per value of a sweep: the parent arm itself where it already runs with
-    that value (no run twice), else the variant `arm@key=value`."""
+    that value (its own, or at `scale` the definition's [train] value), else the variant
+    `arm@key=value` (no run twice)."""
     parent = bench.arms[sweep.arm]
-    own = parent.train.get(sweep.key, parent.options.get(sweep.key))
+    base = dataclasses.asdict(bench.scale(scale).train) if scale else {}
+    own = parent.train.get(sweep.key, parent.options.get(sweep.key, base.get(sweep.key)))
     return [(v, sweep.arm if own == v else variant_name(sweep.arm, {sweep.key: v}))
             for v in sweep.values]
 
@@ -254,9 +268,11 @@ def _values(v: Any, file: str, key: str) -> tuple:
 
 
 def _scales(v: Any, bench_scales: dict, file: str, key: str) -> tuple[str, ...]:
-    if not isinstance(v, list) or not all(isinstance(s, str) for s in v) or \
-            any(s not in bench_scales for s in v):
-        raise SpecError(file, key, f"unknown scale(s) in {v!r}", ", ".join(bench_scales))
+    if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+        raise SpecError(file, key, f"must be a list of scales, got {v!r}",
+                        f"e.g. [{', '.join(repr(s) for s in bench_scales)}]")
+    if bad := [s for s in v if s not in bench_scales]:
+        raise SpecError(file, key, f"unknown scale(s) {bad}", ", ".join(bench_scales))
     return tuple(v)
 
 
@@ -343,7 +359,8 @@ def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dic
     return out
 
 
-__all__ = ["BASELINE", "EDGE_RULE", "RULE", "Sweep", "Tuning", "edge_steps", "fmt_value",
+__all__ = ["BASELINE", "EDGE_RULE", "RULE", "Sweep", "Tuning", "canonical", "edge_steps",
+           "fmt_value",
            "is_variant", "parent_of", "parse_sweeps", "parse_tuning", "parse_value",
            "resolve_arm", "split_name", "sweep_arms", "trial_points", "variant_name",
            "with_arms", "with_values"]

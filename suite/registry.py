@@ -92,7 +92,7 @@ def _check_protocol(b: Benchmark, s: Scale) -> None:
                 plan(protocol.with_values(b.arms[arm], point, arm, b.path), s, family=fam)
             except (MethodError, SpecError) as e:
                 raise SpecError(b.path, where, f"the point {point} does not plan at scale "
-                                f"{s.name}: {e}") from None
+                                f"{s.name}: {e.key}: {e.problem}") from None
 
 
 def load_benchmarks(paths: list[str | Path] | None = None) -> dict[str, Benchmark]:

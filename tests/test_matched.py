@@ -106,15 +106,21 @@ def test_a_verdict_that_is_no_saving_is_not_checked():
 def test_a_sweep_is_found_by_its_variants_names_with_the_parent_at_its_own_value():
     arms = arms_with(None)
     arms["fast"] = [run("fast", s, 100, fast_loss, options={"alpha": 0.25}) for s in SEEDS]
+
     arms["fast@alpha=0.5"] = [run("fast@alpha=0.5", s, 100, base_loss) for s in SEEDS]
+    found, _ = savings.savings("syn", arms)
+    assert sweeps.sweeps_of(found) == {}  # one variant is a run by name, not a sweep
+    arms["fast@alpha=0.75"] = [run("fast@alpha=0.75", s, 100, base_loss) for s in SEEDS]
     found, _ = savings.savings("syn", arms)
     sw = sweeps.sweeps_of(found)
     assert list(sw) == [("fast", "alpha")]
-    assert [(v, a.arm) for v, a in sw[("fast", "alpha")]] == [(0.25, "fast"),
-                                                              (0.5, "fast@alpha=0.5")]
+    assert [(v, a.arm) for v, a in sw[("fast", "alpha")]] == [
+        (0.25, "fast"), (0.5, "fast@alpha=0.5"), (0.75, "fast@alpha=0.75")]
     rows = sweeps.rows(sw, savings.tuning_of)
-    assert [r[1] for r in rows] == ["0.25", "0.5"] and rows[0][5].startswith("40.0%")
+    assert [r[1] for r in rows] == ["0.25", "0.5", "0.75"] and rows[0][5].startswith("40.0%")
     assert rows[1][6].startswith("2.0200")  # base_loss at its end, mean over seeds
+    assert savings.is_matched_baseline("baseline@budget=0.7")
+    assert not savings.is_matched_baseline("baseline@lr=0.002")  # a baseline lr sweep's
 
 
 def test_the_headline_shows_tuning_matched_and_the_untuned_verdict_it_replaced(tmp_path,

@@ -290,9 +290,15 @@ def test_sweep_and_arms_together_are_refused(capsys):
     assert main(["run", "gpt", "--scale", "tiny", "--sweep", "alpha", "--arms", "vcycle",
                  "--dry-run"]) == 2
     assert "--arms: given with --sweep" in capsys.readouterr().err
+    for flag in (["--wait"], ["--slurm-time", "5"], ["--tuning", "/nope"]):
+        assert main(["run", "gpt", "--scale", "smoke", "--dry-run", *flag]) == 2
+        assert f"(command line): {flag[0]}: " in capsys.readouterr().err  # never ignored
+    assert main(["run", "gpt", "--scale", "smoke", "--dry-run", "--arms", "baseline,baseline"]) \
+        == 2
+    assert "--arms: baseline asked for twice" in capsys.readouterr().err
     assert main(["run", "gpt", "--scale", "smoke", "--sweep", "alpha", "--dry-run"]) == 2
-    assert "sweeps.alpha: no such sweep at this scale; allowed: none declared" in \
-        capsys.readouterr().err
+    assert "sweeps.alpha: declared at tiny, not at smoke; allowed: at smoke: none declared" \
+        in capsys.readouterr().err
 
 
 def test_a_record_is_checked_before_it_is_trusted(tuned_toml, tmp_path, capsys):
@@ -344,3 +350,10 @@ def test_a_tuning_list_with_nan_is_refused(definition):
     doc["train"]["lr"] = float("inf")
     with pytest.raises(SpecError, match="train.lr: must be a finite number, got inf"):
         spec.parse(doc, FILE)
+
+
+def test_a_sweep_of_a_train_key_finds_the_definitions_own_value(builtin_benchmarks):
+    gpt = builtin_benchmarks["gpt"]
+    sweep = protocol.Sweep("lr", "baseline", "lr", (1e-3, 2e-3), 5, ("tiny",))
+    assert protocol.sweep_arms(gpt, sweep, "tiny") == [(1e-3, "baseline"),
+                                                       (2e-3, "baseline@lr=0.002")]

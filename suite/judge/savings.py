@@ -13,7 +13,7 @@ from typing import Any
 
 from suite.judge import analysis, matched, power
 from suite.judge.claims import Claim
-from suite.protocol import is_variant, parent_of
+from suite.protocol import is_variant, parent_of, split_name
 from suite.results import Run, find_runs
 from suite.spec import BASELINE, CRITERIA, baseline_first
 
@@ -128,7 +128,9 @@ def tuning_of(runs: list[Run]) -> str:
 def is_matched_baseline(arm: str) -> bool:
     """`baseline@budget=0.7`: a baseline given a fraction of the budget, which the matched-
     budget check reads; not an arm with a saving of its own."""
-    return is_variant(arm) and parent_of(arm) == BASELINE
+    if not is_variant(arm) or parent_of(arm) != BASELINE:
+        return False
+    return set(split_name(arm)[1]) == {"budget"}  # a baseline lr sweep is a sweep
 
 
 def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, list[Run]],

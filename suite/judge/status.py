@@ -54,7 +54,7 @@ def status(root: Path) -> str:
     for r in runs:
         groups[(r.manifest.get("scale_name", "?"), r.manifest.get("benchmark", "?"))].append(r)
     rows, progress = [], []
-    flops_done = wall_done = left = 0.0
+    flops_done = wall_done = left = speed = 0.0
     for (scale, bench), rs in sorted(groups.items()):
         c = Counter(_state(r) for r in rs)
         rows.append([scale, bench, len(rs), *(c.get(h, 0) for h in HEADERS[3:])])
@@ -67,14 +67,18 @@ def status(root: Path) -> str:
                 total, step = _planned_steps(r), int(last.get("step", 0) or 0)
                 done = float(last.get("flops", 0) or 0)
                 left += done * (total / step - 1) if step else 0.0
+                if last.get("wall_s"):  # before any run completes, the running ones' pace
+                    speed = max(speed, done / float(last["wall_s"]))
                 progress.append([f"{bench}/{r.manifest.get('arm_name')}/seed-{r.seed}",
                                  f"{step}/{total}", _holder(r.path)])
     out = [tabulate(rows, HEADERS, tablefmt="github")]
     if progress:
         out += ["", tabulate(progress, ["running", "step", "held by"], tablefmt="github")]
-    if left and wall_done:
-        out += ["", f"ETA of the running runs: about {left / (flops_done / wall_done) / 60:.0f}"
-                f" min at the {flops_done / wall_done:.2e} FLOP/s the completed runs achieved"]
+    rate, whose = (flops_done / wall_done, "the completed runs") if wall_done else \
+        (speed, "the running runs")
+    if left and rate:
+        out += ["", f"ETA of the running runs: about {left / rate / 60:.0f} min at the "
+                f"{rate:.2e} FLOP/s {whose} achieved"]
     return "\n".join(out)
 
 

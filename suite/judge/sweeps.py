@@ -31,7 +31,7 @@ def _own_value(runs: list[Run], key: str) -> Any:
 
 def sweeps_of(found: list[ArmSavings]) -> dict[tuple[str, str], list[tuple[Any, ArmSavings]]]:
     """(parent arm, knob) -> [(value, its arm's savings)], sorted by value, for every knob that
-    at least one variant of one key varies (matched baselines are the check's, not a sweep)."""
+    at least two variants of one key vary (matched baselines are the check's, not a sweep)."""
     by_name = {a.arm: a for a in found}
     groups: dict[tuple[str, str], list[tuple[Any, ArmSavings]]] = defaultdict(list)
     for a in found:
@@ -43,6 +43,8 @@ def sweeps_of(found: list[ArmSavings]) -> dict[tuple[str, str], list[tuple[Any, 
             groups[(parent, key)].append((value, a))
     out = {}
     for (parent, key), pts in groups.items():
+        if len(pts) < 2:  # one variant is a run by name, not a sweep
+            continue
         own = _own_value(by_name[parent].runs, key)
         if own is not None and all(v != own for v, _ in pts):
             pts.append((own, by_name[parent]))
@@ -85,9 +87,9 @@ def plot(bench: str, sweeps: dict, out: Path) -> list[str]:
         for ax, what in ((left, "saving"), (right, "loss")):
             means, lows, highs = [], [], []
             for _, a in numeric:
-                if what == "saving":
+                if what == "saving":  # a miss has no saving to draw: the table says so
                     c = _flops(a)
-                    s = c.flops_saving if c else None
+                    s = c.flops_saving if c and not c.flops_saving.miss else None
                     iv = (100 * s.mean, 100 * s.low, 100 * s.high) if s else (math.nan,) * 3
                 else:
                     f = mean_ci([r.curve[-1].get("heldout_loss") for r in a.runs])

@@ -41,9 +41,13 @@ def settings(config: str | None, given: dict[str, Any]) -> SlurmSettings:
     table: dict[str, Any] = {}
     if config:
         try:
-            table = tomllib.loads(Path(config).read_text()).get("slurm", {})
+            doc = tomllib.loads(Path(config).read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SlurmError(f"{config}: cannot read a [slurm] table: {e}") from None
+        table = doc.get("slurm")
+        if not isinstance(table, dict):
+            raise SlurmError(f"{config}: slurm: no [slurm] table; allowed: "
+                             f"{', '.join(f.name for f in fields(SlurmSettings))}")
     names = {f.name: f for f in fields(SlurmSettings)}
     for k, v in table.items():
         if k not in names:
