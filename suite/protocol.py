@@ -34,6 +34,9 @@ EDGE_RULE = ("when the chosen value of a knob is the first or last of its list, 
              "moves that knob one step beyond the edge (lr and weight_decay: by the ratio of "
              "the last two values; other knobs: by their difference), once; a step outside "
              "what the method allows is not taken, and the table says so")
+UNTUNABLE = {"budget": "is what a saving is measured in, never tuned (a trial with less "
+             "compute is another comparison: the matched-budget check)",
+             "note": "is a description, not a knob"}
 LOG_KEYS = ("lr", "weight_decay")  # stepped by ratio at the edge: they are searched on a log grid
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(Optim))
 SEP = "@"
@@ -317,6 +320,10 @@ def parse_tuning(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> Tun
                 raise SpecError(file, where, "an arm that inherits declares nothing else")
             inherit[name] = space["inherit"]
             continue
+        for k in space:
+            if k in UNTUNABLE:
+                raise SpecError(file, f"{where}.{k}", UNTUNABLE[k],
+                                "the arm's lr and its method's knobs")
         spaces[name] = {k: _values(v, file, f"{where}.{k}") for k, v in space.items()}
         try:
             trial_points(spaces[name], trials)

@@ -88,7 +88,8 @@ def test_without_the_matched_runs_a_saving_is_unchecked_and_says_what_to_run():
     assert rows["fast"]["verdict"] == \
         "saves (unchecked: baseline@budget=0.7 on 0 of the arm's seeds, 5 needed)"
     assert rows["fast"]["baseline given the arm's FLOPs: final value vs target"] == \
-        "not run: python -m suite run syn --scale tiny --arms baseline@budget=0.7 --seeds 5"
+        "not run: python -m suite run syn --scale tiny --arms baseline@budget=0.7 --seeds 5 " \
+        "--out results"
 
 
 def test_fewer_than_five_shared_seeds_is_unchecked():

@@ -357,3 +357,11 @@ def test_a_sweep_of_a_train_key_finds_the_definitions_own_value(builtin_benchmar
     sweep = protocol.Sweep("lr", "baseline", "lr", (1e-3, 2e-3), 5, ("tiny",))
     assert protocol.sweep_arms(gpt, sweep, "tiny") == [(1e-3, "baseline"),
                                                        (2e-3, "baseline@lr=0.002")]
+
+
+def test_the_budget_is_never_tuned(definition):
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["baseline"] = {"budget": [0.5, 1.0]}
+    with pytest.raises(SpecError, match=r"tuning.arms.baseline.budget: is what a saving is "
+                       "measured in, never tuned"):
+        spec.parse(doc, FILE)

@@ -206,7 +206,8 @@ def _benchmark_section(bench: str, arms: dict[str, list[Run]], claims: list[Clai
     if rule is None:
         return lines + [f"(no definition named {bench} is loaded: no verdicts)", ""]
     computed = savings(bench, arms, claims)
-    rows, notes = comparison(bench, arms, claims, rule, scale, computed)
+    rows, notes = comparison(bench, arms, claims, rule, scale, computed,
+                             str(plots_in.parent) if plots_in is not None else "results")
     lines += [tabulate(rows, HEADERS, tablefmt="github"), ""]
     lines += ["Runs (a fall over the last 20% of FLOPs at or below 0: held-out loss had "
               "stopped falling, the data or the schedule ran out):", "",
@@ -302,7 +303,8 @@ def _verdicts(root: Path, claims: list[Claim], rules: dict[str, Any],
     out = {}
     for bench, arms in group_runs(root).items():
         if bench in rules:
-            for r in comparison(bench, arms, claims, rules[bench], scale)[0]:
+            for r in comparison(bench, arms, claims, rules[bench], scale,
+                                out=str(root.parent))[0]:
                 if r[0] != BASELINE and not is_variant(r[0]):
                     out[(bench, r[0], r[2])] = r
     return out

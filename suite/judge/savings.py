@@ -134,7 +134,7 @@ def is_matched_baseline(arm: str) -> bool:
 
 
 def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, list[Run]],
-             rule: Any, scale: str, v: str, y: str) -> tuple[str, str]:
+             rule: Any, scale: str, v: str, y: str, out: str) -> tuple[str, str]:
     """(cell, verdict) of the matched-budget check of one arm and criterion."""
     if not (v.startswith("saves") or v == "meets claim"):
         return "-", v
@@ -145,7 +145,7 @@ def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, 
     m = matched.check(a.runs, arms.get(name, []), f, budget, c.target, y)
     if m is None or m.n < matched.MIN_SEEDS:
         cell = (f"not run: python -m suite run {bench} --scale {scale} --arms {name} "
-                f"--seeds {matched.MIN_SEEDS}") if m is None else m.fmt()
+                f"--seeds {matched.MIN_SEEDS} --out {out}") if m is None else m.fmt()
     else:
         cell = m.fmt()
     return cell, matched.verdict(v, m, f)
@@ -173,9 +173,10 @@ def matched_needed(bench: str, arms: dict[str, list[Run]], claims: list[Claim],
 
 def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule: Any,
                scale: str, found: tuple[list[ArmSavings], list[str]] | None = None,
-               ) -> tuple[list[list], list[str]]:
+               out: str = "results") -> tuple[list[list], list[str]]:
     """One row per arm and criterion (HEADERS), beside the papers' claims, the matched-budget
-    check and the rule's verdict (`found`: what `savings` already computed for these runs).
+    check and the rule's verdict (`found`: what `savings` already computed for these runs;
+    `out`: the results root they are in, for the command that makes a missing matched run).
     A matched baseline (`baseline@budget=f`) has no row: its runs are read by the check."""
     found, notes = found or savings(bench, arms, claims)
     rows = []
@@ -193,7 +194,7 @@ def comparison(bench: str, arms: dict[str, list[Run]], claims: list[Claim], rule
             claim_w = claim_of(claims, bench, a.arm, "walltime_saved", criterion)
             v = analysis.verdict(c.flops_saving, claim_f.value if claim_f else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
-            cell, v = _matched(bench, a, c, arms, rule, scale, v, y)
+            cell, v = _matched(bench, a, c, arms, rule, scale, v, y, out)
             claim_txt = " / ".join(f"{k} {x.value:.1%}" for k, x in (("FLOPs", claim_f),
                                                                    ("wall", claim_w)) if x)
             # tokens to the same quality (G_stack): shown, never judged, since the growth
