@@ -110,7 +110,7 @@ def test_other_final_statuses_are_not_results(tmp_results, status):
 
 @pytest.mark.parametrize("status", ["bogus", "running", "COMPLETED"])
 def test_finish_with_a_bad_status(tmp_results, status):
-    path = tmp_results / "run"
+    path = tmp_results / "seed-0"  # a run folder: seed-<n> (results.is_run_folder)
     w = RunWriter(path, MANIFEST)
     allowed = "completed, diverged, preempted, interrupted, failed"
     with pytest.raises(ValueError, match=re.escape(f"finish status {status!r}; allowed: "
@@ -120,7 +120,7 @@ def test_finish_with_a_bad_status(tmp_results, status):
 
 
 def test_rerun_deletes_the_stale_summary_and_curve(tmp_results):
-    path = tmp_results / "run"
+    path = tmp_results / "seed-0"  # a run folder: seed-<n> (results.is_run_folder)
     w = RunWriter(path, MANIFEST)
     w.log({"step": 1, "heldout_loss": 5.0})
     w.finish("completed", {})
@@ -158,7 +158,7 @@ def test_run_killed_half_way(tmp_results, how):
 
 
 def test_read_run_on_corrupt_json(tmp_results):
-    path = tmp_results / "run"
+    path = tmp_results / "seed-0"  # a run folder: seed-<n> (results.is_run_folder)
     RunWriter(path, MANIFEST).finish("completed", {})
     (path / "summary.json").write_text('{"status": "compl')
     with pytest.raises(ResultsError, match=re.escape(f"{path / 'summary.json'}: not valid JSON")):
@@ -172,7 +172,7 @@ def test_read_run_on_a_corrupt_curve_line(tmp_results):
     """The last line of a run killed while appending is cut short: that run never finished, so
     it reads as incomplete (and one such run no longer blocks compare, report and gate for the
     whole folder); a bad line anywhere else, or in a finished run, is an error naming it."""
-    path = tmp_results / "run"
+    path = tmp_results / "seed-0"  # a run folder: seed-<n> (results.is_run_folder)
     w = RunWriter(path, MANIFEST)
     w.log({"step": 0})
     w._curve.write('{"step": 1, "heldout_lo')  # a line cut short by a kill
@@ -474,7 +474,7 @@ def test_a_nan_top1_or_transfer_evaluation_diverges_too(monkeypatch, builtin_ben
 
 
 def _old_run(root, rows, summary=None, manifest=MANIFEST):
-    path = root / "old"
+    path = root / "old" / "seed-0"
     w = RunWriter(path, manifest)
     for row in rows:
         w.log(row)
@@ -524,7 +524,7 @@ def test_an_old_run_keeps_its_null_running_train_loss(tmp_results):
     ({k: v for k, v in MANIFEST.items() if k != "arm_name"}, "arm_name is None; expected a name"),
 ])
 def test_read_run_names_a_manifest_field_it_cannot_use(tmp_results, manifest, message):
-    path = tmp_results / "run"
+    path = tmp_results / "seed-0"  # a run folder: seed-<n> (results.is_run_folder)
     atomic_write_json(path / "manifest.json", manifest)
     with pytest.raises(ResultsError, match=re.escape(f"{path / 'manifest.json'}: {message}")):
         read_run(path)
@@ -536,3 +536,17 @@ def test_read_run_refuses_a_summary_that_is_not_an_object(tmp_results):
     with pytest.raises(ResultsError, match=re.escape(f"{path / 'summary.json'}: expected a JSON "
                                                      "object, found list")):
         read_run(path)
+
+
+def test_only_run_folders_are_runs(tmp_results):
+    """A manifest.json outside a seed-<n> folder, or under a hidden folder (a tracker's store:
+    MLflow keeps a copy of each manifest as an artifact; job logs), is no run."""
+    run = tmp_results / "smoke" / "b" / "a" / "seed-0"
+    RunWriter(run, MANIFEST).finish("completed", {})
+    for other in (tmp_results / ".mlruns" / "1" / "x" / "artifacts",
+                  tmp_results / ".jobs" / "seed-3", tmp_results / "notes"):
+        other.mkdir(parents=True)
+        (other / "manifest.json").write_text((run / "manifest.json").read_text())
+    assert [r.path for r in find_runs(tmp_results)] == [run]
+    with pytest.raises(ResultsError, match="not a folder"):
+        find_runs(run / "manifest.json")
