@@ -181,8 +181,16 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
                         "a tuning root such as results/tuning (tune --out)")
 
 
+def _code_loaded() -> None:
+    """Note the commit of the code this process loaded, before any run starts (provenance)."""
+    from suite.run.provenance import git_state
+
+    git_state()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _refuse_ignored(args)
+    _code_loaded()
     bench = _benchmark(args)
     root = Path(args.tuning) if args.tuning is not None else tuning_record.TUNING_ROOT
     bench, record = tuning_record.tuned(bench, args.scale, None if args.untuned else root)
@@ -284,6 +292,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from suite.run.grid import check_data
     from suite.run.tune import tune
 
+    _code_loaded()
     bench = _benchmark(args)
     check_data(bench, bench.scale(args.scale), bool(args.data))
     rec = tune(bench, args.scale, Path(args.out), _options(args, bench, {}), _show,

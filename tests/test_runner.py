@@ -259,3 +259,25 @@ def test_arm_and_baseline_start_from_the_same_model_and_batches(benches, tmp_pat
                                                  strict=False))
 
 
+
+
+def test_a_process_records_the_commit_of_the_code_it_loaded(monkeypatch):
+    """Found re-reading the gpt tuning: trials of one long tune process recorded the commit
+    HEAD had at each trial's start (commits made while it ran), not the code it loaded."""
+    import subprocess
+
+    from suite.run import provenance
+
+    calls = []
+    real = subprocess.run
+
+    def counting(cmd, *a, **k):
+        calls.append(cmd[:2])
+        return real(cmd, *a, **k)
+
+    provenance._git_state.cache_clear()
+    monkeypatch.setattr(provenance.subprocess, "run", counting)
+    first = provenance.git_state()
+    first["commit"] = "changed by a caller"
+    assert provenance.git_state()["commit"] != "changed by a caller"  # a copy each time
+    assert len(calls) == 2  # rev-parse and status, once per process

@@ -6,6 +6,7 @@ traced back to these two files."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import platform
 import subprocess
@@ -184,8 +185,14 @@ def _version(pkg: str) -> str | None:
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the code that ran (None outside a git checkout)."""
-    cwd = cwd or Path(__file__).resolve().parent
+    """Commit and dirty flag of the code that ran (None outside a git checkout): read once per
+    process and kept, since the process runs the code it loaded. (Read at each run's start, a
+    grid of hours recorded the commits made while it ran, not the code it was running.)"""
+    return dict(_git_state(cwd or Path(__file__).resolve().parent))
+
+
+@functools.cache
+def _git_state(cwd: Path) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
