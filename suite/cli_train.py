@@ -164,13 +164,9 @@ def _refuse_ignored(args: argparse.Namespace) -> None:
     """Options that would be accepted and then ignored: one line naming them."""
     slurm = args.executor == "slurm"
     pairs = [("--jobs", args.jobs is not None and slurm, "--executor slurm (one task per run)")]
-    pairs += [(f, v, "--executor local") for f, v in (
-        ("--wait", args.wait), ("--slurm-config", args.slurm_config),
-        ("--slurm-partition", args.slurm_partition), ("--slurm-time", args.slurm_time),
-        ("--slurm-gpus-per-task", args.slurm_gpus_per_task),
-        ("--slurm-cpus-per-task", args.slurm_cpus_per_task),
-        ("--slurm-array-parallelism", args.slurm_array_parallelism),
-        ("--slurm-option", args.slurm_option)) if not slurm]
+    given = {"--" + k.replace("_", "-"): v for k, v in vars(args).items()
+             if k == "wait" or k.startswith("slurm_")}
+    pairs += [(f, v, "--executor local") for f, v in given.items() if not slurm]
     pairs += [("--tuning", args.tuning is not None and args.untuned, "--untuned")]
     for flag, given, beside in pairs:
         if given:

@@ -25,6 +25,9 @@ from suite.errors import SuiteError
 
 COMPLETED = "completed"
 STATUSES = ("running", COMPLETED, "diverged", "preempted", "interrupted", "failed")
+# A live job's lock in its run folder (suite/run/lock.py holds it, `status` reads it): a lock
+# untouched for LOCK_STALE_S seconds belongs to a dead job
+LOCK_FILE, LOCK_STALE_S = ".lock", 300.0
 
 
 def finite(obj: Any) -> Any:

@@ -54,6 +54,17 @@ method = "baseline"
 
 
 @pytest.fixture
+def long_toml():
+    """`long_toml(steps)`: the minimal definition named 'long', 2 blocks, batch 4, an evaluation
+    every 20 steps, a vcycle arm beside the baseline: runs long enough to be stopped mid-way."""
+    return lambda steps: (MINI_TOML.format(name="long").replace("layers = 1", "layers = 2")
+                          .replace("steps = 4", f"steps = {steps}")
+                          .replace("every = 2", "every = 20")
+                          .replace("batch_size = 2", "batch_size = 4")
+                          + '\n[arms.vcycle]\nmethod = "vcycle"\n')
+
+
+@pytest.fixture
 def make_definition():
     """A factory of fresh, independent copies of the minimal valid definition dict."""
     return lambda: copy.deepcopy(_MINI)

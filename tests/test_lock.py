@@ -94,3 +94,9 @@ def test_status_says_where_a_grid_stands(tmp_path, capsys):
     assert row == ["smoke", "gpt", "3", "1", "1", "1", "0", "0", "0"]
     assert re.search(rf"gpt/baseline/seed-2 +\| 10/20 +\| pid {os.getpid()} on ", out), out
     assert "ETA of the running runs: about 0 min at the " in out
+
+
+def test_status_of_a_folder_without_runs_says_so(tmp_path, capsys):
+    (tmp_path / "smoke").mkdir()
+    assert main(["status", str(tmp_path)]) == 2
+    assert "no run folders" in capsys.readouterr().err

@@ -51,7 +51,8 @@ def test_a_failed_job_is_counted_and_named(tmp_path, capsys):
 def test_the_pool_sets_each_jobs_own_options():
     argv = ["--benchmarks", "x.toml", "run", "gpt", "--jobs", "2", "--arms=a,b", "--seeds", "3",
             "--first-seed", "1", "--threads", "4", "--device", "cpu", "--resume", "--sweep",
-            "alpha", "--matched", "--out", "o"]
+            "alpha", "--matched", "--out", "o", "--executor", "slurm", "--slurm-time=5",
+            "--slurm-option", "qos=x", "--wait"]
     assert strip(argv) == ["--benchmarks", "x.toml", "run", "gpt", "--resume", "--out", "o"]
 
 
@@ -65,27 +66,7 @@ def test_a_variants_own_commas_stay_in_its_name(text, names):
     assert _names(text) == names
 
 
-LONG = """
-name = "long"
-family = "gpt2"
-[data]
-source = "shakespeare"
-[train]
-lr = 1e-3
-[eval]
-every = 20
-batches = 1
-[scales.smoke]
-model = { hidden = 16, layers = 2, heads = 2 }
-seq_len = 16
-batch_size = 4
-steps = 600
-[arms.baseline]
-method = "baseline"
-"""
-
-
-def test_an_interrupted_pool_says_what_stopped_and_how_to_go_on(tmp_path):
+def test_an_interrupted_pool_says_what_stopped_and_how_to_go_on(tmp_path, long_toml):
     """Found by a new-user trial: Ctrl-C to a pool reported its stopped runs as failed, a job
     that never started as 'exit None' with a log that does not exist, and no way to go on."""
     import os
@@ -95,11 +76,11 @@ def test_an_interrupted_pool_says_what_stopped_and_how_to_go_on(tmp_path):
     import time
 
     definition = tmp_path / "long.toml"
-    definition.write_text(LONG)
+    definition.write_text(long_toml(600))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "suite", "--benchmarks", str(definition), "run", "long",
-           "--scale", "smoke", "--seeds", "3", "--jobs", "2", "--threads", "1", "--out",
-           str(out)]
+           "--scale", "smoke", "--arms", "baseline", "--seeds", "3", "--jobs", "2", "--threads",
+           "1", "--out", str(out)]
     pool = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     first = out / "smoke" / "long" / "baseline" / "seed-0" / "curve.jsonl"

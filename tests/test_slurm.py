@@ -48,34 +48,6 @@ def cluster(tmp_path_factory):
         os.environ["SLURM_CONF"] = old
 
 
-LONG = """
-name = "long"
-family = "gpt2"
-
-[data]
-source = "shakespeare"
-
-[train]
-lr = 1e-3
-
-[eval]
-every = 20
-batches = 1
-
-[scales.smoke]
-model = { hidden = 16, layers = 2, heads = 2 }
-seq_len = 16
-batch_size = 4
-steps = 240
-
-[arms.baseline]
-method = "baseline"
-
-[arms.vcycle]
-method = "vcycle"
-"""
-
-
 def curves(root):
     out = {}
     for f in sorted(Path(root).glob("smoke/long/*/seed-*/curve.jsonl")):
@@ -89,9 +61,10 @@ def sh(*cmd):
     return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
 
 
-def test_a_requeued_array_task_resumes_and_every_curve_is_the_local_one(cluster, tmp_path):
+def test_a_requeued_array_task_resumes_and_every_curve_is_the_local_one(cluster, tmp_path,
+                                                                      long_toml):
     definition = tmp_path / "long.toml"
-    definition.write_text(LONG)
+    definition.write_text(long_toml(240))
     args = ["--benchmarks", str(definition), "run", "long", "--scale", "smoke", "--arms",
             "baseline,vcycle", "--seeds", "2", "--threads", "1", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "local")]) == 0

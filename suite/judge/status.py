@@ -13,10 +13,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from suite.results import Run, find_runs
+from suite.results import LOCK_FILE as LOCK
+from suite.results import LOCK_STALE_S as STALE_S
+from suite.results import ResultsError, Run, find_runs
 
-LOCK = ".lock"  # suite/run/lock.py's NAME and STALE_S (the judge imports nothing of the
-STALE_S = 300.0  # running wing): a lock untouched this long is a dead job's
 HEADERS = ["scale", "benchmark", "runs", "completed", "running", "stopped (resumable)",
            "diverged", "failed", "other"]
 
@@ -50,6 +50,8 @@ def status(root: Path) -> str:
     """The status tables of every run folder under `root`. Raises ResultsError when there is
     none."""
     runs = find_runs(root)
+    if not runs:  # an empty table would read as a grid with nothing to do
+        raise ResultsError(f"{root}: no run folders (<scale>/<benchmark>/<arm>/seed-<n>/)")
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for r in runs:
         groups[(r.manifest.get("scale_name", "?"), r.manifest.get("benchmark", "?"))].append(r)

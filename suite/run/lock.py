@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from suite.errors import SuiteError
+from suite.results import LOCK_FILE, LOCK_STALE_S
 
-NAME = ".lock"
+NAME, STALE_S = LOCK_FILE, LOCK_STALE_S  # the run-folder format's (suite/results.py)
 BEAT_S = 30.0  # the holder touches its lock this often
-STALE_S = 300.0  # a lock of another host untouched this long belongs to a dead job
 
 
 class RunLockError(SuiteError, RuntimeError):

@@ -19,10 +19,8 @@ from suite.results import read_run, run_dir
 # Options of `run` that the pool sets per job: (flag, takes a value)
 PER_JOB = {"--jobs": True, "--arms": True, "--seeds": True, "--first-seed": True,
            "--sweep": True, "--threads": True, "--device": True, "--matched": False,
-           "--dry-run": False, "--executor": True, "--wait": False, "--slurm-config": True,
-           "--slurm-partition": True, "--slurm-time": True, "--slurm-gpus-per-task": True,
-           "--slurm-cpus-per-task": True, "--slurm-array-parallelism": True,
-           "--slurm-option": True}
+           "--dry-run": False, "--executor": True, "--wait": False}
+SLURM = "--slurm-"  # every --slurm-* option takes a value and is the submitter's alone
 
 
 def strip(argv: list[str]) -> list[str]:
@@ -33,8 +31,8 @@ def strip(argv: list[str]) -> list[str]:
             skip = False
             continue
         name = a.split("=", 1)[0]
-        if name in PER_JOB:
-            skip = PER_JOB[name] and "=" not in a
+        if name in PER_JOB or name.startswith(SLURM):
+            skip = PER_JOB.get(name, True) and "=" not in a
             continue
         out.append(a)
     return out
