@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _code_loaded()
     bench = _benchmark(args)
     root = Path(args.tuning) if args.tuning is not None else tuning_record.TUNING_ROOT
-    bench, record = tuning_record.tuned(bench, args.scale, None if args.untuned else root)
+    untuned = args.untuned or args.trial
+    bench, record = tuning_record.tuned(bench, args.scale, None if untuned else root)
     scale = bench.scale(args.scale)
     bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
     if record["status"] == "untuned" and bench.tuning and args.scale in bench.tuning.scales:
@@ -204,10 +206,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_data(bench, scale, bool(args.data))
     if args.executor == "slurm":
         return _run_slurm(args, bench, arms, seeds)
-    jobs = args.jobs or _default_jobs(args.device)
+    jobs, args.threads = jobs_and_threads(args, len(arms) * len(seeds))
     if jobs > 1:
         return _run_pool(args, bench, arms, seeds, jobs)
-    said = {a: tuning_record.provenance(record, a) for a in arms}
+    said = {a: {"status": "trial", "values": protocol.split_name(a)[1]} if args.trial
+            else tuning_record.provenance(record, a) for a in arms}
     ok = run_grid(bench, args.scale, arms, seeds, Path(args.out),
                   _options(args, bench, said), _show)
     return 0 if ok else 1
@@ -250,13 +253,24 @@ def _run_slurm(args: argparse.Namespace, bench: Benchmark, arms: list[str],
     return 0 if all(c == 0 for c in codes) else 1
 
 
-def _default_jobs(device: str) -> int:
-    """CUDA: one job per visible device (`--device cuda`); CPU: one job with every core."""
-    if device == "cuda":
+def jobs_and_threads(args: argparse.Namespace, runs: int) -> tuple[int, int | None]:
+    """How many of a command's `runs` train at once, and the CPU threads of each (None: every
+    core). `--device cuda`: one job per visible device. CPU with neither --jobs nor --threads
+    (nor SUITE_THREADS): the runs fill the cores, one thread each, the fastest setting measured
+    on 2 cores (docs/scaling.md), and one whose numbers do not depend on how many cores the
+    machine has or how many runs the command asks for (a curve depends on the thread count).
+    Otherwise what was asked: --threads T alone trains one run at a time with T threads."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or args.jobs:  # a torchrun rank: one run
+        return args.jobs or 1, args.threads
+    if args.device == "cuda":
         import torch
 
-        return max(1, torch.cuda.device_count())
-    return 1
+        return max(1, torch.cuda.device_count()), args.threads
+    if args.device == "cpu" and args.threads is None and not os.environ.get("SUITE_THREADS"):
+        return max(1, min(os.cpu_count() or 1, runs)), 1
+    return 1, args.threads
 
 
 def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds: list[int],
@@ -284,6 +298,25 @@ def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds
     return 0 if ok else 1
 
 
+def _trial_pool(args: argparse.Namespace, bench: Benchmark,
+                jobs: int) -> Callable[[list[str], list[int]], None]:
+    """`tune --jobs N`: trials as `jobs` processes at a time, each a `run --trial` of one
+    trial and one pilot seed (its numbers are those of the trial run in this process)."""
+    from suite.run.pool import Pool, grid_jobs
+
+    def run_trials(names: list[str], seeds: list[int]) -> None:
+        out = Path(args.out)
+        i = args.argv.index("tune")  # after the global options (--benchmarks), kept
+        argv = [*args.argv[:i], "run", *args.argv[i + 1:], "--out", str(out), "--trial"]
+        grid = grid_jobs(argv, out, args.scale, bench.name, names, seeds, jobs, args.device,
+                         args.threads)
+        print(f"tuning: {len(grid)} trial runs as {jobs} jobs at a time; logs in "
+              f"{out / '.jobs' / args.scale / bench.name}", flush=True)
+        Pool(grid, jobs).run()
+
+    return run_trials
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from suite.run.grid import check_data
     from suite.run.tune import tune
@@ -291,8 +324,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _code_loaded()
     bench = _benchmark(args)
     check_data(bench, bench.scale(args.scale), bool(args.data))
+    t = bench.tuning
+    n = len(t.pilot_seeds) * sum(len(t.trials_of(a)) for a in t.spaces) if t else 1
+    jobs, args.threads = jobs_and_threads(args, n)
     rec = tune(bench, args.scale, Path(args.out), _options(args, bench, {}), _show,
-               _names(args.arms))
+               _names(args.arms), _trial_pool(args, bench, jobs) if jobs > 1 else None)
     if rec is None:
         return 1
     print("chosen: " + "; ".join(f"{a}: {protocol.variant_name('', v).lstrip('@') or '-'}"
@@ -308,7 +344,8 @@ def _training_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 autocast on CUDA, fp32 on CPU")
     r.add_argument("--threads", type=at_least(1), default=None,
-                   help="CPU threads (default: all cores)")
+                   help="CPU threads of each run (default: 1, as many runs at once as cores; "
+                   "--threads alone: one run at a time)")
     r.add_argument("--data", help="your own data: a text file, folder or glob; token shards "
                    "(.npy, .bin, a folder or glob of them: see `tokenize`); or an image folder "
                    "with one subfolder per class")
@@ -320,6 +357,10 @@ def _training_args(r: argparse.ArgumentParser) -> None:
                    "evaluation and the manifest to this tracker (an optional extra: "
                    "multilevel-suite[track]; W&B offline unless WANDB_MODE)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--jobs", type=at_least(1, high=256), default=None,
+                   help="runs at once, each its own process (CPU default: one per core, one "
+                   "thread each; --jobs N: the cores split between them; CUDA: one device "
+                   "each, default one job per visible device)")
     r.add_argument("--resume", action="store_true", help="go on from each run's newest "
                    "checkpoint; completed runs are kept, runs never started start")
     r.add_argument("--checkpoint-every", type=at_least(0), metavar="STEPS",
@@ -364,9 +405,6 @@ def add_parsers(sub: Any) -> None:
                    help="how many seeds (default: the "
                    "scale's `seeds`, from the power analysis at tiny; else 1)")
     r.add_argument("--first-seed", type=at_least(0, high=2**31), default=0)
-    r.add_argument("--jobs", type=at_least(1, high=256), default=None,
-                   help="runs at once, each its own process (CPU: the cores split between "
-                   "them; CUDA: one device each, default one job per visible device)")
     r.add_argument("--out", default="runs",
                    help="results root (default: runs/; committed references live in results/)")
     _slurm_args(r)
@@ -374,6 +412,8 @@ def add_parsers(sub: Any) -> None:
                    help="train each arm with the values chosen in DIR/<scale>/<benchmark>/"
                    "tuning.json (default: the committed results/tuning)")
     r.add_argument("--untuned", action="store_true", help="train the definition's own values")
+    # a job of `tune --jobs`: one trial (a variant) on one pilot seed, recorded as a trial
+    r.add_argument("--trial", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--dry-run", action="store_true", help="price the plan, train nothing")
     r.add_argument("--assume-tflops", type=at_least(0, float), metavar="T",
                    help="with --dry-run: also the minutes each arm takes at T TFLOP/s achieved")

@@ -97,3 +97,32 @@ def test_an_interrupted_pool_says_what_stopped_and_how_to_go_on(tmp_path, long_t
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("| completed |") == 3
+
+
+def test_the_cpu_default_fills_the_cores_with_single_thread_runs(monkeypatch):
+    """Issue 24: on CPU, without --jobs and --threads, as many runs at once as cores (never more
+    than the runs asked for), one thread each; --threads alone is one run at a time; --jobs N
+    splits the cores (threads None: grid_jobs divides them); a torchrun rank is one run."""
+    from argparse import Namespace
+
+    from suite.cli_train import jobs_and_threads
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.delenv("SUITE_THREADS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    def shape(runs, jobs=None, threads=None, device="cpu"):
+        return jobs_and_threads(Namespace(jobs=jobs, threads=threads, device=device), runs)
+
+    assert shape(55) == (8, 1)
+    assert shape(3) == (3, 1)
+    assert shape(1) == (1, 1)  # a run alone draws the curve it draws in a grid
+    assert shape(55, threads=4) == (1, 4)
+    assert shape(55, jobs=2) == (2, None)
+    assert shape(55, jobs=2, threads=3) == (2, 3)
+    assert shape(55, device="cuda:1") == (1, None)
+    monkeypatch.setenv("SUITE_THREADS", "2")
+    assert shape(55) == (1, None)
+    monkeypatch.delenv("SUITE_THREADS")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert shape(55) == (1, None)

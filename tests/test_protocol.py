@@ -273,6 +273,33 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     assert man["tuning"]["status"] == "untuned" and "--untuned" in man["tuning"]["why"]
 
 
+def test_tune_jobs_train_the_trials_of_tune_in_one_process(tuned_toml, tmp_path, capsys):
+    """Issue 24: `tune --jobs 2` runs each trial on each pilot seed as its own process; every
+    trial's curve is the one the trial has in one process, bit for bit, and each is recorded as
+    a trial, never as tuned."""
+    base = ["--benchmarks", str(tuned_toml), "tune", "mini", "--scale", "smoke", "--threads", "1",
+            "--no-progress", "--arms", "baseline"]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 1  # the other arms' trials are left
+    assert main([*base, "--out", str(tmp_path / "pool"), "--jobs", "2"]) == 1
+    out = capsys.readouterr()
+    assert "tuning: 4 trial runs as 2 jobs at a time" in out.out
+    assert "the trials of --arms baseline are done" in out.err
+
+    def curves(root):
+        found = sorted((root / "smoke" / "mini").glob("*/seed-*/curve.jsonl"))
+        return {f"{f.parent.parent.name}/{f.parent.name}": [
+            {k: v for k, v in json.loads(x).items() if k != "wall_s"}
+            for x in f.read_text().splitlines()] for f in found}
+
+    one, pool = curves(tmp_path / "one"), curves(tmp_path / "pool")
+    assert len(one) >= 4 and pool == one
+    for f in (tmp_path / "pool" / "smoke" / "mini").glob("*/seed-*/manifest.json"):
+        man = json.loads(f.read_text())
+        arm = f.parent.parent.name
+        assert man["tuning"] == {"status": "trial", "values": protocol.split_name(arm)[1]}
+        assert man["environment"]["threads"] == 1
+
+
 def test_a_tuning_record_of_another_table_is_refused(tuned_toml, tmp_path, capsys):
     rec_dir = tmp_path / "tuning" / "smoke" / "mini"
     rec_dir.mkdir(parents=True)

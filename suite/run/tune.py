@@ -65,13 +65,15 @@ def _edge_trials(bench: Benchmark, trials: dict[str, list[judged.Trial]],
 
 def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
          show: Callable[[list[list[Any]]], None],
-         arms: list[str] | None = None) -> dict[str, Any] | None:
+         arms: list[str] | None = None,
+         runner: Callable[[list[str], list[int]], None] | None = None) -> dict[str, Any] | None:
     """Run the [tuning] protocol of `bench` at `scale` into `out` (trial runs, tuning.json,
     tuning.md); returns the record, or None when a run was stopped (preempted, a signal):
     `--resume` goes on. `arms`: run only these arms' trials (jobs side by side); the record is
     written once every arm's trials are on disk. Raises SpecError when the definition declares
     no tuning at `scale` or `arms` names an arm without a space, ResultsError when an arm has
-    no usable trial."""
+    no usable trial. `runner(trial names, pilot seeds)`: trains them another way than one
+    after another in this process (`tune --jobs`: a pool of processes)."""
     t = bench.tuning
     if t is None or scale not in t.scales:
         raise SpecError(bench.path, "tuning.scales" if t else "tuning",
@@ -82,12 +84,12 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
                         ", ".join(t.spaces))
     mine = arms or list(t.spaces)
     trials = {a: _trials(a, t.trials_of(a)) for a in t.spaces}
-    if not _run(bench, scale, out, options, show, {a: trials[a] for a in mine}):
+    if not _run(bench, scale, out, options, show, {a: trials[a] for a in mine}, runner):
         return None
     _read([tr for ts in trials.values() for tr in ts], out, bench.name, scale, t.pilot_seeds)
     extra, edges = _edge_trials(bench, trials, scale)  # of every arm whose trials are on disk
     if (ours := {a: ts for a, ts in extra.items() if a in mine}) and \
-            not _run(bench, scale, out, options, show, ours):
+            not _run(bench, scale, out, options, show, ours, runner):
         return None
     _read([tr for ts in [*trials.values(), *extra.values()] for tr in ts], out, bench.name,
           scale, t.pilot_seeds)
@@ -114,15 +116,19 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
 
 def _run(bench: Benchmark, scale: str, out: Path, options: RunOptions,
          show: Callable[[list[list[Any]]], None],
-         trials: dict[str, list[judged.Trial]]) -> bool:
+         trials: dict[str, list[judged.Trial]],
+         runner: Callable[[list[str], list[int]], None] | None = None) -> bool:
     """Train every trial on every pilot seed (a diverged trial is an outcome: it ranks last);
     False when a run was stopped."""
     names = [tr.name for ts in trials.values() for tr in ts]
-    b = protocol.with_arms(bench, names)
-    said = {tr.name: {"status": "trial", "values": tr.values} for ts in trials.values()
-            for tr in ts}
-    run_grid(b, scale, names, list(bench.tuning.pilot_seeds), out,
-             dataclasses.replace(options, tuning=said), show)
+    if runner is not None:
+        runner(names, list(bench.tuning.pilot_seeds))
+    else:
+        b = protocol.with_arms(bench, names)
+        said = {tr.name: {"status": "trial", "values": tr.values} for ts in trials.values()
+                for tr in ts}
+        run_grid(b, scale, names, list(bench.tuning.pilot_seeds), out,
+                 dataclasses.replace(options, tuning=said), show)
     flat = [tr for ts in trials.values() for tr in ts]
     _read(flat, out, bench.name, scale, bench.tuning.pilot_seeds)
     stopped = [tr.name for tr in flat for r in tr.runs if r is None or r.status == "preempted"]
