@@ -267,6 +267,19 @@ def test_report_tables_claims_and_plots(smoke_reference, tmp_path):
     assert re.search(rf"\| baseline +\| 0,1,2 +\| 3/3 +\| +[0-9.]+ \| [^|]+\| {re.escape(fall)} ",
                      text)
     assert "Speed of the baseline's training step" not in text
+    # what the runs ran with, from their manifests: a curve depends on threads and --compile
+    env = text.split("## Environment of the runs", 1)[1]
+    every = [read_run(p.parent) for p in root.glob("*/*/seed-*/manifest.json")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in env.splitlines()
+            if line.startswith("| ") and not line.startswith("| commit")]
+    shown = {}
+    for *_, threads, compiled, n in rows:
+        shown[(int(threads), compiled)] = shown.get((int(threads), compiled), 0) + int(n)
+    made = {}
+    for r in every:
+        key = (r.manifest["environment"]["threads"], "yes" if r.manifest["compile"] else "no")
+        made[key] = made.get(key, 0) + 1
+    assert shown == made and sum(made.values()) == len(every) > 0
 
 
 def test_report_of_one_seed_has_no_nan_and_no_warning(smoke_reference, tmp_path):

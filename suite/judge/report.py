@@ -84,7 +84,8 @@ def environments(runs: list[Run]) -> list[list]:
         e = r.manifest["environment"]
         key = (str(e["git"]["commit"])[:10], str(e["git"]["dirty"]), e["python"],
                e["versions"]["torch"], e["versions"]["transformers"], e["versions"]["timm"],
-               e["versions"]["fvcore"], e["device_name"], e["threads"])
+               e["versions"]["fvcore"], e["device_name"], e["threads"],
+               "yes" if r.manifest.get("compile") else "no")
         seen[key] = seen.get(key, 0) + 1
     return [[*k, n] for k, n in sorted(seen.items())]
 
@@ -284,9 +285,12 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
                   headline(root, claims, rules, scale), ""]
     lines += _sidecars(root, scale)
     lines += ["## Environment of the runs", "",
+              "A run's curve depends on its CPU threads and on `--compile` (each is the same "
+              "from run to run; docs/scaling.md, \"The CPU default\"): what these runs used.", "",
               tabulate(environments(runs), ["commit", "dirty", "python", "torch",
                                             "transformers", "timm", "fvcore", "device",
-                                            "threads", "runs"], tablefmt="github"), ""]
+                                            "threads", "compiled", "runs"],
+                       tablefmt="github"), ""]
     path = root / "REPORT.md"
     atomic_write(path, lambda f: f.write("\n".join(lines)))
     return path
