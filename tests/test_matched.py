@@ -124,6 +124,28 @@ def test_a_sweep_is_found_by_its_variants_names_with_the_parent_at_its_own_value
     assert not savings.is_matched_baseline("baseline@lr=0.002")  # a baseline lr sweep's
 
 
+def test_a_sweep_of_misses_is_drawn_as_misses_not_as_an_empty_panel(tmp_path, monkeypatch):
+    """gpt's alpha sweep at tiny missed at every value: the saving panel said nothing at all.
+    Each missed value is marked "miss", and a panel of misses only says so."""
+    import matplotlib.pyplot as plt
+
+    arms = arms_with(None)
+    never = [run("fast", s, 100, lambda f, s: base_loss(f, s) + 1.0, options={"alpha": 0.25})
+             for s in SEEDS]
+    arms["fast"] = never
+    for v in ("0.5", "0.75"):
+        arms[f"fast@alpha={v}"] = [run(f"fast@alpha={v}", s, 100,
+                                       lambda f, s: base_loss(f, s) + 1.0) for s in SEEDS]
+    found, _ = savings.savings("syn", arms)
+    drawn = []
+    monkeypatch.setattr(plt, "close", drawn.append)
+    assert sweeps.plot("syn", sweeps.sweeps_of(found), tmp_path) == ["syn-sweep-fast-alpha.png"]
+    left = drawn[0].axes[0]
+    assert [t.get_text() for t in left.texts].count("miss") == 3
+    assert "every point a miss" in " ".join(t.get_text() for t in left.texts)
+    assert (tmp_path / "syn-sweep-fast-alpha.png").stat().st_size > 10_000
+
+
 def test_the_headline_shows_tuning_matched_and_the_untuned_verdict_it_replaced(tmp_path,
                                                                                monkeypatch):
     tuned = arms_with(lambda f, s: base_loss(f, s, end=70.0) + 0.3)

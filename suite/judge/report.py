@@ -351,9 +351,11 @@ def flop_conventions(runs: list[Run]) -> list[str]:
 def sample(root: Path, bench: str, seed: int = 0) -> str:
     """What `python -m suite run BENCH` prints, made from the runs of seed `seed` of every arm
     of `bench` under the scale folder `root` (their folder shown as runs/... would be): the
-    README's sample, generated, never typed. Raises ResultsError when there is none."""
+    README's sample, generated, never typed. Only the definition's own arms: a sweep's or a
+    matched budget's variants are not what that command runs. Raises ResultsError when there is
+    none."""
     runs = [r for arms in group_runs(root).get(bench, {}).values() for r in arms
-            if r.seed == seed]
+            if r.seed == seed and not is_variant(r.manifest["arm_name"])]
     if not runs:
         raise ResultsError(f"{root}: no run of {bench} with seed {seed}")
     runs.sort(key=lambda r: baseline_first(r.manifest["arm_name"]))

@@ -103,6 +103,14 @@ def plot(bench: str, sweeps: dict, out: Path) -> list[str]:
                           "final held-out loss")
             ax.grid(alpha=0.3)
         left.axhline(0, color="grey", lw=0.8)
+        left.set_xlim(right.get_xlim())  # all misses leave no point to set the axis by
+        missed = [v for v, a in numeric if not ((c := _flops(a)) and not c.flops_saving.miss)]
+        for v in missed:  # a miss drawn as nothing would read as "no data"
+            left.annotate("miss", (v, 0.04), xycoords=("data", "axes fraction"), ha="center",
+                          color="C3")
+        if len(missed) == len(numeric):
+            left.text(0.5, 0.5, "no value reached the target\n(every point a miss)",
+                      transform=left.transAxes, ha="center", va="center", color="C3")
         fig.suptitle(f"{bench}: {parent} over {key} (mean, 95% interval)")
         fig.tight_layout()
         name = f"{bench}-sweep-{parent}-{key}.png"
