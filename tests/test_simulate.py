@@ -57,9 +57,17 @@ def test_coverage_and_bias_at_the_declared_seeds(committed):
     assert 0.93 <= hits / total <= 0.97, hits / total  # pooled: the 95% interval's promise
 
 
-@pytest.mark.parametrize("bench", ["gpt", pytest.param("bert", marks=pytest.mark.xfail(
-    strict=True, reason="re-made at its declared seeds, bert's baseline is noisier per seed "
-    "than the 3 seeds it was planned on showed: results/power-tiny.md asks for more seeds"))])
+# gpt, re-made on its tuned values (issue 23; results/tuning/tiny/gpt): its baseline at the chosen
+# lr 8e-3 is bimodal over the 11 reported seeds (4 end far above the other 7), far noisier per
+# seed than the untuned curves its seeds were planned on (results/power-tiny.md)
+GPT_TUNED = pytest.mark.xfail(strict=True, reason="re-made on its tuned values, gpt's baseline "
+                              "is bimodal over its declared seeds: results/tiny/SIMULATION.md")
+
+
+@pytest.mark.parametrize("bench", [pytest.param("gpt", marks=GPT_TUNED), pytest.param(
+    "bert", marks=pytest.mark.xfail(
+        strict=True, reason="re-made at its declared seeds, bert's baseline is noisier per seed "
+        "than the 3 seeds it was planned on showed: results/power-tiny.md asks for more seeds"))])
 def test_baseline_against_baseline_is_narrow_around_zero(committed, bench):
     """Other seeds of the baseline, unpaired, at the declared seeds: the interval holds 0 and
     its median half-width is under 5 pt. (Benchmarks whose baseline ends flat, ode and deit,
@@ -71,20 +79,41 @@ def test_baseline_against_baseline_is_narrow_around_zero(committed, bench):
     assert abs(c.bias) < 0.01
 
 
-def test_gate_false_fail_and_detection(committed):
+def _finite_arms(committed, bench=None):
+    return [(b, arm, m, scale) for (b, arm), (m, scale) in committed.items()
+            if arm != "baseline" and math.isfinite(m.truth()) and bench in (None, b)]
+
+
+FALSE_FAIL = [pytest.param("gpt", marks=GPT_TUNED), "bert", "llama", "ode", "bert-large", "deit"]
+
+
+def test_every_benchmark_has_its_false_fail_check():
+    names = {p if isinstance(p, str) else p.values[0] for p in FALSE_FAIL}
+    assert names == set(load_benchmarks())
+
+
+@pytest.mark.parametrize("bench", FALSE_FAIL)
+def test_gate_false_fail_rate(committed, bench):
     """With no regression at most 1% of checks FAIL, on every arm whose true saving is finite
     but those of the benchmarks whose [gate] declares them unresolved at tiny (their rates are
-    in results/tiny/SIMULATION.md); where the declared seeds resolve the saving (median half-width
-    <= 5 pt), a saving that fell by 20 pt is caught at least 80% of the time. (bert-large and
-    deit are capped below that: their definitions and the report say so.)"""
-    resolved, unresolved = 0, unresolved_at_tiny()
+    in results/tiny/SIMULATION.md)."""
+    unresolved = unresolved_at_tiny()
     assert unresolved <= {"bert-large", "deit"}, unresolved  # the power analysis' two capped
-    for (bench, arm), (m, scale) in committed.items():
-        if arm == "baseline" or not math.isfinite(m.truth()):
-            continue
-        n, rng = scale.seeds, rng_of(7, bench, arm)
-        false_fail = simulate.gate_fail_rate(m, n, 0.0, 0.05, 200, rng)  # always: same draws
+    arms = _finite_arms(committed, bench)
+    assert arms or bench in unresolved, bench  # a benchmark with nothing to check is no pass
+    for b, arm, m, scale in arms:
+        false_fail = simulate.gate_fail_rate(m, scale.seeds, 0.0, 0.05, 200, rng_of(7, b, arm))
         assert bench in unresolved or false_fail <= 0.01, (bench, arm, false_fail)
+
+
+def test_gate_detection(committed):
+    """Where the declared seeds resolve the saving (median half-width <= 5 pt), a saving that
+    fell by 20 pt is caught at least 80% of the time. (bert-large and deit are capped below
+    that: their definitions and the report say so.)"""
+    resolved = 0
+    for bench, arm, m, scale in _finite_arms(committed):
+        n, rng = scale.seeds, rng_of(7, bench, arm)
+        simulate.gate_fail_rate(m, n, 0.0, 0.05, 200, rng)  # the draws the rates above used
         if simulate.coverage(m, n, 100, rng).median_width <= 0.10:
             resolved += 1
             assert simulate.gate_fail_rate(m, n, 0.20, 0.05, 100, rng) >= 0.80, (bench, arm)
