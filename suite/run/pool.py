@@ -75,19 +75,25 @@ class Pool:
         old = {s: signal.signal(s, lambda n, _f: stop.append(n))
                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
         try:
+            ended = False
             while queue or running:
                 while queue and len(running) < self.n and not stop:
                     running.append(self._start(queue.pop(0)))
+                if ended:  # after the next job started: the line counts what really runs
+                    self._progress(queue, running)
                 time.sleep(0.2)
+                ended = False
                 for j in [j for j in running if j.proc.poll() is not None]:
                     j.returncode, j.ended = j.proc.returncode, time.time()
                     running.remove(j)
-                    self._progress(queue, running)
+                    ended = True
                 if stop:
                     for j in running:
                         j.proc.send_signal(stop[0])
                     queue.clear()
                     stop[:] = stop[:1]
+            if ended:
+                self._progress(queue, running)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
