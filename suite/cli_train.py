@@ -306,7 +306,9 @@ def _trial_pool(args: argparse.Namespace, bench: Benchmark,
 
     def run_trials(names: list[str], seeds: list[int]) -> None:
         out = Path(args.out)
-        i = args.argv.index("tune")  # after the global options (--benchmarks), kept
+        # the subcommand, after the global options (kept): not a value such as --benchmarks tune
+        i = next(k for k, a in enumerate(args.argv) if a == "tune" and (
+            k == 0 or not args.argv[k - 1].startswith("--") or "=" in args.argv[k - 1]))
         argv = [*args.argv[:i], "run", *args.argv[i + 1:], "--out", str(out), "--trial"]
         grid = grid_jobs(argv, out, args.scale, bench.name, names, seeds, jobs, args.device,
                          args.threads)
