@@ -15,7 +15,7 @@ JOBS=${JOBS:-}
 PY=${PY:-.nox/_suite/bin/python}
 STAGE=runs/remake
 export HF_HUB_OFFLINE=1
-"$PY" -m suite tune "$B" --scale tiny --resume --no-progress --threads 1
+"$PY" -m suite tune "$B" --scale tiny --resume --no-progress ${JOBS:+--jobs "$JOBS"}
 "$PY" -m suite run "$B" --scale tiny --out "$STAGE" ${JOBS:+--jobs "$JOBS"} --resume
 for sweep in $("$PY" - "$B" <<'PYEOF'
 import sys
