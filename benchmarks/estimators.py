@@ -15,6 +15,7 @@ from pathlib import Path
 
 from suite.judge import analysis
 from suite.judge.report import group_runs
+from suite.judge.savings import is_matched_baseline
 
 OLD = "563e08b"
 CRITERIA = {"heldout_loss": "held-out loss", "train_loss": "training loss (fixed subset)"}
@@ -51,7 +52,7 @@ def main() -> int:
         base = [r for r in arms.get("baseline", []) if r.complete]
         for arm, runs in sorted(arms.items()):
             runs = [r for r in runs if r.complete]
-            if arm == "baseline" or not runs or not base:
+            if arm == "baseline" or is_matched_baseline(arm) or not runs or not base:
                 continue
             for y, label in CRITERIA.items():
                 o = old.compare(runs, base, y=y).flops_saving

@@ -18,6 +18,7 @@ import numpy as np
 
 from suite.judge import simulate
 from suite.judge.report import group_runs
+from suite.judge.savings import is_matched_baseline
 from suite.registry import load_benchmarks
 
 DRAWS = 300
@@ -36,7 +37,8 @@ def main() -> int:
         seeds, tol = benches[bench].scale("tiny").seeds, benches[bench].gate.tolerance
         for arm, runs in sorted(arms.items()):
             ok = [r for r in runs if r.complete]
-            if len(ok) < 2 or len(base) < 2:
+            # a matched baseline is the matched-budget check's control, not an arm with a saving
+            if len(ok) < 2 or len(base) < 2 or is_matched_baseline(arm):
                 continue
             m = (simulate.baseline_model(base) if arm == "baseline"
                  else simulate.model(ok, base))

@@ -382,3 +382,30 @@ def test_a_report_of_runs_none_of_which_completed_says_so(smoke_reference, tmp_p
                         "smoke", plots=False).read_text()
     assert "(none: no arm has two completed seeds, and a completed baseline" in text
     assert "gpt/vcycle: not counted: seed 0: diverged, seed 1: diverged, seed 2: diverged" in text
+
+
+def test_a_matched_baseline_is_gated_on_its_loss_and_has_no_saving_row(smoke_reference,
+                                                                         tmp_path, capsys):
+    """`baseline@budget=0.8` (the matched-budget check's control, committed beside the arms)
+    has no saving of its own: its statistical tier is its held-out loss, never a 'FLOPs saved'
+    row measured as if it were a method that misses."""
+    reference = tmp_path / "reference"
+    shutil.copytree(smoke_reference, reference)
+    fresh = _copy(smoke_reference, tmp_path)
+    for root, shift in ((reference, 0.0), (fresh, 1e-3)):
+        src = run_dir(root, "smoke", "gpt", "baseline", 0).parent
+        dst = src.parent / "baseline@budget=0.8"
+        shutil.copytree(src, dst)
+        for seed_dir in dst.iterdir():
+            manifest = seed_dir / "manifest.json"
+            manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
+                                            "arm_name": "baseline@budget=0.8"}))
+            curve = seed_dir / "curve.jsonl"
+            rows = [json.loads(x) for x in curve.read_text().splitlines()]
+            rows[-1]["heldout_loss"] += shift
+            curve.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main(["gate", "--fresh", str(fresh), "--reference", str(reference), "--scale", "smoke"])
+    out = capsys.readouterr()
+    rows = [x for x in out.out.splitlines()
+            if re.match(r"\| gpt +\| baseline@budget=0\.8 +\| statistical", x)]
+    assert len(rows) == 1 and "held-out loss at the baseline's budget" in rows[0], out

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats
 
 from suite.judge import analysis
+from suite.judge.savings import is_matched_baseline
 from suite.resolved import definition_difference
 from suite.results import ResultsError, Run, find_runs, first_difference
 from suite.spec import BASELINE, baseline_first
@@ -157,7 +158,9 @@ def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base:
                  analysis.mean_ci(lr).fmt(digits=4), analysis.mean_ci(ln).fmt(digits=4),
                  f"+{tol_nats:.4f} nats ({rule.budget_tolerance:.0%} of B)",
                  "FAIL" if bad else "pass"])
-    if arm == BASELINE:
+    if is_matched_baseline(arm):  # a control given less budget: no saving of its own
+        checks = []
+    elif arm == BASELINE:
         checks = [("cost to reach the reference baseline's loss, as a saving",
                    ZERO,
                    analysis.compare(new, ref_base).flops_saving)]
