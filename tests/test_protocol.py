@@ -4,6 +4,7 @@ variants (`vcycle@alpha=0.5`, `baseline@budget=0.7`), [sweeps], and `tune` end t
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from suite.cli import main
 from suite.judge import tuning as judged
 from suite.methods import plan
 from suite.results import Run
+from suite.run.provenance import shown_path
 from suite.spec import SpecError
 
 FILE = "mini.toml"
@@ -201,6 +203,19 @@ def test_builtin_tuning_declares_equal_trials_and_a_wide_baseline_grid(builtin_b
             assert lrs[0] < b.scale(s).train.lr < lrs[-1], b.name
         for arm in b.tuning.spaces:  # the same number of trials per arm, by construction
             assert len(b.tuning.trials_of(arm)) == b.tuning.trials
+
+
+def test_a_committed_tuning_record_names_its_definition_inside_the_repository(tmp_path):
+    """A record made in one clone names the same file in every other: never /work/... ."""
+    root = Path(__file__).resolve().parents[1]
+    records = sorted(root.glob("results/tuning/*/*/tuning.json"))
+    assert records, "no committed tuning record"
+    for f in records:
+        rec = json.loads(f.read_text())
+        assert rec["definition"] == f"suite/definitions/{rec['benchmark']}.toml", f
+        assert f"table: {rec['definition']}." in (f.parent / "tuning.md").read_text(), f
+    assert shown_path(root / "suite/definitions/gpt.toml") == "suite/definitions/gpt.toml"
+    assert shown_path(tmp_path / "mine.toml") == str(tmp_path / "mine.toml")
 
 
 # ---------------------------------------------------------------- tune, then run tuned

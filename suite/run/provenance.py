@@ -238,3 +238,11 @@ def command_line() -> str:
         argv[0:1] = ["python", "-m", "suite"]
     return " ".join(argv)
 
+
+def shown_path(path: str | Path) -> str:
+    """`path` as a committed record names it: relative to the suite's repository when it lies
+    inside it (a record made in one clone reads the same in every other), else as given (a
+    user's own definition elsewhere)."""
+    root = Path(__file__).resolve().parents[2]
+    p = Path(path).resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(path)

@@ -15,7 +15,7 @@ from suite.judge import tuning as judged
 from suite.results import ResultsError, read_run, run_dir
 from suite.run.context import RunOptions
 from suite.run.grid import run_grid
-from suite.run.provenance import command_line
+from suite.run.provenance import command_line, shown_path
 from suite.spec import Benchmark, SpecError
 
 
@@ -105,7 +105,8 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
         if best is not None and best.extension:
             edges[arm].append(f"the step beyond ({best.name}) was chosen, so the best value "
                               "may lie further out (not extended again)")
-    rec = judged.record(t, bench.name, bench.path, scale, judged.trial_commits(trials), trials,
+    rec = judged.record(t, bench.name, shown_path(bench.path), scale,
+                        judged.trial_commits(trials), trials,
                         {a: "; ".join(e) for a, e in edges.items()},
                         tuning_record.snapshot(bench, scale), command_line())
     folder = tuning_record.tuning_path(out, scale, bench.name).parent
