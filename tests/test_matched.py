@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suite.judge import matched, report, savings, sweeps
+from suite.judge import analysis, matched, report, savings, sweeps
 from suite.judge.claims import Claim
 from suite.results import Run
 from suite.spec import GateSpec
@@ -167,6 +167,32 @@ def test_the_headline_shows_tuning_matched_and_the_untuned_verdict_it_replaced(t
     assert "untuned results it replaced" in header
     assert cells[8].startswith("miss") and ": no saving (miss)" in cells[8]
     assert math.isfinite(float(cells[4].split("%")[0]))
+
+
+def test_which_savings_survived_is_read_off_the_two_verdicts():
+    def row(verdict):
+        return ["-"] * 13 + [verdict]
+
+    key = [("b", a, "held-out loss") for a in ("kept", "lost", "new", "never", "other")]
+    new = {key[0]: row("saves"), key[1]: row("no saving against a matched baseline"),
+           key[2]: row("meets claim (not the paper's setting)"), key[3]: row("no saving (miss)"),
+           key[4]: row("saves")}
+    old = {key[0]: row("saves (unchecked: baseline@budget=0.8 on 0 of the arm's seeds, 5 "
+                       "needed)"), key[1]: row("meets claim"), key[2]: row("inconclusive"),
+           key[3]: row("no saving")}
+    assert report.survival(new, old) == [
+        "- **survived**: b/kept (held-out loss)",
+        "- **disappeared**: b/lost (held-out loss): meets claim -> no saving against a matched "
+        "baseline",
+        "- **appeared**: b/new (held-out loss): inconclusive -> meets claim (not the paper's "
+        "setting)",
+        "- **no saving before or after**: b/never (held-out loss)",
+        "- **not re-made on the tuned protocol**: b/other (held-out loss)"]
+    assert report.survival({}, old) == [
+        "- no tuned verdict to compare: no benchmark here has a [gate] rule"]
+    assert [analysis.is_saving(v) for v in ("saves, claim excluded", "meets claim (unchecked)",
+                                            "no saving", "inconclusive", "claim excluded")] \
+        == [True, True, False, False, False]
 
 
 def test_run_matched_trains_the_baselines_the_verdicts_need():

@@ -410,6 +410,13 @@ def compare(arm_runs: list[Run], base_runs: list[Run], target: float | None = No
 
 # ------------------------------------------------------------------ verdicts
 
+def is_saving(verdict_text: str) -> bool:
+    """Whether a verdict (as `verdict` gives it, or qualified after it: "saves (unchecked:
+    ...)", "meets claim (not the paper's setting)") says the arm saves: `saves ...` or
+    `meets claim`. The one test of it: the matched-budget check and the report ask it."""
+    return verdict_text.startswith(("saves", "meets claim"))
+
+
 def verdict(s: Saving, claim: float | None, tolerance: float, min_seeds: int,
             max_interval: float) -> str:
     """The rule of the module docstring, declared in each benchmark's [gate] table."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from suite.judge.analysis import value_at
+from suite.judge.analysis import is_saving, value_at
 from suite.judge.intervals import CONFIDENCE, Interval, difference, mean_ci
 from suite.protocol import fmt_value, variant_name
 from suite.results import Run
@@ -78,7 +78,7 @@ def verdict(v: str, m: Matched | None, fraction: float) -> str:
     matched baseline; else 'no saving against a matched baseline'; unchecked (and said so)
     when the matched baseline has not run on enough shared seeds. Other verdicts pass as
     they are."""
-    if not (v.startswith("saves") or v == "meets claim"):
+    if not is_saving(v):
         return v
     name = matched_arm(fraction)
     if m is None or m.n < MIN_SEEDS:

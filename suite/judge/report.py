@@ -279,10 +279,14 @@ def write_report(root: Path, claims: list[Claim], rules: dict[str, Any], scale: 
         lines += _benchmark_section(bench, arms, claims, rules.get(bench), scale,
                                     root if plots else None)
     if previous_root(root).is_dir():
+        new, old = _verdicts(root, claims, rules, scale), \
+            _verdicts(previous_root(root), claims, rules, scale)
         lines += ["## Tuned results beside the untuned ones they replaced", "",
                   f"The untuned runs are kept in `{previous_root(root)}`; each verdict follows "
                   "the same rule, the tuned one with the matched-budget check.", "",
-                  headline(root, claims, rules, scale), ""]
+                  _headline_table(new, old, claims), "",
+                  "Which savings survived (a saving: a verdict of `saves` or `meets claim`; "
+                  "read off the table above):", "", *survival(new, old), ""]
     lines += _sidecars(root, scale)
     lines += ["## Environment of the runs", "",
               "A run's curve depends on its CPU threads and on `--compile` (each is the same "
@@ -325,8 +329,13 @@ def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str)
     of the untuned results it replaced, where previous_root(root) holds them."""
     old = _verdicts(previous_root(root), claims, rules, scale) \
         if previous_root(root).is_dir() else {}
+    return _headline_table(_verdicts(root, claims, rules, scale), old, claims)
+
+
+def _headline_table(new: dict[tuple[str, str, str], list], old: dict[tuple[str, str, str], list],
+                    claims: list[Claim]) -> str:
     rows = []
-    for (bench, arm, criterion), r in _verdicts(root, claims, rules, scale).items():
+    for (bench, arm, criterion), r in new.items():
         claimed = claim_of(claims, bench, arm, "flops_saved", criterion)
         was = old.get((bench, arm, criterion))
         rows.append([bench, arm, r[1], criterion, r[7],
@@ -334,6 +343,32 @@ def headline(root: Path, claims: list[Claim], rules: dict[str, Any], scale: str)
                      *([f"{was[7]}: {was[13]}" if was else "-"] if old else [])])
     return tabulate(rows, HEADLINE + (["untuned results it replaced: saved, verdict"]
                                       if old else []), tablefmt="github")
+
+
+SURVIVAL = ["survived", "disappeared", "appeared", "no saving before or after",
+            "not re-made on the tuned protocol"]
+
+
+def survival(new: dict[tuple[str, str, str], list],
+             old: dict[tuple[str, str, str], list]) -> list[str]:
+    """One markdown bullet per outcome (SURVIVAL's order, empty ones left out) naming each
+    benchmark/arm (criterion) of the tuned verdicts `new` (_verdicts) against the untuned ones
+    `old` it replaced: a saving that survived, disappeared (with both verdicts), appeared, or
+    neither; rows with no untuned verdict were not re-made."""
+    found: dict[str, list[str]] = {k: [] for k in SURVIVAL}
+    for key, r in new.items():
+        label = f"{key[0]}/{key[1]} ({key[2]})"
+        was = old.get(key)
+        if was is None:
+            found[SURVIVAL[4]].append(label)
+            continue
+        before, after = analysis.is_saving(was[13]), analysis.is_saving(r[13])
+        change = f"{label}: {was[13]} -> {r[13]}"
+        outcome = SURVIVAL[0] if before and after else SURVIVAL[1] if before else \
+            SURVIVAL[2] if after else SURVIVAL[3]
+        found[outcome].append(change if before != after else label)
+    return [f"- **{k}**: {'; '.join(v)}" for k, v in found.items() if v] or \
+        ["- no tuned verdict to compare: no benchmark here has a [gate] rule"]
 
 
 def flop_conventions(runs: list[Run]) -> list[str]:

@@ -136,7 +136,7 @@ def is_matched_baseline(arm: str) -> bool:
 def _matched(bench: str, a: ArmSavings, c: analysis.Comparison, arms: dict[str, list[Run]],
              rule: Any, scale: str, v: str, y: str, out: str) -> tuple[str, str]:
     """(cell, verdict) of the matched-budget check of one arm and criterion."""
-    if not (v.startswith("saves") or v == "meets claim"):
+    if not analysis.is_saving(v):
         return "-", v
     f = matched.matched_fraction(c.flops_saving.mean, tuple(rule.matched_budgets))
     name = matched.matched_arm(f)
@@ -165,7 +165,7 @@ def matched_needed(bench: str, arms: dict[str, list[Run]], claims: list[Claim],
             claim = claim_of(claims, bench, a.arm, "flops_saved", CRITERIA[y])
             v = analysis.verdict(c.flops_saving, claim.value if claim else None,
                                  rule.tolerance, rule.min_seeds, rule.max_interval)
-            if v.startswith("saves") or v == "meets claim":
+            if analysis.is_saving(v):
                 need.add(matched.matched_fraction(c.flops_saving.mean,
                                                   tuple(rule.matched_budgets)))
     return [matched.matched_arm(f) for f in sorted(need) if f < 1]
