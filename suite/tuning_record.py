@@ -120,6 +120,20 @@ def _differs(bench: Benchmark, arm: str) -> set[str]:
         | {k for k, v in a.train.items() if p.train.get(k) != v}
 
 
+def kept(bench: Benchmark, chosen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per inheriting ablation, the tuned knobs it keeps at its own value (`ode-delta05`:
+    delta=0.5 where its parent was tuned to another delta): what `tuned` leaves untouched,
+    so that tuning.md says what the ablation ran with."""
+    out = {}
+    for arm, parent in (bench.tuning.inherit if bench.tuning else {}).items():
+        a = bench.arms[arm]
+        own = {k: a.options.get(k, a.train.get(k)) for k in sorted(_differs(bench, arm))
+               if k in chosen.get(parent, {})}
+        if own:
+            out[arm] = own
+    return out
+
+
 def provenance(record: dict[str, Any], arm: str) -> dict[str, Any]:
     """What one run's manifest says of its tuning: tuned (its parent arm's chosen values, less
     those a variant sets itself, the file and the commit that chose them), a trial (its
@@ -134,4 +148,5 @@ def provenance(record: dict[str, Any], arm: str) -> dict[str, Any]:
     return out | ({"variant": own} if own else {})
 
 
-__all__ = ["FILE", "TUNING_ROOT", "provenance", "snapshot", "tuned", "tuning_path", "untuned"]
+__all__ = ["FILE", "TUNING_ROOT", "kept", "provenance", "snapshot", "tuned", "tuning_path",
+           "untuned"]

@@ -228,7 +228,7 @@ alpha = 0.25
 
 [arms.vc-abl]
 method = "vcycle"
-alpha = 0.25
+alpha = 0.75
 e_small = 0.4
 
 [tuning]
@@ -263,6 +263,9 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     assert len(trials["baseline"]) >= 2 and len(trials["vc"]) >= 2
     md = (out / "smoke" / "mini" / "tuning.md").read_text()
     assert md.count("| chosen |") == 2 and "pilot seeds [1000, 1001], never reported" in md
+    assert rec["kept"] == {"vc-abl": {"alpha": 0.75}}  # a tuned knob the ablation sets itself
+    assert re.search(r"vc-abl: lr=[0-9.]+, alpha=0\.75 \(inherited from vc; its own "
+                     r"alpha=0\.75 kept\)", md), md
     man = json.loads((out / "smoke" / "mini" / trials["vc"][0] / "seed-1000" /
                       "manifest.json").read_text())
     assert man["tuning"]["status"] == "trial"
@@ -275,6 +278,8 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     assert arm["options"]["alpha"] == rec["chosen"]["vc"]["alpha"]
     abl = json.loads((runs / "smoke" / "mini" / "vc-abl" / "seed-0" / "manifest.json").read_text())
     assert abl["definition"]["arm"]["options"]["e_small"] == 0.4  # what makes it the ablation
+    assert abl["definition"]["arm"]["options"]["alpha"] == 0.75
+    assert abl["tuning"]["values"] == {"lr": rec["chosen"]["vc"]["lr"]}
     capsys.readouterr()
     assert main([*base, "run", *args, "--untuned", "--matched", "--out", str(runs),
                  "--dry-run"]) == 2  # matched baselines untuned against tuned arms: refused

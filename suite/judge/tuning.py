@@ -78,7 +78,8 @@ def record(tuning: Tuning, bench: str, path: str, scale: str, commit: str | None
     """tuning.json: the chosen values per arm (inheriting arms: their parent's), the rule, the
     pilot seeds, the space it was chosen from, what was run, the commit(s) the trials ran,
     the command, and `snapshot`: the scale and arms it was tuned for (a record of another
-    definition is refused). Raises ResultsError naming the arm when an arm has no usable
+    definition is refused). `tune` adds `kept` (tuning_record.kept): the knobs an inheriting
+    ablation keeps at its own value. Raises ResultsError naming the arm when an arm has no usable
     trial (nothing may be chosen for it)."""
     chosen = {}
     for arm, ts in trials.items():
@@ -118,14 +119,23 @@ def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
            f"{rec['pilot_seeds']}, never reported.\n",
            tabulate(rows, ["arm", "trial", "final held-out loss (pilot seeds)", "status",
                            ""], tablefmt="github"), "",
-           "Chosen: " + "; ".join(
-               f"{a}: {', '.join(f'{k}={fmt_value(v)}' for k, v in vals.items())}"
-               + (f" (inherited from {rec['inherit'][a]})" if a in rec["inherit"] else "")
-               for a, vals in rec["chosen"].items()) + ".", ""]
+           "Chosen: " + "; ".join(_chosen(rec, a) for a in rec["chosen"]) + ".", ""]
     out += [f"- {a}: {why}" for a, why in rec["edges"].items()] or \
         ["- No chosen value sat on the edge of its list."]
     out += ["", f"Rule: {RULE}.", f"Edge: {EDGE_RULE}."]
     return "\n".join(out) + "\n"
+
+
+def _chosen(rec: dict[str, Any], arm: str) -> str:
+    """One arm's values as its runs take them: an inheriting ablation's own value of a knob
+    stands over its parent's choice (tuning_record.kept), and the text says so."""
+    own = rec.get("kept", {}).get(arm, {})
+    vals = ", ".join(f"{k}={fmt_value(own.get(k, v))}" for k, v in rec["chosen"][arm].items())
+    if arm not in rec["inherit"]:
+        return f"{arm}: {vals}"
+    mine = f"; its own {', '.join(f'{k}={fmt_value(v)}' for k, v in own.items())} kept" \
+        if own else ""
+    return f"{arm}: {vals} (inherited from {rec['inherit'][arm]}{mine})"
 
 
 def write(folder: Path, rec: dict[str, Any], trials: dict[str, list[Trial]]) -> None:

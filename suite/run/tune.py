@@ -109,6 +109,7 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
                         judged.trial_commits(trials), trials,
                         {a: "; ".join(e) for a, e in edges.items()},
                         tuning_record.snapshot(bench, scale), command_line())
+    rec["kept"] = tuning_record.kept(bench, rec["chosen"])
     folder = tuning_record.tuning_path(out, scale, bench.name).parent
     judged.write(folder, rec, trials)
     print(f"wrote {folder / tuning_record.FILE} and {folder / 'tuning.md'}", file=sys.stderr)
