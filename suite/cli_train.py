@@ -320,6 +320,7 @@ def _trial_pool(args: argparse.Namespace, bench: Benchmark,
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from suite.judge.tuning import chosen_text
     from suite.run.grid import check_data
     from suite.run.tune import tune
 
@@ -333,8 +334,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                _names(args.arms), _trial_pool(args, bench, jobs) if jobs > 1 else None)
     if rec is None:
         return 1
-    print("chosen: " + "; ".join(f"{a}: {protocol.variant_name('', v).lstrip('@') or '-'}"
-                                 for a, v in rec["chosen"].items()))
+    print("chosen: " + "; ".join(chosen_text(rec, a) for a in rec["chosen"]))
     return 0
 
 

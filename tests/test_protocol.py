@@ -254,7 +254,9 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     out = tmp_path / "tuning"
     base = ["--benchmarks", str(tuned_toml)]
     args = ["mini", "--scale", "smoke", "--threads", "1", "--no-progress"]
+    capsys.readouterr()
     assert main([*base, "tune", *args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()[-1]
     rec = json.loads((out / "smoke" / "mini" / "tuning.json").read_text())
     assert set(rec["chosen"]) == {"baseline", "vc", "vc-abl"}
     assert rec["chosen"]["vc-abl"] == rec["chosen"]["vc"]  # inherited
@@ -266,6 +268,8 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     assert rec["kept"] == {"vc-abl": {"alpha": 0.75}}  # a tuned knob the ablation sets itself
     assert re.search(r"vc-abl: lr=[0-9.]+, alpha=0\.75 \(inherited from vc; its own "
                      r"alpha=0\.75 kept\)", md), md
+    # the command's last line says what tuning.md says, the ablation's own knob included
+    assert "Chosen: " + printed.removeprefix("chosen: ") + "." in md.splitlines(), printed
     man = json.loads((out / "smoke" / "mini" / trials["vc"][0] / "seed-1000" /
                       "manifest.json").read_text())
     assert man["tuning"]["status"] == "trial"

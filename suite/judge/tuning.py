@@ -119,16 +119,17 @@ def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
            f"{rec['pilot_seeds']}, never reported.\n",
            tabulate(rows, ["arm", "trial", "final held-out loss (pilot seeds)", "status",
                            ""], tablefmt="github"), "",
-           "Chosen: " + "; ".join(_chosen(rec, a) for a in rec["chosen"]) + ".", ""]
+           "Chosen: " + "; ".join(chosen_text(rec, a) for a in rec["chosen"]) + ".", ""]
     out += [f"- {a}: {why}" for a, why in rec["edges"].items()] or \
         ["- No chosen value sat on the edge of its list."]
     out += ["", f"Rule: {RULE}.", f"Edge: {EDGE_RULE}."]
     return "\n".join(out) + "\n"
 
 
-def _chosen(rec: dict[str, Any], arm: str) -> str:
+def chosen_text(rec: dict[str, Any], arm: str) -> str:
     """One arm's values as its runs take them: an inheriting ablation's own value of a knob
-    stands over its parent's choice (tuning_record.kept), and the text says so."""
+    stands over its parent's choice (tuning_record.kept), and the text says so. The one
+    rendering of a choice: tuning.md's "Chosen" line and `suite tune`'s last line."""
     own = rec.get("kept", {}).get(arm, {})
     vals = ", ".join(f"{k}={fmt_value(own.get(k, v))}" for k, v in rec["chosen"][arm].items())
     if arm not in rec["inherit"]:
@@ -146,4 +147,4 @@ def write(folder: Path, rec: dict[str, Any], trials: dict[str, list[Trial]]) -> 
     atomic_write(folder / "tuning.md", lambda f: f.write(text))
 
 
-__all__ = ["Trial", "record", "render", "select", "write"]
+__all__ = ["Trial", "chosen_text", "record", "render", "select", "write"]
