@@ -50,6 +50,9 @@ def test_a_miss_is_tested_at_its_bound():
     assert fell_below(miss(-0.10), sv(0.0, 0.0), 0.05) is True
     assert fell_below(miss(0.0), sv(0.0, 0.0), 0.05) is False
     assert fell_below(miss(0.10), miss(0.30), 0.05) is None  # both misses: no test possible
+    # a reference miss: a point at its bound against the fresh runs' noise (df 4)
+    assert fell_below(sv(0.10, 0.02), miss(0.30), 0.05) is True  # t = -0.15 / 0.02 = -7.5
+    assert fell_below(sv(0.22, 0.02), miss(0.30), 0.05) is False  # t = -1.5 > -2.132
 
 
 def test_loss_rise_test_by_hand():
@@ -98,6 +101,26 @@ def test_gate_exact_tier_names_the_first_difference(smoke_reference, tmp_path, c
     assert re.search(r"seed 1: first difference at evaluation 3 \(step \d+\): heldout_loss "
                      r"[0-9.]+ against [0-9.]+ \(\+0\.001\)", out), out
     assert re.search(r"\| vcycle +\| statistical +\| FLOPs saved to target", out)
+
+
+def test_a_statistical_check_it_could_not_test_is_never_a_pass(smoke_reference, tmp_path,
+                                                               capsys):
+    """One seed a side (--seeds 0 limits both the reference and the fresh runs): a saving with
+    no finite standard error cannot be tested, so the gate exits 2 naming it, not 'pass'."""
+    fresh = _copy(smoke_reference, tmp_path)
+    for path in fresh.rglob("curve.jsonl"):  # another CPU: every loss a little off
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        for r in rows:
+            r["heldout_loss"] += 1e-4
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["gate", "--fresh", str(fresh), "--reference", str(smoke_reference),
+                 "--scale", "smoke", "--seeds", "0"]) == 2
+    captured = capsys.readouterr()
+    assert re.search(r"\| vcycle +\| statistical +\| FLOPs saved to target .*\| not compared "
+                     r"\(no test: se not finite\)", captured.out), captured.out
+    assert "(n=1)" in captured.out and "(n=3)" not in captured.out  # fresh seeds 1, 2 left out
+    assert "gpt/vcycle (FLOPs saved to target (held-out loss): no test, se not finite)" \
+        in captured.err and "gate: pass" not in captured.out
 
 
 def test_gate_exit_2_when_the_definitions_differ(smoke_reference, tmp_path, capsys):

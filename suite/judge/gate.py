@@ -104,10 +104,14 @@ def fell_below(fresh: analysis.Saving, ref: analysis.Saving, tolerance: float,
     A fresh miss (its mean curve never reaches the target) has no standard error, but its mean
     is an upper bound on the saving (analysis.Saving): it is tested as a point at that bound
     against the reference's own noise, so a bound that fell by more than `tolerance` FAILs and
-    one that did not passes. None when the reference's standard error is not finite either
-    (no test is possible)."""
+    one that did not passes. A reference miss is tested the same way, as a point at its bound
+    against the fresh runs' noise (its true saving is at most the bound: the test can only
+    err towards FAIL). None when no finite standard error is left (both misses, or one seed a
+    side): no test is possible, and the gate says so (`_statistical`)."""
     if fresh.miss and math.isfinite(ref.se):
         fresh = dataclasses.replace(fresh, se=0.0, df=math.inf)
+    elif ref.miss and math.isfinite(fresh.se):
+        ref = dataclasses.replace(ref, se=0.0, df=math.inf)
     se2 = fresh.se**2 + ref.se**2
     if not math.isfinite(se2):
         return None
@@ -140,9 +144,10 @@ def loss_tolerance(base: list[Run], fraction: float, y: str = "heldout_loss") ->
 
 
 def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base: list[Run],
-                 new_base: list[Run], rule: Any) -> tuple[list[list], bool]:
-    """Rows of the statistical tier for one arm, and whether all passed."""
-    rows, ok = [], True
+                 new_base: list[Run], rule: Any) -> tuple[list[list], bool, list[str]]:
+    """Rows of the statistical tier for one arm, whether all passed, and what it could not
+    test (a saving whose standard error is not finite, unless both are misses): never a pass."""
+    rows, ok, untested = [], True, []
     # the baseline's budget, or where the shortest run ends if earlier (a V-cycle fitted to the
     # budget ends up to one step short of it), as analysis.compare does
     budget = min(float(np.mean([r.curve[-1]["flops"] for r in ref_base])),
@@ -170,12 +175,17 @@ def _statistical(bench: str, arm: str, ref: list[Run], new: list[Run], ref_base:
                    analysis.compare(new, new_base).flops_saving)]
     for name, r_s, n_s in checks:
         fell = fell_below(n_s, r_s, rule.tolerance)
-        result = "pass (no test: se not finite)" if fell is None else (
-            "FAIL" if fell else "pass")
+        if fell is None and r_s.miss and n_s.miss:
+            result = "pass (both miss: no saving to lose; the loss is checked above)"
+        elif fell is None:
+            result = "not compared (no test: se not finite)"
+            untested.append(f"{bench}/{arm} ({name}: no test, se not finite)")
+        else:
+            result = "FAIL" if fell else "pass"
         ok &= fell is not True
         rows.append([bench, arm, "statistical", name, r_s.fmt(), n_s.fmt(),
                      f"-{rule.tolerance:.0%}", result])
-    return rows, ok
+    return rows, ok, untested
 
 
 # The reference baseline against its own target: a saving of 0 by definition. The fresh
@@ -242,6 +252,8 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
     if not ref:
         raise ResultsError(f"{reference_root}: no reference runs to gate against")
     ref = select(ref, benchmarks, arms, reference_root, seeds)
+    if seeds is not None:  # both sides on the same seeds, not the fresh folder's all
+        new = {k: {n: r for n, r in v.items() if n in seeds} for k, v in new.items()}
     if not new:
         raise ResultsError(f"{fresh_root}: no fresh runs")
     rows, ok, unusable = [], True, []
@@ -288,10 +300,11 @@ def check(fresh_root: Path, reference_root: Path, rules: dict[str, Any],
             continue
         if not (done_ref and done_new and base_new):  # a fresh run missing: a FAIL row above
             continue
-        got, good = _statistical(bench, arm, done_ref, done_new, base_ref, base_new,
-                                 rules[bench])
+        got, good, untested = _statistical(bench, arm, done_ref, done_new, base_ref,
+                                           base_new, rules[bench])
         rows += got
         ok &= good
+        unusable += untested
     if unusable:
         raise NothingToCompare(f"{reference_root}: nothing to compare for "
                                f"{'; '.join(unusable)}", rows)
