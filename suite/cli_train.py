@@ -192,6 +192,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = Path(args.tuning) if args.tuning is not None else tuning_record.TUNING_ROOT
     untuned = args.untuned or args.trial
     bench, record = tuning_record.tuned(bench, args.scale, None if untuned else root)
+    if args.tuning is not None and not untuned and record["status"] == "untuned":
+        # asked for by name: a folder without the record is a mistake, never an untuned run
+        raise SpecError("(command line)", "--tuning", f"{args.tuning}: {record['why']}",
+                        f"a tuning root holding {args.scale}/{bench.name}/tuning.json (python "
+                        f"-m suite tune {bench.name} --scale {args.scale} --out DIR), or "
+                        "leave --tuning out")
     scale = bench.scale(args.scale)
     bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
     if record["status"] == "untuned" and bench.tuning and args.scale in bench.tuning.scales:

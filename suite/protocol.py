@@ -333,6 +333,11 @@ def parse_tuning(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> Tun
         if parent not in spaces:
             raise SpecError(file, f"tuning.arms.{name}.inherit", f"{parent!r} is not a tuned "
                             "arm", ", ".join(spaces))
+        if arms[parent].method != arms[name].method:  # its knobs would not be its method's
+            raise SpecError(file, f"tuning.arms.{name}.inherit", f"{parent!r} trains method "
+                            f"{arms[parent].method!r}, {name!r} trains {arms[name].method!r}",
+                            ", ".join(a for a in spaces if arms[a].method == arms[name].method)
+                            or "none: a tuned arm of the same method")
     if missing := [a for a in arms if a not in table]:
         raise SpecError(file, f"tuning.arms.{missing[0]}", "missing: every arm is tuned under "
                         "the same budget, or inherits its parent's values",

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from suite.protocol import split_name, with_values
+from suite.protocol import edge_steps, split_name, with_values
 from suite.spec import Benchmark, SpecError
 
 FILE = "tuning.json"
@@ -41,13 +41,16 @@ def _first_difference(a: Any, b: Any, at: str = "") -> str | None:
 
 def _check_record(rec: Any, bench: Benchmark, scale: str, path: Path) -> dict[str, dict]:
     """The record's chosen values, once each is one of its arm's trials (an inheriting arm:
-    its parent's), every arm has one, and the record was made for this definition. Raises
-    SpecError naming tuning.json and the key."""
+    its parent's), every trial lies in its arm's declared space (or one edge step beyond it),
+    every arm has a choice and no other arm does, and the record was made for this definition.
+    Raises SpecError naming tuning.json and the key."""
     t = bench.tuning
-    chosen = rec.get("chosen") if isinstance(rec, dict) else None
-    if not isinstance(chosen, dict) or not isinstance(rec.get("trials"), dict):
-        raise SpecError(path, "chosen", "missing or not a table of arm -> values",
-                        f"python -m suite tune {bench.name} --scale {scale} writes it")
+    for key in ("chosen", "trials"):
+        if not isinstance(rec.get(key), dict):
+            raise SpecError(path, key, "missing or not a table of arm -> "
+                            + ("values" if key == "chosen" else "trial names"),
+                            f"python -m suite tune {bench.name} --scale {scale} writes it")
+    chosen = rec["chosen"]
     if not isinstance(rec.get("snapshot"), dict):
         raise SpecError(path, "snapshot", "missing: a record from before tuning records kept "
                         f"what they were made for; re-run python -m suite tune {bench.name} "
@@ -56,13 +59,41 @@ def _check_record(rec: Any, bench: Benchmark, scale: str, path: Path) -> dict[st
         raise SpecError(path, f"snapshot.{key}", "the definition changed since this tuning "
                         f"({bench.path}); re-run python -m suite tune {bench.name} --scale "
                         f"{scale}, or run --untuned")
+    if extra := sorted(set(chosen) - set(bench.arms)):
+        raise SpecError(path, f"chosen.{extra[0]}", "not an arm of the definition",
+                        ", ".join(bench.arms))
     for arm in bench.arms:
         want = chosen.get(t.inherit.get(arm, arm))
-        tried = [split_name(n)[1] for n in rec["trials"].get(t.inherit.get(arm, arm), [])]
+        tried = _tried(rec["trials"], t.inherit.get(arm, arm), t.spaces, path)
         if chosen.get(arm) != want or want not in tried:
             raise SpecError(path, f"chosen.{arm}", f"{chosen.get(arm)!r} is none of the "
                             "values its trials tried", ", ".join(map(str, tried)) or "none")
     return chosen
+
+
+def _tried(trials: dict, arm: str, spaces: dict[str, dict], path: Path) -> list[dict]:
+    """The values of `arm`'s trials in tuning.json, each checked against the arm's declared
+    space and EDGE_RULE's one step beyond an edge. Raises SpecError naming trials.ARM."""
+    names, space = trials.get(arm, []), spaces.get(arm, {})
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(path, f"trials.{arm}", f"{names!r} is not a list of trial names",
+                        f"names such as {arm}@lr=0.001")
+    allowed = {k: set(v) | {b for c in v for _, b in edge_steps({k: v}, {k: c})}
+               for k, v in space.items()}
+    out = []
+    for name in names:
+        try:
+            parent, values = split_name(name)
+        except ValueError as e:
+            raise SpecError(path, f"trials.{arm}", f"{name!r}: {e}",
+                            f"names such as {arm}@lr=0.001") from None
+        bad = [k for k, v in values.items() if v not in allowed.get(k, ())]
+        if parent != arm or set(values) != set(space) or bad:
+            raise SpecError(path, f"trials.{arm}", f"{name!r} is not a trial of the declared "
+                            f"space{f' ({bad[0]}={values[bad[0]]!r})' if bad else ''}",
+                            "; ".join(f"{k}: {sorted(v, key=str)}" for k, v in allowed.items()))
+        out.append(values)
+    return out
 
 
 def untuned(why: str) -> dict[str, Any]:

@@ -88,6 +88,16 @@ def test_inherit_names_a_tuned_arm(definition):
     with pytest.raises(SpecError, match=r"tuning.arms.vc-abl.inherit: 'baseline2' is not a "
                        "tuned arm; allowed: baseline, vc$"):
         spec.parse(doc, FILE)
+    doc["tuning"]["arms"]["vc-abl"] = {"inherit": "baseline"}  # another method's knobs
+    with pytest.raises(SpecError, match=r"tuning.arms.vc-abl.inherit: 'baseline' trains method "
+                       "'baseline', 'vc-abl' trains 'vcycle'; allowed: vc$"):
+        spec.parse(doc, FILE)
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["baseline"] = {"inherit": "vc"}
+    with pytest.raises(SpecError, match=r"^mini.toml: tuning.arms.baseline.inherit: 'vc' trains "
+                       "method 'vcycle', 'baseline' trains 'baseline'; allowed: none: a tuned "
+                       "arm of the same method$"):
+        spec.parse(doc, FILE)
 
 
 def test_a_knob_the_method_does_not_have_fails_at_load(definition):
@@ -337,6 +347,19 @@ def test_a_tuning_record_of_another_table_is_refused(tuned_toml, tmp_path, capsy
                      r"declares \[1000, 1001\]; re-run python -m suite tune mini", err), err
 
 
+def test_an_explicit_tuning_folder_without_the_record_is_refused(tuned_toml, tmp_path, capsys):
+    """--tuning named on the command line: a folder without SCALE/BENCH/tuning.json (empty, or
+    one level too deep) is a mistake to name, never a silent untuned run."""
+    empty = tmp_path / "empty"
+    (empty / "smoke" / "mini").mkdir(parents=True)
+    for folder in (empty, empty / "smoke" / "mini"):
+        assert main(["--benchmarks", str(tuned_toml), "run", "mini", "--scale", "smoke",
+                     "--tuning", str(folder), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"(command line): --tuning: {folder}: no {folder}/smoke/mini/tuning.json yet" \
+            in err and "allowed: a tuning root holding smoke/mini/tuning.json" in err, err
+
+
 def test_sweep_and_arms_together_are_refused(capsys):
     assert main(["run", "gpt", "--scale", "tiny", "--sweep", "alpha", "--arms", "vcycle",
                  "--dry-run"]) == 2
@@ -367,6 +390,19 @@ def test_a_record_is_checked_before_it_is_trusted(tuned_toml, tmp_path, capsys):
          r"tuning.json: chosen.baseline: \{'lr': 0.5\} is none of the values its trials tried"),
         (lambda r: r["chosen"].pop("vc-abl"), r"tuning.json: chosen.vc-abl: None is none of"),
         (lambda r: r.update(chosen=[1, 2]), r"tuning.json: chosen: missing or not a table"),
+        (lambda r: r.pop("trials"), r"tuning.json: trials: missing or not a table of arm -> "
+         r"trial names"),
+        (lambda r: r["trials"].update(vc="vc@lr=0.002,alpha=0.25"),
+         r"tuning.json: trials.vc: 'vc@lr=0.002,alpha=0.25' is not a list of trial names"),
+        (lambda r: r["trials"]["vc"].append("vc@lr"),
+         r"tuning.json: trials.vc: 'vc@lr': 'lr' is not key=value"),
+        (lambda r: (r["trials"]["vc"].append("vc@lr=0.1,alpha=1.0"),
+                    r["chosen"].update(vc={"lr": 0.1, "alpha": 1.0})),
+         r"tuning.json: trials.vc: 'vc@lr=0.1,alpha=1.0' is not a trial of the declared space "
+         r"\(lr=0.1\); allowed: lr: \[0.0005, 0.001, 0.002, 0.004\]; alpha: \[0.0, 0.25, 0.5, "
+         r"1.0, 1.5\]"),  # the declared values and one edge step beyond each end
+        (lambda r: r["chosen"].update(ghost={"lr": 0.001}),
+         r"tuning.json: chosen.ghost: not an arm of the definition; allowed: baseline, vc, vc-abl"),
         (lambda r: r["snapshot"]["scale"].update(steps=99),
          r"tuning.json: snapshot.scale.steps: the definition changed since this tuning"),
     ]:
