@@ -28,8 +28,10 @@ from suite.spec import BASELINE, Arm, Benchmark, Optim, SpecError, check_arm_tra
 
 RULE = ("lowest mean final held-out loss over the pilot seeds, every arm at its own full plan "
         "(the baseline's FLOP budget); a trial with any pilot run not completed (diverged, "
-        "preempted) or with a non-finite final loss ranks last and is never chosen; ties (equal to "
-        "1e-9 nats) go to the trial listed first")
+        "preempted), with a non-finite final loss, or with a final loss not below that run's start "
+        "held-out loss (it did not train) ranks last and is never chosen; an arm none of whose "
+        "trials qualifies gets no choice (tune refuses); ties (equal to 1e-9 nats) go to the "
+        "trial listed first")
 EDGE_RULE = ("when the chosen value of a knob is the first or last of its list, one more trial "
              "moves that knob one step beyond the edge (lr and weight_decay: by the ratio of "
              "the last two values; other knobs: by their difference), once; a step outside "

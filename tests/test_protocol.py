@@ -12,7 +12,7 @@ from suite import protocol, registry, spec
 from suite.cli import main
 from suite.judge import tuning as judged
 from suite.methods import plan
-from suite.results import Run
+from suite.results import Run, read_run
 from suite.run.provenance import shown_path
 from suite.spec import SpecError
 
@@ -120,12 +120,14 @@ def test_the_edge_step_is_by_ratio_for_lr_and_by_difference_otherwise():
     assert protocol.edge_steps(space, {"lr": 1e-3, "alpha": 0.5}) == []
 
 
-def _trial(losses, statuses=None):
+def _trial(losses, statuses=None, start=None):
+    """A made-up trial: one run per final loss; `start`: each run's start held-out loss."""
     runs = []
     for i, loss in enumerate(losses):
         status = (statuses or ["completed"] * len(losses))[i]
-        runs.append(Run(path=None, manifest={}, summary={"status": status,
-                                                          "final_heldout_loss": loss},
+        summary = {"status": status, "final_heldout_loss": loss} | (
+            {} if start is None else {"start_heldout_loss": start})
+        runs.append(Run(path=None, manifest={}, summary=summary,
                         curve=[{"step": 1, "heldout_loss": loss, "train_loss": loss}]))
     return judged.Trial("a", "a@x=1", {"x": 1}, runs)
 
@@ -139,6 +141,49 @@ def test_the_rule_picks_the_lowest_mean_and_never_a_diverged_trial():
     assert judged.select([good, tie]) is good  # a tie goes to the trial listed first
     assert judged.select([diverged, preempted]) is None
     assert diverged.status == "diverged" and preempted.status == "preempted"
+
+
+def test_the_rule_never_chooses_a_trial_that_did_not_train():
+    """A run that completed with finite losses far above its start (ln 256 = 5.55) blew up
+    without a NaN: it is no result, and a trial with one ranks last like a diverged one."""
+    start = math.log(256)
+    blown = _trial([107.0, 450.0], start=start)  # completed, finite, never marked diverged
+    half = _trial([1.0, 9.0], start=start)  # one pilot seed trained, the other did not
+    flat = _trial([start, start], start=start)  # not below its start: did not train either
+    worse = _trial([200.0, 300.0], start=start)
+    assert judged.select([blown, worse]) is None
+    assert judged.select([half, flat, blown]) is None
+    good = _trial([3.0, 3.2], start=start)
+    assert judged.select([blown, half, good, flat]) is good
+    assert blown.status == "did not train: final loss above start"
+    assert flat.status == "did not train: final loss equal to start"
+    assert good.status == "completed"
+    rows = judged.render({"benchmark": "b", "scale": "s", "commit": None, "definition": "d",
+                          "trials_per_arm": 2, "pilot_seeds": [1000, 1001], "inherit": {},
+                          "chosen": {"a": good.values}, "edges": {}}, {"a": [blown, good]})
+    assert "| did not train: final loss above start |" in rows
+    assert "a final loss not below that run's start held-out loss" in protocol.RULE
+
+
+def test_no_committed_tuning_trial_failed_to_train():
+    """The rule's "did not train" clause changes no committed decision: every committed
+    trial's pilot runs ended below their start, and the rule still makes each recorded choice."""
+    root = Path(__file__).resolve().parents[1]
+    records = sorted(root.glob("results/tuning/*/*/tuning.json"))
+    assert records, "no committed tuning record"
+    for f in records:
+        rec = json.loads(f.read_text())
+        for arm, names in rec["trials"].items():
+            trials = [judged.Trial(arm, n, protocol.split_name(n)[1],
+                                   [read_run(f.parent / n / f"seed-{s}")
+                                    for s in rec["pilot_seeds"]]) for n in names]
+            for t in trials:
+                for r in t.runs:
+                    s = r.summary
+                    assert s["final_heldout_loss"] < s["start_heldout_loss"], r.path
+                assert t.usable, (f, t.name, t.status)
+            best = judged.select(trials)
+            assert best is not None and best.values == rec["chosen"][arm], (f, arm)
 
 
 # ---------------------------------------------------------------- variants and budget
@@ -305,6 +350,32 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
                  "--arms", "vc"]) == 0
     man = json.loads((tmp_path / "u/smoke/mini/vc/seed-0/manifest.json").read_text())
     assert man["tuning"]["status"] == "untuned" and "--untuned" in man["tuning"]["why"]
+
+
+def test_tune_refuses_an_arm_none_of_whose_trials_trained(tmp_path, mini_toml, capsys):
+    """lr 10 and 20 blow the minimal model up without a NaN (final losses in the thousands, the
+    start about 5.5): every run completes, none trains. tune chooses nothing: one line naming
+    the arm and its trials, exit 2, and an earlier record's choice removed, not kept."""
+    path = tmp_path / "mini.toml"
+    path.write_text(mini_toml() + '[tuning]\nscales = ["smoke"]\ntrials = 2\n'
+                    'pilot_seeds = [1000, 1001]\narms.baseline = { lr = [10.0, 20.0] }\n')
+    out = tmp_path / "tuning"
+    folder = out / "smoke" / "mini"
+    folder.mkdir(parents=True)
+    (folder / "tuning.json").write_text('{"chosen": {"baseline": {"lr": 8.0}}}')
+    capsys.readouterr()
+    assert main(["--benchmarks", str(path), "tune", "mini", "--scale", "smoke", "--threads", "1",
+                 "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: mini at smoke: no trial of arm 'baseline' completed and "
+                          "trained"), err
+    assert "baseline@lr=10.0: did not train: final loss above start" in err
+    assert "baseline@lr=20.0: did not train: final loss above start" in err
+    assert not (folder / "tuning.json").exists() and not (folder / "tuning.md").exists()
+    runs = [read_run(folder / f"baseline@lr={lr}" / f"seed-{s}") for lr in ("10.0", "20.0")
+            for s in (1000, 1001)]
+    assert all(r.status == "completed" for r in runs)  # blown up, yet never marked diverged
+    assert not (folder / "baseline@lr=5.0").exists()  # no edge step from a trial never chosen
 
 
 def test_tune_jobs_train_the_trials_of_tune_in_one_process(tuned_toml, tmp_path, capsys):

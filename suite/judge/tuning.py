@@ -32,9 +32,8 @@ class Trial:
 
     @property
     def usable(self) -> bool:
-        """Every pilot run completed with a finite final held-out loss."""
-        return bool(self.runs) and all(r is not None and r.complete and math.isfinite(
-            _final(r)) for r in self.runs)
+        """Every pilot run completed with a finite final held-out loss below its start (RULE)."""
+        return bool(self.runs) and all(r is not None and _fault(r) is None for r in self.runs)
 
     @property
     def loss(self) -> Interval:
@@ -42,21 +41,39 @@ class Trial:
 
     @property
     def status(self) -> str:
+        """"completed" for a usable trial, else why not: each distinct fault of its runs."""
         if self.usable:
             return "completed"
-        bad = [r.status if r is not None else "not run" for r in self.runs
-               if r is None or not r.complete or not math.isfinite(_final(r))]
-        return ", ".join(sorted(set(bad))) or "not run"
+        bad = ["not run" if r is None else _fault(r) for r in self.runs]
+        return ", ".join(sorted({b for b in bad if b is not None})) or "not run"
+
+
+def _fault(r: Run) -> str | None:
+    """Why a pilot run is no result for the rule (RULE), or None: not completed, a non-finite
+    final held-out loss, or a final loss not below the run's own start (it did not train; a
+    summary without a finite start_heldout_loss cannot tell, and passes)."""
+    final, start = _final(r), _number(r, "start_heldout_loss")
+    if not r.complete or not math.isfinite(final):
+        return r.status
+    if math.isfinite(start) and not final < start:
+        return f"did not train: final loss {'above' if final > start else 'equal to'} start"
+    return None
+
+
+def _number(r: Run, key: str) -> float:
+    """The summary's `key` as a float; nan where it is missing or not a number."""
+    v = (r.summary or {}).get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 def _final(r: Run) -> float:
-    v = (r.summary or {}).get("final_heldout_loss")
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    return _number(r, "final_heldout_loss")
 
 
 def select(trials: list[Trial]) -> Trial | None:
     """RULE: the usable trial with the lowest mean final held-out loss; a tie within TIE goes to
-    the trial listed first. None when no trial is usable."""
+    the trial listed first. None when no trial is usable (every one diverged, stopped, or did
+    not train: a final loss not below its start)."""
     best = None
     for t in trials:
         if t.usable and (best is None or t.loss.mean < best.loss.mean - TIE):
@@ -79,14 +96,15 @@ def record(tuning: Tuning, bench: str, path: str, scale: str, commit: str | None
     pilot seeds, the space it was chosen from, what was run, the commit(s) the trials ran,
     the command, and `snapshot`: the scale and arms it was tuned for (a record of another
     definition is refused). `tune` adds `kept` (tuning_record.kept): the knobs an inheriting
-    ablation keeps at its own value. Raises ResultsError naming the arm when an arm has no usable
-    trial (nothing may be chosen for it)."""
+    ablation keeps at its own value. Raises ResultsError naming the arm and its trials when an arm
+    has no usable trial (nothing may be chosen for it)."""
     chosen = {}
     for arm, ts in trials.items():
         best = select(ts)
         if best is None:
-            raise ResultsError(f"{bench} at {scale}: no trial of arm {arm!r} completed on every "
-                               f"pilot seed ({'; '.join(f'{t.name}: {t.status}' for t in ts)}); "
+            raise ResultsError(f"{bench} at {scale}: no trial of arm {arm!r} completed and trained "
+                               "(a final held-out loss below its start) on every pilot seed "
+                               f"({'; '.join(f'{t.name}: {t.status}' for t in ts)}); "
                                "nothing can be chosen for it")
         chosen[arm] = best.values
     chosen |= {a: chosen[p] for a, p in tuning.inherit.items()}

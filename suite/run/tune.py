@@ -72,7 +72,8 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
     `--resume` goes on. `arms`: run only these arms' trials (jobs side by side); the record is
     written once every arm's trials are on disk. Raises SpecError when the definition declares
     no tuning at `scale` or `arms` names an arm without a space, ResultsError when an arm has
-    no usable trial. `runner(trial names, pilot seeds)`: trains them another way than one
+    no usable trial (none completed and trained on every pilot seed: judged.record; an earlier
+    record there is removed). `runner(trial names, pilot seeds)`: trains them another way than one
     after another in this process (`tune --jobs`: a pool of processes)."""
     t = bench.tuning
     if t is None or scale not in t.scales:
@@ -105,14 +106,32 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
         if best is not None and best.extension:
             edges[arm].append(f"the step beyond ({best.name}) was chosen, so the best value "
                               "may lie further out (not extended again)")
-    rec = judged.record(t, bench.name, shown_path(bench.path), scale,
-                        judged.trial_commits(trials), trials,
-                        {a: "; ".join(e) for a, e in edges.items()},
-                        tuning_record.snapshot(bench, scale), command_line())
-    rec["kept"] = tuning_record.kept(bench, rec["chosen"])
     folder = tuning_record.tuning_path(out, scale, bench.name).parent
+    rec = _record(bench, scale, folder, trials, edges)
     judged.write(folder, rec, trials)
     print(f"wrote {folder / tuning_record.FILE} and {folder / 'tuning.md'}", file=sys.stderr)
+    return rec
+
+
+def _record(bench: Benchmark, scale: str, folder: Path, trials: dict[str, list[judged.Trial]],
+            edges: dict[str, list[str]]) -> dict[str, Any]:
+    """judged.record for these trials. When it refuses (an arm with no trial that completed and
+    trained), an earlier tuning.json and tuning.md in `folder` are removed: a choice the
+    rule no longer makes must not be what `suite run` trains with."""
+    t = bench.tuning
+    try:
+        rec = judged.record(t, bench.name, shown_path(bench.path), scale,
+                            judged.trial_commits(trials), trials,
+                            {a: "; ".join(e) for a, e in edges.items()},
+                            tuning_record.snapshot(bench, scale), command_line())
+    except ResultsError as e:
+        stale = [f for f in (folder / tuning_record.FILE, folder / "tuning.md") if f.exists()]
+        for f in stale:
+            f.unlink()
+        if stale:
+            raise ResultsError(f"{e} (removed the earlier {stale[0]})") from None
+        raise
+    rec["kept"] = tuning_record.kept(bench, rec["chosen"])
     return rec
 
 
