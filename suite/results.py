@@ -24,6 +24,7 @@ from typing import Any
 from suite.errors import SuiteError
 
 COMPLETED = "completed"
+MISSING_SUMMARY = "incomplete: summary.json missing"
 STATUSES = ("running", COMPLETED, "diverged", "preempted", "interrupted", "failed")
 # A live job's lock in its run folder (suite/run/lock.py holds it, `status` reads it): a lock
 # untouched for LOCK_STALE_S seconds belongs to a dead job
@@ -190,10 +191,14 @@ class Run:
     @property
     def status(self) -> str:
         """The summary's status (the manifest's while there is none), except that a
-        "completed" run with a `problem` has the problem's status."""
+        "completed" run with a `problem` has the problem's status, and a manifest that says
+        "completed" with no summary.json is MISSING_SUMMARY (deleted or never written)."""
         if self.problem is not None:
             return self.problem[0]
-        return (self.summary or {}).get("status", self.manifest.get("status", "running"))
+        if self.summary is None:  # the manifest's "completed" without its summary is no result
+            said = self.manifest.get("status", "running")
+            return MISSING_SUMMARY if said == COMPLETED else said
+        return self.summary.get("status", "running")
 
     @property
     def complete(self) -> bool:

@@ -123,6 +123,27 @@ def test_a_statistical_check_it_could_not_test_is_never_a_pass(smoke_reference, 
         in captured.err and "gate: pass" not in captured.out
 
 
+def test_a_run_whose_summary_is_gone_is_no_completed_run(smoke_reference, tmp_path, capsys):
+    """The manifest says completed, summary.json was deleted: every reader (status, gate,
+    compare) sees one status, and it is not "completed"."""
+    from suite.results import MISSING_SUMMARY, find_runs
+
+    ref = _copy(smoke_reference, tmp_path)
+    for seed in range(3):
+        (run_dir(ref, "smoke", "gpt", "vcycle", seed) / "summary.json").unlink()
+    gone = [r for r in find_runs(ref) if r.manifest["arm_name"] == "vcycle"]
+    assert len(gone) == 3 and all(r.status == MISSING_SUMMARY and not r.complete for r in gone)
+    assert main(["gate", "--fresh", str(smoke_reference), "--reference", str(ref),
+                 "--scale", "smoke"]) == 2
+    out = capsys.readouterr().out
+    assert len(re.findall(r"\| vcycle +\| runs +\| reference seed \d +\| incomplete: "
+                          r"summary.json missing .*\| not compared", out)) == 3, out
+    assert main(["status", str(ref)]) == 0
+    out = capsys.readouterr().out
+    # runs 6, completed 3 (the baseline's), the three vcycle runs under "other"
+    assert re.search(r"\| smoke +\| gpt +\| +6 \| +3 \| +0 \| +0 \| +0 \| +0 \| +3 \|", out), out
+
+
 def test_gate_exit_2_when_the_definitions_differ(smoke_reference, tmp_path, capsys):
     fresh = _copy(smoke_reference, tmp_path)
     path = run_dir(fresh, "smoke", "gpt", "vcycle", 0) / "manifest.json"
