@@ -14,6 +14,7 @@ from tabulate import tabulate
 
 from suite import protocol, tuning_record
 from suite.arguments import at_least, device_arg
+from suite.errors import SuiteError
 from suite.judge.matched import MIN_SEEDS
 from suite.spec import SCALES, Benchmark, Scale, SpecError, with_data_source
 
@@ -284,7 +285,7 @@ def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds
     """The grid as `jobs` processes at a time (suite/run/pool.py); the table of every run."""
     import os
 
-    from suite.run.pool import Pool, grid_jobs, rows_of
+    from suite.run.pool import Pool, grid_jobs, refused, rows_of
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SpecError("(command line)", "--jobs", "under torchrun: each rank is already "
@@ -296,6 +297,8 @@ def _run_pool(args: argparse.Namespace, bench: Benchmark, arms: list[str], seeds
           f"{out / '.jobs' / args.scale / bench.name}", flush=True)
     ok = Pool(grid, jobs).run()
     _show(rows_of(grid))
+    if why := refused(grid):  # --resume would not mend it: the job's own one line, exit 2
+        raise SuiteError(why)
     if not ok:
         from suite.run.resume import resume_command
 
@@ -308,7 +311,7 @@ def _trial_pool(args: argparse.Namespace, bench: Benchmark,
                 jobs: int) -> Callable[[list[str], list[int]], None]:
     """`tune --jobs N`: trials as `jobs` processes at a time, each a `run --trial` of one
     trial and one pilot seed (its numbers are those of the trial run in this process)."""
-    from suite.run.pool import Pool, grid_jobs
+    from suite.run.pool import Pool, grid_jobs, refused
 
     def run_trials(names: list[str], seeds: list[int]) -> None:
         out = Path(args.out)
@@ -321,6 +324,8 @@ def _trial_pool(args: argparse.Namespace, bench: Benchmark,
         print(f"tuning: {len(grid)} trial runs as {jobs} jobs at a time; logs in "
               f"{out / '.jobs' / args.scale / bench.name}", flush=True)
         Pool(grid, jobs).run()
+        if why := refused(grid):  # a trial folder that is not this trial's run: no record
+            raise SuiteError(why)
 
     return run_trials
 
@@ -370,7 +375,8 @@ def _training_args(r: argparse.ArgumentParser) -> None:
                    "thread each; --jobs N: the cores split between them; CUDA: one device "
                    "each, default one job per visible device)")
     r.add_argument("--resume", action="store_true", help="go on from each run's newest "
-                   "checkpoint; completed runs are kept, runs never started start")
+                   "checkpoint; completed runs are kept, runs never started start; a "
+                   "checkpoint or completed run of another definition or settings is refused")
     r.add_argument("--checkpoint-every", type=at_least(0), metavar="STEPS",
                    help="write the run state "
                    "every STEPS training steps (default: the definition's [checkpoint])")

@@ -405,6 +405,32 @@ def test_tune_jobs_train_the_trials_of_tune_in_one_process(tuned_toml, tmp_path,
         assert man["environment"]["threads"] == 1
 
 
+def test_tune_resume_refuses_trials_of_another_definition(tuned_toml, tmp_path, capsys):
+    """Field fault: `tune --resume` kept completed trial runs trained under another definition
+    (steps changed) and ranked them as trials of the new one. Refused in one line (exit 2)
+    naming the trial's folder and the key, in one process and with --jobs; trials of the same
+    definition are kept, not retrained."""
+    out = tmp_path / "t"
+    base = ["--benchmarks", str(tuned_toml), "tune", "mini", "--scale", "smoke", "--threads", "1",
+            "--no-progress", "--arms", "baseline", "--out", str(out)]
+    assert main(base) == 1  # the other arms' trials are left
+    done = {f: f.read_text() for f in (out / "smoke" / "mini").glob("*/seed-*/summary.json")}
+    assert len(done) >= 4
+    assert main([*base, "--resume"]) == 1
+    assert {f: f.read_text() for f in done} == done  # kept, none retrained
+    tuned_toml.write_text(tuned_toml.read_text().replace("steps = 4", "steps = 6"))
+    capsys.readouterr()
+    said = (rf"{re.escape(str(out / 'smoke' / 'mini'))}/baseline@lr=[0-9.e-]+/seed-1000: a "
+            r"completed run that --resume would keep, but its definition differs at "
+            r"'scale\.steps'; to train this one use another --out, or delete the folder")
+    assert main([*base, "--resume"]) == 2
+    assert re.fullmatch(rf"error: {said} .*\n", capsys.readouterr().err)
+    assert main([*base, "--resume", "--jobs", "2"]) == 2
+    assert re.fullmatch(rf"error: baseline@lr=[0-9.e-]+ seed 1000: {said} .*",
+                        capsys.readouterr().err.splitlines()[-1])
+    assert {f: f.read_text() for f in done} == done
+
+
 def test_a_tuning_record_of_another_table_is_refused(tuned_toml, tmp_path, capsys):
     rec_dir = tmp_path / "tuning" / "smoke" / "mini"
     rec_dir.mkdir(parents=True)

@@ -324,10 +324,10 @@ def test_a_kill_between_the_summary_and_the_checkpoints_leaves_a_kept_result(tmp
 
 
 @pytest.mark.parametrize(("change", "key"), [
-    ({"precision": "bf16"}, "precision = 'fp32', this one has 'bf16'; resume it with the same "
-                            "--precision"),
-    ({"accum": 2}, "accum = 1, this one has 2; resume it with the same --accum"),
-    ({"data": "other"}, "data.fingerprint = {'heldout_tokens': 12000"),
+    ({"precision": "bf16"}, "precision was 'fp32', this one has 'bf16'; resume it with the "
+                            "same --precision"),
+    ({"accum": 2}, "accum was 1, this one has 2; resume it with the same --accum"),
+    ({"data": "other"}, "data.fingerprint was {'heldout_tokens': 12000"),
 ])
 def test_a_resume_that_would_mix_two_runs_is_refused(tmp_path, change, key):
     """Field fault: --resume with another --precision, --accum or a replaced data file was
@@ -367,3 +367,47 @@ def test_each_resumed_leg_records_its_threads_and_host(tmp_path):
     leg = done.manifest["resumes"][0]
     assert leg["threads"] == 2 and done.manifest["environment"]["threads"] == 1
     assert leg["host"] == os.uname().nodename and leg["device_name"]
+
+
+KEPT_BUT = "a completed run that --resume would keep, but its "
+DO = "; to train this one use another --out, or delete the folder (to keep it, run with "
+
+
+def test_resume_refuses_a_completed_run_of_another_definition(tmp_path, mini_toml, capsys):
+    """Field fault: `run --resume` kept a completed run folder without checking its definition
+    (only a checkpoint was checked), so a run of 4 steps was kept, and reported, as the result
+    of a definition of 6. A completed run of another definition is refused in one line (exit
+    2) naming the folder, the key and what to do, under --jobs too; one of the same definition
+    is kept, not retrained."""
+    from suite.cli import main
+
+    toml, out = tmp_path / "mini.toml", tmp_path / "runs"
+    toml.write_text(mini_toml())
+    cmd = ["--benchmarks", str(toml), "run", "mini", "--scale", "smoke", "--threads", "1",
+           "--no-progress", "--seeds", "1", "--arms", "baseline", "--out", str(out)]
+    assert main(cmd) == 0
+    folder = out / "smoke" / "mini" / "baseline" / "seed-0"
+    summary = (folder / "summary.json").read_text()
+    assert main([*cmd, "--resume"]) == 0  # the same definition: kept as it is
+    assert (folder / "summary.json").read_text() == summary
+    assert "resumes" not in read_run(folder).manifest
+    toml.write_text(mini_toml().replace("steps = 4", "steps = 6"))
+    capsys.readouterr()
+    assert main([*cmd, "--resume"]) == 2
+    line = f"{folder}: {KEPT_BUT}definition differs at 'scale.steps'{DO}the definition it " \
+        "started with)"
+    assert capsys.readouterr().err == f"error: {line}\n"
+    assert main([*cmd, "--resume", "--jobs", "2"]) == 2  # each job a process of its own
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: baseline seed 0: {line}"
+    assert (folder / "summary.json").read_text() == summary  # left as it was, never retrained
+
+
+def test_resume_refuses_a_completed_run_of_other_settings(tmp_path):
+    """A completed run is checked for what a checkpoint is checked for (precision, --accum,
+    processes, compile, device, data): kept, it would stand for a run it is not."""
+    b = load_benchmarks()["gpt"]
+    path = run_one(b, "smoke", "baseline", 0, tmp_path, RunOptions(threads=1, progress=False))
+    with pytest.raises(CheckpointError, match=re.escape(
+            f"{path}: {KEPT_BUT}accum was 1, this one has 2{DO}the same --accum)")):
+        run_one(b, "smoke", "baseline", 0, tmp_path,
+                RunOptions(threads=1, progress=False, resume=True, accum=2))

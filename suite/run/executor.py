@@ -23,7 +23,7 @@ from tqdm import tqdm
 from suite import data as dataio
 from suite import flops, methods
 from suite import operators as ML
-from suite.results import COMPLETED, CheckpointError, NullWriter, RunWriter, read_run, run_dir
+from suite.results import COMPLETED, CheckpointError, NullWriter, RunWriter, run_dir
 from suite.run import distributed
 from suite.run import state as ckpt
 from suite.run.context import (
@@ -39,7 +39,7 @@ from suite.run.context import (
 )
 from suite.run.lock import RunLock
 from suite.run.provenance import manifest_of, summary_of
-from suite.run.resume import restore, resume_command, resume_point
+from suite.run.resume import kept, restore, resume_command, resume_point
 from suite.run.state import RunState
 from suite.run.tracking import Tracker, open_tracker
 from suite.run.train import Clock, Diverged, Parallel, Stage, Window, make_optimizer, train
@@ -250,11 +250,13 @@ def run_one(bench: Benchmark, scale_name: str, arm_name: str, seed: int, out: Pa
     training loss or evaluated value), preemption (SIGTERM, SIGUSR1, SIGINT: the state is
     written, the run stops as "preempted") and interruption are written down as such; a
     diverged or preempted run returns normally (an outcome, not a crash; a crash is raised
-    after the write). With `options.resume`, a completed run is left as it is and one with a
-    checkpoint goes on from its newest (suite/run/state.py); the manifest lists each resume.
+    after the write). With `options.resume`, a completed run of the same definition and settings
+    is left as it is and one with a checkpoint goes on from its newest (suite/run/state.py);
+    the manifest lists each resume.
     Under torchrun (`options.world`) every rank trains its slice of each global batch; rank 0
     writes and every rank reads a checkpoint. Raises SpecError for a definition this run
-    cannot execute (see `build_context`), CheckpointError for a checkpoint of another run."""
+    cannot execute (see `build_context`), CheckpointError for a checkpoint or a completed run
+    of another definition or settings (suite/run/resume.py: `mismatch`)."""
     ctx, data, threads = build_context(bench, scale_name, arm_name, options)
     path = run_dir(out, scale_name, bench.name, arm_name, seed)
     with RunLock(path, ctx.world.main):  # one live job per run folder (suite/run/lock.py)
@@ -265,12 +267,12 @@ def _run_held(bench: Benchmark, scale_name: str, arm_name: str, seed: int, path:
               options: RunOptions, ctx: Context, data: Any, threads: int) -> Path:
     """run_one, once its folder's lock is held."""
     world = ctx.world
-    if options.resume and (path / "summary.json").exists() and read_run(path).complete:
-        # killed after its summary, before its checkpoints went: a result, kept; its state goes
-        shutil.rmtree(path / ckpt.FOLDER, ignore_errors=True)
-        return path
     manifest = manifest_of(bench, scale_name, arm_name, seed, ctx, data, threads) | {
         "tuning": options.tuning.get(arm_name, untuned("run without a tuning record"))}
+    if options.resume and kept(path, manifest):  # the same run, completed: a result, kept
+        # killed after its summary, before its checkpoints went: its state goes
+        shutil.rmtree(path / ckpt.FOLDER, ignore_errors=True)
+        return path
     batches = dataio.TrainBatches(data, ctx.family.task, ctx.scale.batch_size,
                                   ctx.scale.seq_len, seed, world.rank, world.size)
     found, old = resume_point(path, manifest) if options.resume else (None, None)

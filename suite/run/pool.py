@@ -21,6 +21,7 @@ PER_JOB = {"--jobs": True, "--arms": True, "--seeds": True, "--first-seed": True
            "--sweep": True, "--threads": True, "--device": True, "--matched": False,
            "--dry-run": False, "--executor": True, "--wait": False}
 SLURM = "--slurm-"  # every --slurm-* option takes a value and is the submitter's alone
+REFUSED = 2  # the exit code of a command that refused its input (suite/cli.py: a SuiteError)
 
 
 def strip(argv: list[str]) -> list[str]:
@@ -145,13 +146,28 @@ def grid_jobs(argv: list[str], out: Path, scale: str, bench: str, arms: list[str
     return jobs
 
 
+def refused(jobs: list[Job]) -> str | None:
+    """The one-line error of the first job that refused its run (exit 2: a SuiteError, such as
+    a completed run of another definition that --resume would keep, suite/run/resume.py), as
+    its log ends with it, or None when no job refused."""
+    for j in jobs:
+        if j.returncode == REFUSED:
+            lines = j.log.read_text(errors="replace").splitlines() if j.log.exists() else []
+            said = next((ln for ln in reversed(lines) if ln.startswith("error: ")), None)
+            return f"{j.arm} seed {j.seed}: " + (said[len("error: "):] if said else
+                                                  f"exit {REFUSED}; see {j.log}")
+    return None
+
+
 def rows_of(jobs: list[Job]) -> list[list]:
     """What `run` prints for the runs the jobs wrote (a job that wrote none: its exit code)."""
     from suite.results import run_row
 
     out = []
     for j in jobs:
-        if (j.folder / "manifest.json").exists():
+        if j.returncode == REFUSED:  # its folder, if any, is not this command's run
+            out.append([j.arm, j.seed, f"no run (exit {REFUSED}; see {j.log})"])
+        elif (j.folder / "manifest.json").exists():
             out.append(run_row(read_run(j.folder)))
         elif j.returncode is None:
             out.append([j.arm, j.seed, "not started"])
@@ -160,4 +176,4 @@ def rows_of(jobs: list[Job]) -> list[list]:
     return out
 
 
-__all__ = ["Job", "Pool", "grid_jobs", "rows_of", "strip"]
+__all__ = ["REFUSED", "Job", "Pool", "grid_jobs", "refused", "rows_of", "strip"]

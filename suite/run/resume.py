@@ -73,26 +73,52 @@ def _get(manifest: dict[str, Any], key: str) -> Any:
     return value
 
 
+def mismatch(old: dict[str, Any], manifest: dict[str, Any]) -> tuple[str, str] | None:
+    """What makes `manifest` another run than the one a run folder's manifest `old` records:
+    (what differs, what would make it the same), or None when it is the same run. Compared:
+    the resolved definition (the first key that differs), then everything in SAME (precision,
+    accumulation, processes, compile, device type, data, pairing); a key the old manifest
+    lacks (written before the key existed) is not compared."""
+    ours = json.loads(json.dumps(manifest["definition"]))  # as written: tuples are lists
+    if (key := definition_difference(ours, old["definition"])) is not None:
+        return f"definition differs at {key!r}", "the definition it started with"
+    new = json.loads(json.dumps(manifest, default=str))
+    for key, what in SAME:
+        before, now = _get(old, key), _get(new, key)
+        if before is not None and before != now:
+            return f"{key} was {before!r}, this one has {now!r}", f"the same {what}"
+    return None
+
+
 def resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dict | None]:
     """(checkpoint, its run's manifest) to resume from, or (None, None) to start afresh.
-    Raises CheckpointError naming the key when the run folder's definition, or anything in
-    SAME (precision, accumulation, processes, compile, device type, data), differs from this
-    run's: half fp32 and half bf16 is no run of either."""
+    Raises CheckpointError naming the key when the run folder's run is another one than
+    `manifest`'s (`mismatch`): half fp32 and half bf16 is no run of either."""
     found = ckpt.latest(path)
     if found is None or not (path / "manifest.json").exists():
         return None, None
     old = read_run(path).manifest
-    ours = json.loads(json.dumps(manifest["definition"]))  # as written: tuples are lists
-    if (key := definition_difference(ours, old["definition"])) is not None:
-        raise CheckpointError(f"{found}: was written by a run whose definition differs at "
-                              f"{key!r}; resume it with the definition it started with")
-    new = json.loads(json.dumps(manifest, default=str))
-    for key, what in SAME:
-        before, now = _get(old, key), _get(new, key)
-        if before is not None and before != now:  # None: a manifest from before the key
-            raise CheckpointError(f"{found}: the run started with {key} = {before!r}, this one "
-                                  f"has {now!r}; resume it with the same {what}")
+    if (differs := mismatch(old, manifest)) is not None:
+        raise CheckpointError(f"{found}: was written by a run whose {differs[0]}; resume it "
+                              f"with {differs[1]}")
     return found, old
+
+
+def kept(path: Path, manifest: dict[str, Any]) -> bool:
+    """Whether --resume keeps the run folder `path` as it is: it holds a completed run, of the
+    very run `manifest` describes. Raises CheckpointError naming the folder, the key that
+    differs and what to do when the completed run is another one (`mismatch`, as a checkpoint
+    is checked by `resume_point`): kept, it would be reported as a result of this one."""
+    if not (path / "summary.json").exists():
+        return False
+    run = read_run(path)
+    if not run.complete:
+        return False
+    if (differs := mismatch(run.manifest, manifest)) is not None:
+        raise CheckpointError(f"{path}: a completed run that --resume would keep, but its "
+                              f"{differs[0]}; to train this one use another --out, or delete "
+                              "the folder (to keep it, run with " + differs[1] + ")")
+    return True
 
 
 def resume_command(argv: list[str] | None = None) -> str:
