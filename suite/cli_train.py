@@ -126,11 +126,12 @@ def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     for r in arms.get(protocol.BASELINE, [])[:1]:
         theirs = r.manifest.get("tuning") or {"status": "untuned"}
         if (theirs.get("status"), theirs.get("values")) != (mine["status"], mine.get("values")):
+            def said(t: dict) -> str:
+                return " ".join(str(x) for x in (t.get("status"), t.get("values")) if x)
+
             raise SpecError("(command line)", "--matched", f"the baseline's runs in {root} "
-                            f"trained {theirs.get('status')} {theirs.get('values') or ''}; its "
-                            f"matched baselines would train {mine['status']} "
-                            f"{mine.get('values') or ''}", "the same --tuning (or --untuned) "
-                            "as those runs")
+                            f"trained {said(theirs)}; its matched baselines would train "
+                            f"{said(mine)}", "the same --tuning (or --untuned) as those runs")
     need = matched_needed(bench.name, arms, load_claims(), bench.gate) if arms else []
     if not need:
         raise SpecError("(command line)", "--matched", f"no arm of {bench.name} in "
@@ -345,6 +346,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
                _names(args.arms), _trial_pool(args, bench, jobs) if jobs > 1 else None)
     if rec is None:
         return 1
+    if not rec:  # --arms: this job's trials are done, the record waits for the other arms'
+        return 0
     print("chosen: " + "; ".join(chosen_text(rec, a) for a in rec["chosen"]))
     return 0
 

@@ -257,7 +257,8 @@ def _seeds(v: Any, file: str, key: str) -> tuple[int, ...]:
     ok = isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                      for s in v)
     if not ok or len(set(v)) < 2 or len(set(v)) != len(v):
-        raise SpecError(file, key, f"must be at least 2 distinct seeds, got {v!r}",
+        what = "at least 2 distinct seeds" if ok else "a list of integers >= 0"
+        raise SpecError(file, key, f"must be {what}, got {v!r}",
                         "a list of integers >= 0, e.g. [1000, 1001]")
     return tuple(v)
 

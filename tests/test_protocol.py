@@ -80,6 +80,11 @@ def test_pilot_seeds_may_not_be_reported_seeds(definition):
     doc["tuning"]["pilot_seeds"] = [1000]
     with pytest.raises(SpecError, match="at least 2 distinct seeds"):
         spec.parse(doc, FILE)
+    for bad in ([-1, -2], [1000.0, 1001], "1000"):  # the message names what is wrong
+        doc["tuning"]["pilot_seeds"] = bad
+        with pytest.raises(SpecError, match=re.escape(
+                f"tuning.pilot_seeds: must be a list of integers >= 0, got {bad!r}")):
+            spec.parse(doc, FILE)
 
 
 def test_inherit_names_a_tuned_arm(definition):
@@ -342,7 +347,9 @@ def test_tune_then_run_trains_the_chosen_values(tuned_toml, tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "run", *args, "--untuned", "--matched", "--out", str(runs),
                  "--dry-run"]) == 2  # matched baselines untuned against tuned arms: refused
-    assert "--matched: the baseline's runs in " in capsys.readouterr().err
+    assert re.search(r"--matched: the baseline's runs in \S+ trained tuned \{'lr': [0-9.e-]+\}; "
+                     r"its matched baselines would train untuned; allowed: the same --tuning",
+                     capsys.readouterr().err)  # no stray space before the ';'
     assert main([*base, "run", *args, "--tuning", str(out), "--out", str(runs),
                  "--first-seed", "1000"]) == 2
     assert "seeds [1000] are the tuning's pilot seeds" in capsys.readouterr().err
@@ -384,8 +391,11 @@ def test_tune_jobs_train_the_trials_of_tune_in_one_process(tuned_toml, tmp_path,
     a trial, never as tuned."""
     base = ["--benchmarks", str(tuned_toml), "tune", "mini", "--scale", "smoke", "--threads", "1",
             "--no-progress", "--arms", "baseline"]
-    assert main([*base, "--out", str(tmp_path / "one")]) == 1  # the other arms' trials are left
-    assert main([*base, "--out", str(tmp_path / "pool"), "--jobs", "2"]) == 1
+    # this job's arm is done (exit 0, as a scheduler should read it); the record waits for the
+    # other arms' trials and is not written yet
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    assert not (tmp_path / "one" / "smoke" / "mini" / "tuning.json").exists()
+    assert main([*base, "--out", str(tmp_path / "pool"), "--jobs", "2"]) == 0
     out = capsys.readouterr()
     assert "tuning: 4 trial runs as 2 jobs at a time" in out.out
     assert "the trials of --arms baseline are done" in out.err

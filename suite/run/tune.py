@@ -70,8 +70,9 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
     """Run the [tuning] protocol of `bench` at `scale` into `out` (trial runs, tuning.json,
     tuning.md); returns the record, or None when a run was stopped (preempted, a signal):
     `--resume` goes on. `arms`: run only these arms' trials (jobs side by side); the record is
-    written once every arm's trials are on disk. Raises SpecError when the definition declares
-    no tuning at `scale` or `arms` names an arm without a space, ResultsError when an arm has
+    written once every arm's trials are on disk (until then: an empty dict, a job done).
+    Raises SpecError when the definition declares no tuning at `scale` or `arms` names an arm
+    without a space, ResultsError when an arm has
     no usable trial (none completed and trained on every pilot seed: judged.record; an earlier
     record there is removed). `runner(trial names, pilot seeds)`: trains them another way than one
     after another in this process (`tune --jobs`: a pool of processes)."""
@@ -99,7 +100,7 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
         print(f"the trials of --arms {','.join(mine)} are done; {len(left)} trial(s) of other "
               f"arms are not ({left[0]}, ...): the record is written by tune without --arms, "
               "with --resume, once they are", file=sys.stderr)
-        return None
+        return {}  # this job's part is done: not a failure
     for arm, ts in extra.items():
         trials[arm] += ts
         best = judged.select(trials[arm])
