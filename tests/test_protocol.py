@@ -423,10 +423,10 @@ def test_tune_resume_refuses_trials_of_another_definition(tuned_toml, tmp_path, 
     out = tmp_path / "t"
     base = ["--benchmarks", str(tuned_toml), "tune", "mini", "--scale", "smoke", "--threads", "1",
             "--no-progress", "--arms", "baseline", "--out", str(out)]
-    assert main(base) == 1  # the other arms' trials are left
+    assert main(base) == 0  # this arm's trials done; the other arms' are left
     done = {f: f.read_text() for f in (out / "smoke" / "mini").glob("*/seed-*/summary.json")}
     assert len(done) >= 4
-    assert main([*base, "--resume"]) == 1
+    assert main([*base, "--resume"]) == 0
     assert {f: f.read_text() for f in done} == done  # kept, none retrained
     tuned_toml.write_text(tuned_toml.read_text().replace("steps = 4", "steps = 6"))
     capsys.readouterr()
