@@ -66,7 +66,7 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
         arms = [name for _, name in protocol.sweep_arms(bench, sweep, scale.name)]
         seeds_default = sweep.seeds or scale.seeds
     else:
-        arms = _canonical(bench, _names(args.arms)) or list(bench.arms)
+        arms = _canonical(bench, _names(args.arms), scale, args.trial) or list(bench.arms)
     where = "(command line)" if args.arms else ""  # else the definition's sweeps and arms
     bench = protocol.with_arms(bench, arms, where)
     _check_variants(bench, scale, arms, where)
@@ -80,18 +80,25 @@ def arms_and_seeds(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     return bench, arms, seeds
 
 
-def _canonical(bench: Benchmark, names: list[str] | None) -> list[str] | None:
-    """The arms asked for, each variant named as the suite writes it; SpecError for a
-    malformed variant or an arm asked for twice (two runs of one folder)."""
+def _canonical(bench: Benchmark, names: list[str] | None, scale: Scale,
+               trial: bool = False) -> list[str] | None:
+    """The arms asked for, each variant named as the suite writes it, and one whose values are
+    what its arm already runs named as that arm (protocol.runs_as; a tuning trial keeps its
+    name); SpecError for a malformed variant or an arm asked for twice (two runs of one folder)."""
     if not names:
         return None
     out = []
     for n in names:
         try:
-            out.append(protocol.canonical(n))
+            name = protocol.canonical(n)
         except ValueError as e:
             raise SpecError("(command line)", f"--arms: {n}", str(e),
                             "an arm, or arm@key=value,key=value") from None
+        arm = name if trial else protocol.runs_as(bench, name, scale)
+        if arm != name:
+            print(f"note: {name} runs as {arm}: its values are what {arm} already runs",
+                  flush=True)
+        out.append(arm)
     if twice := sorted({a for a in out if out.count(a) > 1}):
         raise SpecError("(command line)", "--arms", f"{', '.join(twice)} asked for twice",
                         "each arm once")

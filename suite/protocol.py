@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.spec import BASELINE, Arm, Benchmark, Optim, SpecError, check_arm_train
+from suite.spec import BASELINE, Arm, Benchmark, Optim, Scale, SpecError, check_arm_train
 
 RULE = ("lowest mean final held-out loss over the pilot seeds, every arm at its own full plan "
         "(the baseline's FLOP budget); a trial with any pilot run not completed (diverged, "
@@ -42,6 +42,10 @@ UNTUNABLE = {"budget": "is what a saving is measured in, never tuned (a trial wi
 LOG_KEYS = ("lr", "weight_decay")  # stepped by ratio at the edge: they are searched on a log grid
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(Optim))
 SEP = "@"
+# what an arm runs when it does not set a COMMON option (suite/methods/base.py): the whole budget
+DEFAULTS: dict[str, Any] = {"budget": 1.0}
+NO_STEP = ("note",)  # options that change no step of training: a description, in the manifest
+UNKNOWN = object()  # own_value's answer where the value an arm runs cannot be said
 
 
 @dataclass(frozen=True)
@@ -168,14 +172,46 @@ def is_variant(name: str) -> bool:
     return SEP in name
 
 
+def own_value(arm: Arm, key: str, scale: Scale | None = None) -> Any:
+    """The value of `key` that `arm` trains with: its [train] value (else, given `scale`, the
+    scale's), its option, else what its method runs without it (DEFAULTS; a method's own
+    option default, read from suite.methods only then: it imports torch). UNKNOWN where that
+    cannot be said (a [train] key without a scale, a key its method lacks)."""
+    if key in TRAIN_KEYS:
+        return arm.train.get(key, getattr(scale.train, key) if scale else UNKNOWN)
+    if key in arm.options:
+        return arm.options[key]
+    if key in DEFAULTS:
+        return DEFAULTS[key]
+    from suite import methods
+
+    try:
+        option = methods.get(arm.method).options.get(key)
+    except methods.MethodError:
+        return UNKNOWN
+    return UNKNOWN if option is None or option.default is None else option.default
+
+
+def runs_as(bench: Benchmark, name: str, scale: Scale | None = None) -> str:
+    """The arm a name trains as: a variant whose every value is what its parent already runs
+    (its options, tuned or declared; its [train] values, the scale's under them; its method's
+    defaults such as budget=1.0; `note`, which changes no step) is its parent itself, one run
+    in one folder; any other name is itself. The one rule of --arms and [sweeps]."""
+    parent, values = split_name(name)
+    arm = bench.arms.get(parent)
+    if not values or arm is None:
+        return name
+    same = all(k in NO_STEP or own_value(arm, k, scale) == v
+               for k, v in values.items())
+    return parent if same else name
+
+
 def sweep_arms(bench: Benchmark, sweep: Sweep, scale: str = "") -> list[tuple[Any, str]]:
     """(value, arm name) per value of a sweep: the parent arm itself where it already runs with
-    that value (its own, or at `scale` the definition's [train] value), else the variant
-    `arm@key=value` (no run twice)."""
-    parent = bench.arms[sweep.arm]
-    base = dataclasses.asdict(bench.scale(scale).train) if scale else {}
-    own = parent.train.get(sweep.key, parent.options.get(sweep.key, base.get(sweep.key)))
-    return [(v, sweep.arm if own == v else variant_name(sweep.arm, {sweep.key: v}))
+    that value (`runs_as`: its own, its method's default, or at `scale` the definition's
+    [train] value), else the variant `arm@key=value` (no run twice)."""
+    at = bench.scale(scale) if scale else None
+    return [(v, runs_as(bench, variant_name(sweep.arm, {sweep.key: v}), at))
             for v in sweep.values]
 
 
@@ -349,8 +385,9 @@ def parse_tuning(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> Tun
 
 
 def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dict[str, Sweep]:
-    """[sweeps.<name>] tables: `arm`, exactly one swept knob (a list), optional `seeds` and
-    `scales`. Raises SpecError naming `sweeps.<name>.<key>`."""
+    """[sweeps.<name>] tables: `arm` (not the baseline: its budget variants are the matched-
+    budget controls), exactly one swept knob (a list), optional `seeds` and `scales`. Raises
+    SpecError naming `sweeps.<name>.<key>`."""
     if not isinstance(doc, dict):
         raise SpecError(file, "sweeps", "must be a table of sweeps")
     out = {}
@@ -359,6 +396,11 @@ def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dic
         if not isinstance(t, dict) or t.get("arm") not in arms:
             raise SpecError(file, f"{where}.arm", f"missing or no such arm: "
                             f"{t.get('arm') if isinstance(t, dict) else t!r}", ", ".join(arms))
+        if t["arm"] == BASELINE:
+            raise SpecError(file, f"{where}.arm", "the baseline is not swept: its budget "
+                            "variants (baseline@budget=f) are the matched-budget controls, made "
+                            "by run --matched; any other variant runs by name (--arms)",
+                            ", ".join(a for a in arms if a != BASELINE) or "none: declare an arm")
         knobs = [k for k in t if k not in ("arm", "seeds", "scales")]
         if len(knobs) != 1:
             raise SpecError(file, where, f"sweeps exactly one knob, got {knobs or 'none'}",
@@ -374,8 +416,7 @@ def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dic
     return out
 
 
-__all__ = ["BASELINE", "EDGE_RULE", "RULE", "Sweep", "Tuning", "canonical", "edge_steps",
-           "fmt_value",
-           "is_variant", "parent_of", "parse_sweeps", "parse_tuning", "parse_value",
-           "resolve_arm", "split_name", "sweep_arms", "trial_points", "variant_name",
-           "with_arms", "with_values"]
+__all__ = ["BASELINE", "DEFAULTS", "EDGE_RULE", "NO_STEP", "RULE", "Sweep", "Tuning", "UNKNOWN",
+           "canonical", "edge_steps", "fmt_value", "is_variant", "own_value", "parent_of",
+           "parse_sweeps", "parse_tuning", "parse_value", "resolve_arm", "runs_as", "split_name",
+           "sweep_arms", "trial_points", "variant_name", "with_arms", "with_values"]

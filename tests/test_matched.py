@@ -124,6 +124,18 @@ def test_a_sweep_is_found_by_its_variants_names_with_the_parent_at_its_own_value
     assert not savings.is_matched_baseline("baseline@lr=0.002")  # a baseline lr sweep's
 
 
+def test_a_budget_ladder_reads_the_whole_budget_from_the_arm_itself():
+    """budget 1.0 is the arm itself (protocol.runs_as), whose manifest records no budget: the
+    table's 1.0 row is the arm's own runs, as a tuned value's row is."""
+    arms = arms_with(None)
+    arms["fast"] = [run("fast", s, 100, fast_loss, options={"alpha": 0.25}) for s in SEEDS]
+    for v in ("0.5", "0.7"):
+        arms[f"fast@budget={v}"] = [run(f"fast@budget={v}", s, 100, base_loss) for s in SEEDS]
+    found, _ = savings.savings("syn", arms)
+    assert [(v, a.arm) for v, a in sweeps.sweeps_of(found)[("fast", "budget")]] == [
+        (0.5, "fast@budget=0.5"), (0.7, "fast@budget=0.7"), (1.0, "fast")]
+
+
 def test_a_sweep_of_misses_is_drawn_as_misses_not_as_an_empty_panel(tmp_path, monkeypatch):
     """gpt's alpha sweep at tiny missed at every value: the saving panel said nothing at all.
     Each missed value is marked "miss", and a panel of misses only says so."""

@@ -244,8 +244,62 @@ def test_a_sweep_value_the_arm_already_runs_is_the_arm_itself(builtin_benchmarks
         (1.0, "vcycle@alpha=1.0")]
 
 
+def test_a_value_the_arm_already_runs_is_the_arm_itself_whatever_says_it(builtin_benchmarks):
+    """Found by a new user: budget = [0.5, 0.7, 1.0] (the docs' own ladder) trained a
+    vcycle@budget=1.0 identical to vcycle; so did vcycle@note=hi (a note changes no step).
+    protocol.runs_as is the one rule of sweeps and --arms: declared options, the method's
+    defaults (budget 1.0, vcycle's e_small 0.5), the scale's [train] values."""
+    gpt = builtin_benchmarks["gpt"]
+    tiny = gpt.scale("tiny")
+    ladder = protocol.Sweep("budget", "vcycle", "budget", (0.5, 0.7, 1.0), 5, ("tiny",))
+    assert protocol.sweep_arms(gpt, ladder, "tiny") == [
+        (0.5, "vcycle@budget=0.5"), (0.7, "vcycle@budget=0.7"), (1.0, "vcycle")]
+    for name in ("vcycle@budget=1.0", "vcycle@budget=1", "vcycle@note=hi",
+                 "vcycle@e_small=0.5", "vcycle@alpha=0.25,budget=1.0",
+                 f"vcycle@lr={tiny.train.lr!r}"):
+        assert protocol.runs_as(gpt, name, tiny) == "vcycle", name
+    for name in ("vcycle@budget=0.5", "vcycle@alpha=0.5,note=hi", "vcycle@e_small=0.25",
+                 "vcycle@lr=0.002", "baseline@budget=0.8", "nope@budget=1.0", "vcycle"):
+        assert protocol.runs_as(gpt, name, tiny) == name, name
+    assert protocol.runs_as(gpt, "vcycle@lr=0.001") == "vcycle@lr=0.001"  # no scale: unknown
+
+
+def test_a_sweep_of_the_baseline_is_refused_at_load(definition):
+    """docs/tuning.md: the baseline's variants are not swept (its budget variants are the
+    matched-budget controls, `run --matched`); such a sweep was accepted."""
+    definition["arms"]["vc"] = {"method": "vcycle", "alpha": 0.25}
+    definition["sweeps"] = {"x": {"arm": "baseline", "budget": [0.5, 0.8]}}
+    with pytest.raises(SpecError) as e:
+        spec.parse(definition, FILE)
+    assert str(e.value) == (
+        "mini.toml: sweeps.x.arm: the baseline is not swept: its budget variants "
+        "(baseline@budget=f) are the matched-budget controls, made by run --matched; any other "
+        "variant runs by name (--arms); allowed: vc")
+    definition["sweeps"] = {"x": {"arm": "vc", "budget": [0.5, 1.0]}}
+    assert spec.parse(definition, FILE).sweeps["x"].arm == "vc"
+
+
+def test_a_variant_of_what_the_arm_runs_trains_no_second_folder(tmp_path, mini_toml, capsys):
+    """run --arms vc@budget=1.0 trained vc@budget=1.0/, a copy of vc/; now it is vc's run, and
+    asking for both is asking for one arm twice."""
+    path = tmp_path / "mini.toml"
+    path.write_text(mini_toml().replace("hidden = 16, layers = 1", "hidden = 16, layers = 2")
+                    + '\n[arms.vc]\nmethod = "vcycle"\nalpha = 0.25\n')
+    out = tmp_path / "runs"
+    base = ["--benchmarks", str(path), "run", "mini", "--scale", "smoke", "--threads", "1",
+            "--no-progress", "--seeds", "1", "--out", str(out)]
+    assert main([*base, "--arms", "vc,vc@budget=1.0"]) == 2
+    assert "(command line): --arms: vc asked for twice" in capsys.readouterr().err
+    assert main([*base, "--arms", "vc@budget=1.0,vc@note=hi"]) == 2
+    assert main([*base, "--arms", "vc@budget=1.0"]) == 0
+    assert "note: vc@budget=1.0 runs as vc: its values are what vc already runs" \
+        in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "smoke" / "mini").iterdir()) == ["vc"]
+
+
 def test_a_sweep_sweeps_exactly_one_knob(definition):
-    definition["sweeps"] = {"x": {"arm": "baseline", "lr": [1e-3], "weight_decay": [0.1]}}
+    definition["arms"]["vc"] = {"method": "vcycle", "alpha": 0.25}
+    definition["sweeps"] = {"x": {"arm": "vc", "lr": [1e-3], "weight_decay": [0.1]}}
     with pytest.raises(SpecError, match=r"sweeps.x: sweeps exactly one knob, got \['lr', "
                        "'weight_decay'\\]"):
         spec.parse(definition, FILE)

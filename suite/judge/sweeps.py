@@ -11,7 +11,7 @@ from typing import Any
 
 from suite.judge.analysis import Comparison, mean_ci
 from suite.judge.savings import ArmSavings, is_matched_baseline
-from suite.protocol import fmt_value, split_name
+from suite.protocol import DEFAULTS, fmt_value, split_name
 from suite.results import Run, atomic_write
 
 HEADERS = ["sweep", "value", "arm", "tuning", "seeds", "FLOPs saved to target",
@@ -19,14 +19,15 @@ HEADERS = ["sweep", "value", "arm", "tuning", "seeds", "FLOPs saved to target",
 
 
 def _own_value(runs: list[Run], key: str) -> Any:
-    """The value of `key` the parent arm ran with: its [train] value or its method's option."""
+    """The value of `key` the parent arm ran with: its [train] value, its method's option, or
+    what it runs without one (protocol.DEFAULTS: budget 1.0, as protocol.own_value says)."""
     m = runs[0].manifest
     train = m.get("definition", {}).get("arm", {}).get("train") or {}
     if key in train:
         return train[key]
     if key in m.get("definition", {}).get("scale", {}).get("train", {}):
         return m["definition"]["scale"]["train"][key]
-    return m.get("method", {}).get("options", {}).get(key)
+    return m.get("method", {}).get("options", {}).get(key, DEFAULTS.get(key))
 
 
 def sweeps_of(found: list[ArmSavings]) -> dict[tuple[str, str], list[tuple[Any, ArmSavings]]]:
