@@ -133,12 +133,11 @@ def _matched_arms(bench: Benchmark, scale: Scale, args: argparse.Namespace,
     for r in arms.get(protocol.BASELINE, [])[:1]:
         theirs = r.manifest.get("tuning") or {"status": "untuned"}
         if (theirs.get("status"), theirs.get("values")) != (mine["status"], mine.get("values")):
-            def said(t: dict) -> str:
-                return " ".join(str(x) for x in (t.get("status"), t.get("values")) if x)
-
+            t, m = (" ".join(str(x) for x in (d.get("status"), d.get("values")) if x)
+                    for d in (theirs, mine))
             raise SpecError("(command line)", "--matched", f"the baseline's runs in {root} "
-                            f"trained {said(theirs)}; its matched baselines would train "
-                            f"{said(mine)}", "the same --tuning (or --untuned) as those runs")
+                            f"trained {t}; its matched baselines would train {m}",
+                            "the same --tuning (or --untuned) as those runs")
     need = matched_needed(bench.name, arms, load_claims(), bench.gate) if arms else []
     if not need:
         raise SpecError("(command line)", "--matched", f"no arm of {bench.name} in "
@@ -203,10 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     bench, record = tuning_record.tuned(bench, args.scale, None if untuned else root)
     if args.tuning is not None and not untuned and record["status"] == "untuned":
         # asked for by name: a folder without the record is a mistake, never an untuned run
-        raise SpecError("(command line)", "--tuning", f"{args.tuning}: {record['why']}",
-                        f"a tuning root holding {args.scale}/{bench.name}/tuning.json (python "
-                        f"-m suite tune {bench.name} --scale {args.scale} --out DIR), or "
-                        "leave --tuning out")
+        raise SpecError("(command line)", "--tuning", f"{args.tuning}: {record['why']}", f"a "
+                        f"tuning root holding {args.scale}/{bench.name}/tuning.json (tune --out"
+                        " DIR), or leave --tuning out")
     scale = bench.scale(args.scale)
     bench, arms, seeds = arms_and_seeds(bench, scale, args, record)
     if record["status"] == "untuned" and bench.tuning and args.scale in bench.tuning.scales:
