@@ -35,7 +35,8 @@ RULE = ("lowest mean final held-out loss over the pilot seeds, every arm at its 
 EDGE_RULE = ("when the chosen value of a knob is the first or last of its list, one more trial "
              "moves that knob one step beyond the edge (lr and weight_decay: by the ratio of "
              "the last two values; other knobs: by their difference), once; a step outside "
-             "what the method allows is not taken, and the table says so")
+             "what the method allows is not taken, and a list that is not numeric or has one "
+             "value has no step beyond; the table says which happened")
 UNTUNABLE = {"budget": "is what a saving is measured in, never tuned (a trial with less "
              "compute is another comparison: the matched-budget check)",
              "note": "is a description, not a knob"}
@@ -267,14 +268,21 @@ def trial_points(space: dict[str, tuple], n: int) -> list[dict[str, Any]]:
     return [{k: space[k][c] for k, c in zip(keys, cell, strict=True)} for cell in cells]
 
 
-def edge_steps(space: dict[str, tuple], chosen: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(knob, value one step beyond the edge) for each knob of `chosen` on the first or last of
-    its (sorted) numeric list of at least 2 values: EDGE_RULE."""
-    out = []
+def edges(space: dict[str, tuple], chosen: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """EDGE_RULE for each knob of `chosen` on the first or last of its list, in space order:
+    (knob, the value one step beyond, "") on a numeric list of at least 2 values (sorted), or
+    (knob, None, why no step beyond exists) on a list that cannot be extended (not numeric: a
+    category has no next value; or one value), whose edge is its first or last in list order."""
+    out: list[tuple[str, Any, str]] = []
     for key, values in space.items():
         nums = sorted(v for v in values if isinstance(v, (int, float)) and
                       not isinstance(v, bool))
-        if len(nums) < 2 or len(nums) != len(values) or chosen[key] not in (nums[0], nums[-1]):
+        if len(nums) < 2 or len(nums) != len(values):
+            if chosen[key] in (values[0], values[-1]):
+                out.append((key, None, "its list has one value" if len(values) < 2 else
+                            "its list is not numeric"))
+            continue
+        if chosen[key] not in (nums[0], nums[-1]):
             continue
         edge, near = (nums[0], nums[1]) if chosen[key] == nums[0] else (nums[-1], nums[-2])
         if key in LOG_KEYS and edge > 0 and near > 0:
@@ -282,8 +290,15 @@ def edge_steps(space: dict[str, tuple], chosen: dict[str, Any]) -> list[tuple[st
         else:
             beyond = edge + (edge - near)
         beyond = float(f"{beyond:.6g}") if isinstance(beyond, float) else beyond
-        out.append((key, beyond))
+        out.append((key, beyond, ""))
     return out
+
+
+def edge_steps(space: dict[str, tuple], chosen: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(knob, value one step beyond the edge) for each knob of `chosen` on the first or last of
+    its (sorted) numeric list of at least 2 values: EDGE_RULE (`edges` without the knobs whose
+    list cannot be extended)."""
+    return [(k, b) for k, b, _ in edges(space, chosen) if b is not None]
 
 
 # ------------------------------------------------------------------ parsing
@@ -417,6 +432,7 @@ def parse_sweeps(doc: Any, file: str, arms: dict[str, Arm], scales: dict) -> dic
 
 
 __all__ = ["BASELINE", "DEFAULTS", "EDGE_RULE", "NO_STEP", "RULE", "Sweep", "Tuning", "UNKNOWN",
-           "canonical", "edge_steps", "fmt_value", "is_variant", "own_value", "parent_of",
-           "parse_sweeps", "parse_tuning", "parse_value", "resolve_arm", "runs_as", "split_name",
-           "sweep_arms", "trial_points", "variant_name", "with_arms", "with_values"]
+           "canonical", "edge_steps", "edges", "fmt_value", "is_variant", "own_value",
+           "parent_of", "parse_sweeps", "parse_tuning", "parse_value", "resolve_arm", "runs_as",
+           "split_name", "sweep_arms", "trial_points", "variant_name", "with_arms",
+           "with_values"]

@@ -280,16 +280,30 @@ def is_run_folder(manifest: Path, root: Path) -> bool:
                                                                  for p in rel[:-1])
 
 
-def find_runs(root: Path) -> list[Run]:
+def find_runs(root: Path, trials: bool = False) -> list[Run]:
     """Every run folder (one with a manifest.json, in a seed-<n> folder) under `root`, complete
-    or not. Raises ResultsError for a `root` that is not a folder."""
+    or not. Raises ResultsError for a `root` that is not a folder, and, unless `trials` (where
+    the runs stand, not what they found: `suite status`), for a `root` holding a tuning trial
+    (`is_trial`): pilot-seed runs are never reported, compared or gated."""
     root = Path(root)
     if not root.is_dir():
         raise ResultsError(f"{root}: no such results folder" if not root.exists() else
                            f"{root}: not a folder (a results folder holds <scale>/<benchmark>/"
                            "<arm>/seed-<n>/ run folders)")
-    return [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))
+    runs = [read_run(m.parent) for m in sorted(root.rglob("manifest.json"))
             if is_run_folder(m, root)]
+    if not trials and (trial := next((r for r in runs if is_trial(r)), None)) is not None:
+        raise ResultsError(f"{root}: holds tuning trials ({trial.path}: tuning.status "
+                           "'trial'), pilot-seed runs that are never reported; pass a folder "
+                           "of `suite run` results (such as results/<scale>), not tune's --out")
+    return runs
+
+
+def is_trial(run: Run) -> bool:
+    """A tuning trial: a run `suite tune` (or `run --trial`) trained on a pilot seed; its
+    manifest says tuning.status "trial"."""
+    t = run.manifest.get("tuning")
+    return isinstance(t, dict) and t.get("status") == "trial"
 
 
 RUN_ROW_HEADERS = ["arm", "seed", "status", "held-out start", "held-out end", "top1", "FLOPs",

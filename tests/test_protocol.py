@@ -1,6 +1,7 @@
 """The fair-comparison protocol: [tuning] (equal trials, pilot seeds, one rule, the edge step),
 variants (`vcycle@alpha=0.5`, `baseline@budget=0.7`), [sweeps], and `tune` end to end."""
 
+import dataclasses
 import json
 import math
 import re
@@ -123,6 +124,60 @@ def test_the_edge_step_is_by_ratio_for_lr_and_by_difference_otherwise():
     assert protocol.edge_steps(space, {"lr": 2.5e-4, "alpha": 0.75}) == [
         ("lr", 1.25e-4), ("alpha", 1.0)]
     assert protocol.edge_steps(space, {"lr": 1e-3, "alpha": 0.5}) == []
+
+
+def test_a_list_that_cannot_be_extended_has_no_step_beyond_its_edge():
+    """A category has no next value, nor has a list of one value: `edges` says so (EDGE_RULE),
+    and `edge_steps` takes no step there."""
+    space = {"decay": ("linear", "cosine", "constant"), "warmup": (0.1,), "lr": (1e-3, 2e-3)}
+    chosen = {"decay": "linear", "warmup": 0.1, "lr": 2e-3}
+    assert protocol.edges(space, chosen) == [("decay", None, "its list is not numeric"),
+                                             ("warmup", None, "its list has one value"),
+                                             ("lr", 4e-3, "")]
+    assert protocol.edge_steps(space, chosen) == [("lr", 4e-3)]
+    assert protocol.edges(space, chosen | {"decay": "cosine"})[0][0] == "warmup"  # inside
+
+
+def test_tuning_md_says_a_categorical_edge_has_no_step_beyond(definition):
+    """tuning.md's edge list names a chosen value on the edge of a categorical list and says
+    no step beyond it exists, in the words of a step the method does not allow."""
+    from suite.run import tune
+
+    doc = tuned_doc(definition)
+    doc["tuning"]["arms"]["baseline"] = {"decay": ["linear", "cosine"]}
+    doc["tuning"]["arms"]["vc"] = {"lr": [1e-3, 2e-3], "alpha": [0.5, 0.75, 0.0]}
+    bench = registry.validate(spec.parse(doc, FILE))
+    trials = {a: tune._trials(a, bench.tuning.trials_of(a)) for a in ("baseline", "vc")}
+    for ts in trials.values():
+        for t, loss in zip(ts, [2.0, 3.0], strict=True):
+            t.runs = _trial([loss, loss]).runs
+    extra, edges = tune._edge_trials(bench, trials, "smoke")
+    assert edges["baseline"] == ["decay=linear is on the edge; no step beyond it exists (its "
+                                 "list is not numeric)"] and "baseline" not in extra
+    assert edges["vc"][-1] == ("alpha=0.0 is on the edge; one step beyond (-0.5) is not allowed "
+                               "(arms.vc@lr=0.001,alpha=-0.5.alpha: -0.5 is not allowed; allowed: "
+                               "a number in [0, 1] (interpolation weight of the de-coalesced "
+                               "model))")  # the same words, one code path
+    rec = judged.record(bench.tuning, "mini", "d", "smoke", None, trials,
+                        {a: "; ".join(e) for a, e in edges.items()})
+    md = judged.render(rec, trials).splitlines()
+    assert "- baseline: decay=linear is on the edge; no step beyond it exists (its list is not "\
+        "numeric)" in md
+
+
+def test_tuning_md_counts_each_arms_trials_with_and_without_its_edge_steps():
+    """docs/tuning.md: tuning.md counts each arm's trials with and without the edge steps."""
+    def trials(n, steps):
+        return [_trial([3.0 - i / 10] * 2) for i in range(n)] + [
+            dataclasses.replace(_trial([3.0, 3.0]), extension=True) for _ in range(steps)]
+
+    ts = {"baseline": trials(2, 1), "vcycle": trials(2, 2), "gstack": trials(2, 0)}
+    md = judged.render({"benchmark": "b", "scale": "s", "commit": None, "definition": "d",
+                        "trials_per_arm": 2, "pilot_seeds": [1000, 1001], "inherit": {},
+                        "chosen": {}, "edges": {}}, ts).splitlines()
+    assert ("Trials per arm (declared 2 each): baseline 2 + 1 edge step = 3, vcycle 2 + 2 edge "
+            "steps = 4, gstack 2 + 0 edge steps = 2; pilot seeds [1000, 1001], never "
+            "reported.") in md
 
 
 def _trial(losses, statuses=None, start=None):

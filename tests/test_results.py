@@ -550,3 +550,33 @@ def test_only_run_folders_are_runs(tmp_results):
     assert [r.path for r in find_runs(tmp_results)] == [run]
     with pytest.raises(ResultsError, match="not a folder"):
         find_runs(run / "manifest.json")
+
+
+def test_a_folder_of_tuning_trials_is_never_reported_compared_or_gated(tmp_path, capsys):
+    """Pilot seeds are never reported: report, compare, power and gate refuse a folder of
+    `suite tune` trials (manifests saying tuning.status "trial") in one line naming it and what
+    to pass instead, exit 2; `status` still shows where they stand."""
+    from suite.cli import main
+
+    root = tmp_path / "tuning"
+    for seed in (1000, 1001):
+        path = run_dir(root, "smoke", "gpt", "baseline@lr=0.002", seed)
+        path.mkdir(parents=True)
+        atomic_write_json(path / "manifest.json", MANIFEST | {
+            "benchmark": "gpt", "arm_name": "baseline@lr=0.002", "seed": seed, "status":
+            "running", "tuning": {"status": "trial", "values": {"lr": 0.002}}})
+    first = run_dir(root, "smoke", "gpt", "baseline@lr=0.002", 1000)
+    said = (f"holds tuning trials ({first}: tuning.status 'trial'), pilot-seed runs that are "
+            "never reported; pass a folder of `suite run` results (such as results/<scale>), "
+            "not tune's --out\n")
+    capsys.readouterr()
+    for argv, folder in [(["report", "--results", str(root), "--scale", "smoke"], root / "smoke"),
+                         (["compare", str(root)], root), (["power", str(root)], root / "smoke"),
+                         (["gate", "--scale", "smoke", "--fresh", str(root), "--reference",
+                           str(root)], root / "smoke")]:
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == f"error: {folder}: {said}", argv
+    with pytest.raises(ResultsError, match="holds tuning trials"):
+        find_runs(root)
+    assert [r.seed for r in find_runs(root, trials=True)] == [1000, 1001]
+    assert main(["status", str(root)]) == 0

@@ -49,7 +49,7 @@ def _state(r: Run, now: float | None = None) -> str:
 def status(root: Path) -> str:
     """The status tables of every run folder under `root`. Raises ResultsError when there is
     none."""
-    runs = find_runs(root)
+    runs = find_runs(root, trials=True)  # a tune's progress too
     if not runs:  # an empty table would read as a grid with nothing to do
         raise ResultsError(f"{root}: no run folders (<scale>/<benchmark>/<arm>/seed-<n>/)")
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)

@@ -127,14 +127,12 @@ def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
             rows.append([arm, ", ".join(f"{k}={fmt_value(v)}" for k, v in t.values.items())
                          + (" (edge step)" if t.extension else ""),
                          t.loss.fmt(digits=4), t.status, "chosen" if t is best else ""])
-    counts = {a: sum(not t.extension for t in ts) for a, ts in trials.items()}
     out = [f"# Tuning: {rec['benchmark']} at {rec['scale']}\n",
            f"Made by `{rec.get('command') or 'python -m suite tune ' + rec['benchmark']}`; "
            f"the trials ran at commit {rec['commit'] or 'unknown'}; the definition's [tuning] "
            f"table: {rec['definition']}.",
-           f"Trials per arm: {', '.join(f'{a} {n}' for a, n in counts.items())} (declared "
-           f"{rec['trials_per_arm']} each, plus edge steps); pilot seeds "
-           f"{rec['pilot_seeds']}, never reported.\n",
+           f"{trial_counts(rec['trials_per_arm'], trials)}; pilot seeds {rec['pilot_seeds']}, "
+           "never reported.\n",
            tabulate(rows, ["arm", "trial", "final held-out loss (pilot seeds)", "status",
                            ""], tablefmt="github"), "",
            "Chosen: " + "; ".join(chosen_text(rec, a) for a in rec["chosen"]) + ".", ""]
@@ -142,6 +140,17 @@ def render(rec: dict[str, Any], trials: dict[str, list[Trial]]) -> str:
         ["- No chosen value sat on the edge of its list."]
     out += ["", f"Rule: {RULE}.", f"Edge: {EDGE_RULE}."]
     return "\n".join(out) + "\n"
+
+
+def trial_counts(declared: int, trials: dict[str, list[Trial]]) -> str:
+    """tuning.md's count of each arm's trials without and with its edge steps (EDGE_RULE):
+    "Trials per arm (declared 5 each): baseline 5 + 1 edge step = 6, vcycle 5 + 0 edge steps
+    = 5"."""
+    parts = []
+    for arm, ts in trials.items():
+        own, steps = sum(not t.extension for t in ts), sum(t.extension for t in ts)
+        parts.append(f"{arm} {own} + {steps} edge step{'' if steps == 1 else 's'} = {len(ts)}")
+    return f"Trials per arm (declared {declared} each): {', '.join(parts)}"
 
 
 def chosen_text(rec: dict[str, Any], arm: str) -> str:
@@ -165,4 +174,4 @@ def write(folder: Path, rec: dict[str, Any], trials: dict[str, list[Trial]]) -> 
     atomic_write(folder / "tuning.md", lambda f: f.write(text))
 
 
-__all__ = ["Trial", "chosen_text", "record", "render", "select", "write"]
+__all__ = ["Trial", "chosen_text", "record", "render", "select", "trial_counts", "write"]

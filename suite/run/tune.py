@@ -35,31 +35,34 @@ def _read(trials: list[judged.Trial], out: Path, bench: str, scale: str,
 def _edge_trials(bench: Benchmark, trials: dict[str, list[judged.Trial]],
                  scale: str) -> tuple[dict[str, list[judged.Trial]], dict[str, list[str]]]:
     """EDGE_RULE: per arm whose choice sits on the edge of a knob's list, the trial one step
-    beyond it (when the method allows that value), and what the report says about each."""
+    beyond it (when the list is numeric and the method allows that value), and what the report
+    says about each edge: extended, or why not."""
     from suite import methods  # a value beyond the edge must be one the method accepts
 
-    tuning = bench.tuning
     extra: dict[str, list[judged.Trial]] = {}
     edges: dict[str, list[str]] = {}
     for arm, ts in trials.items():
         best = judged.select(ts)
         if best is None:
             continue
-        for key, beyond in protocol.edge_steps(tuning.spaces[arm], best.values):
+        for key, beyond, why in protocol.edges(bench.tuning.spaces[arm], best.values):
+            at = f"{key}={protocol.fmt_value(best.values[key])}"
             values = {**best.values, key: beyond}
-            name = protocol.variant_name(arm, values)
-            try:
-                v = protocol.resolve_arm(bench, name)
-                methods.plan(v, bench.scale(scale))
-            except (SpecError, methods.MethodError) as e:
-                edges.setdefault(arm, []).append(
-                    f"{key}={protocol.fmt_value(best.values[key])} is on the edge; " \
-                    f"one step beyond ({protocol.fmt_value(beyond)}) is not allowed ({e})")
+            if beyond is None:  # a category, or one value: nothing lies beyond it
+                why = f"no step beyond it exists ({why})"
+            else:
+                try:
+                    methods.plan(protocol.resolve_arm(bench, protocol.variant_name(arm, values)),
+                                 bench.scale(scale))
+                except (SpecError, methods.MethodError) as e:
+                    why = f"one step beyond ({protocol.fmt_value(beyond)}) is not allowed ({e})"
+            if why:
+                edges.setdefault(arm, []).append(f"{at} is on the edge; {why}")
                 continue
             extra.setdefault(arm, []).extend(_trials(arm, [values], extension=True))
             edges.setdefault(arm, []).append(
-                f"{key}={protocol.fmt_value(best.values[key])} was on the edge of its list; "
-                f"extended once to {key}={protocol.fmt_value(beyond)}")
+                f"{at} was on the edge of its list; extended once to "
+                f"{key}={protocol.fmt_value(beyond)}")
     return extra, edges
 
 
