@@ -39,7 +39,7 @@ from suite.run.context import (
 )
 from suite.run.lock import RunLock
 from suite.run.provenance import manifest_of, summary_of
-from suite.run.resume import kept, restore, resume_command, resume_point
+from suite.run.resume import keeps_completed, restore, resume_command, resume_point
 from suite.run.state import RunState
 from suite.run.tracking import Tracker, open_tracker
 from suite.run.train import Clock, Diverged, Parallel, Stage, Window, make_optimizer, train
@@ -269,7 +269,7 @@ def _run_held(bench: Benchmark, scale_name: str, arm_name: str, seed: int, path:
     world = ctx.world
     manifest = manifest_of(bench, scale_name, arm_name, seed, ctx, data, threads) | {
         "tuning": options.tuning.get(arm_name, untuned("run without a tuning record"))}
-    if options.resume and kept(path, manifest):  # the same run, completed: a result, kept
+    if options.resume and keeps_completed(path, manifest):  # the same run, completed: kept
         # killed after its summary, before its checkpoints went: its state goes
         shutil.rmtree(path / ckpt.FOLDER, ignore_errors=True)
         return path

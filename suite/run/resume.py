@@ -104,7 +104,7 @@ def resume_point(path: Path, manifest: dict[str, Any]) -> tuple[Path | None, dic
     return found, old
 
 
-def kept(path: Path, manifest: dict[str, Any]) -> bool:
+def keeps_completed(path: Path, manifest: dict[str, Any]) -> bool:
     """Whether --resume keeps the run folder `path` as it is: it holds a completed run, of the
     very run `manifest` describes. Raises CheckpointError naming the folder, the key that
     differs and what to do when the completed run is another one (`mismatch`, as a checkpoint

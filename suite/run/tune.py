@@ -75,10 +75,10 @@ def tune(bench: Benchmark, scale: str, out: Path, options: RunOptions,
     `--resume` goes on. `arms`: run only these arms' trials (jobs side by side); the record is
     written once every arm's trials are on disk (until then: an empty dict, a job done).
     Raises SpecError when the definition declares no tuning at `scale` or `arms` names an arm
-    without a space, ResultsError when an arm has
-    no usable trial (none completed and trained on every pilot seed: judged.record; an earlier
-    record there is removed). `runner(trial names, pilot seeds)`: trains them another way than one
-    after another in this process (`tune --jobs`: a pool of processes)."""
+    without a space, ResultsError when an arm has no usable trial (none completed and trained
+    on every pilot seed: judged.record; an earlier record there is removed).
+    `runner(trial names, pilot seeds)`: trains them another way than one after another in this
+    process (`tune --jobs`: a pool of processes)."""
     t = bench.tuning
     if t is None or scale not in t.scales:
         raise SpecError(bench.path, "tuning.scales" if t else "tuning",
